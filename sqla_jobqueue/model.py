@@ -1,0 +1,239 @@
+"""The job table as a declarative mixin, and a ready model for apps that want one.
+
+An application maps :class:`JobMixin` onto its own ``DeclarativeBase``; the columns,
+the CHECK constraints and the partial indexes that claiming relies on are then part of
+the application's own ``MetaData``, and Alembic autogenerate sees them like any other
+table::
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Job(JobMixin, Base):
+        __tablename__ = "jobs"
+
+Two optional class attributes adjust the table: ``__table_schema__`` puts it in a schema,
+``__claim_function__`` names the SQL claim function that the Alembic operation installs
+for it (by default ``claim_job_batch`` for a table called ``jobs`` and
+``claim_<table>_batch`` otherwise).
+
+Constraint and index names follow the metadata's ``naming_convention`` when it has one
+for checks (``ck``) or indexes (``ix``); otherwise they are ``<table>_status_check``,
+``<table>_progress_check`` and ``ix_<table>_<purpose>``.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+from .ids import new_job_id
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "HELD_STATUSES",
+    "LIVE_STATUSES",
+    "Job",
+    "JobMixin",
+    "JobStatus",
+    "Priority",
+    "claim_function_name",
+    "is_job_table",
+    "metadata",
+]
+
+
+class JobStatus(str, enum.Enum):
+    """The states of a job (see the state diagram in the concepts docs)."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Priority(enum.IntEnum):
+    """Named priorities of the original design; any int32 is accepted."""
+
+    EXPLICIT = 150
+    """Work a user asked for and is waiting on."""
+    DISCOVERED = 100
+    """Work the system found on its own (the default)."""
+    BACKFILL = 30
+    """Background catch-up work that may wait."""
+
+
+HELD_STATUSES: tuple[JobStatus, ...] = (JobStatus.CLAIMED, JobStatus.RUNNING)
+"""States in which a worker holds the job."""
+LIVE_STATUSES: tuple[JobStatus, ...] = (JobStatus.PENDING, *HELD_STATUSES)
+"""States in which a job may still run; ``unique_key`` is unique among them."""
+FINISHED_STATUSES: tuple[JobStatus, ...] = (
+    JobStatus.COMPLETED,
+    JobStatus.FAILED,
+    JobStatus.CANCELLED,
+)
+"""Final states; ``completed_at`` records when a job reached one of them."""
+
+_INFO_KEY = "sqla_jobqueue"
+_DEFAULT_IX_CONVENTION = "ix_%(column_0_label)s"
+_MAX_IDENTIFIER = 63
+
+
+def _sql_list(statuses: tuple[JobStatus, ...]) -> str:
+    return ", ".join(f"'{s.value}'" for s in statuses)
+
+
+def _timestamp(**kwargs: Any) -> Any:
+    return mapped_column(DateTime(timezone=True), **kwargs)
+
+
+def _status_type() -> Enum:
+    return Enum(
+        JobStatus,
+        native_enum=False,
+        create_constraint=False,
+        length=20,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class JobMixin:
+    """Columns, constraints and indexes of a job table, for any declarative base.
+
+    The columns are those of the original design plus ``run_at`` (not claimable
+    before), ``heartbeat_at`` (refreshed by the worker holding the job), ``unique_key``
+    (at most one live job per key) and ``result`` (a small JSON result).
+    """
+
+    __table_schema__: ClassVar[str | None] = None
+    __claim_function__: ClassVar[str | None] = None
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, primary_key=True, default=new_job_id, server_default=text("gen_random_uuid()")
+    )
+    job_type: Mapped[str] = mapped_column(String(50))
+    priority: Mapped[int] = mapped_column(Integer, server_default=text("100"))
+    status: Mapped[JobStatus] = mapped_column(_status_type(), server_default=text("'pending'"))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    progress: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    current_stage: Mapped[str | None] = mapped_column(String(100))
+    events_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    worker_id: Mapped[str | None] = mapped_column(String(100))
+    claimed_at: Mapped[datetime | None] = _timestamp()
+    created_at: Mapped[datetime] = _timestamp(server_default=text("now()"))
+    started_at: Mapped[datetime | None] = _timestamp()
+    completed_at: Mapped[datetime | None] = _timestamp()
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default=text("3"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    run_at: Mapped[datetime] = _timestamp(server_default=text("now()"))
+    heartbeat_at: Mapped[datetime | None] = _timestamp()
+    unique_key: Mapped[str | None] = mapped_column(String(255))
+    result: Mapped[Any | None] = mapped_column(JSONB)
+
+    @declared_attr.directive
+    @classmethod
+    def __table_args__(cls) -> tuple[Any, ...]:
+        table = cls.__dict__.get("__tablename__") or getattr(cls, "__tablename__", None)
+        if not isinstance(table, str):
+            raise TypeError(f"{cls.__name__} maps JobMixin but has no __tablename__")
+        metadata: MetaData = getattr(cls, "metadata")  # noqa: B009 - set by DeclarativeBase
+        convention = metadata.naming_convention
+        function = cls.__claim_function__ or default_claim_function_name(table)
+        if len(function) > _MAX_IDENTIFIER:
+            raise ValueError(
+                f"claim function name {function!r} is longer than PostgreSQL's 63 characters; "
+                f"set {cls.__name__}.__claim_function__ to a shorter name"
+            )
+
+        def check_name(purpose: str) -> str:
+            return purpose if "ck" in convention else f"{table}_{purpose}_check"
+
+        def index_name(purpose: str) -> str | None:
+            ix = convention.get("ix", _DEFAULT_IX_CONVENTION)
+            if ix == _DEFAULT_IX_CONVENTION:
+                return f"ix_{table}_{purpose}"
+            return purpose if "%(constraint_name)s" in str(ix) else None
+
+        kwargs: dict[str, Any] = {"info": {_INFO_KEY: {"claim_function": function}}}
+        if cls.__table_schema__ is not None:
+            kwargs["schema"] = cls.__table_schema__
+        return (
+            CheckConstraint(
+                f"status IN ({_sql_list(tuple(JobStatus))})", name=check_name("status")
+            ),
+            CheckConstraint("progress BETWEEN 0 AND 100", name=check_name("progress")),
+            Index(
+                index_name("claimable"),
+                text("priority DESC"),
+                "created_at",
+                "id",
+                postgresql_where=text(f"status = '{JobStatus.PENDING.value}'"),
+            ),
+            Index(
+                index_name("held_by_worker"),
+                "worker_id",
+                postgresql_where=text(f"status IN ({_sql_list(HELD_STATUSES)})"),
+            ),
+            Index(
+                index_name("unique_key"),
+                "unique_key",
+                unique=True,
+                postgresql_where=text(f"status IN ({_sql_list(LIVE_STATUSES)})"),
+            ),
+            kwargs,
+        )
+
+
+def default_claim_function_name(table_name: str) -> str:
+    """The claim function's name for a table: ``claim_job_batch`` for ``jobs``."""
+    return "claim_job_batch" if table_name == "jobs" else f"claim_{table_name}_batch"
+
+
+def is_job_table(table: Table) -> bool:
+    """Whether ``table`` was built from :class:`JobMixin`."""
+    return _INFO_KEY in table.info
+
+
+def claim_function_name(table: Table) -> str:
+    """The name of the claim function installed for a job table."""
+    if not is_job_table(table):
+        raise ValueError(f"table {table.fullname!r} is not a JobMixin table")
+    return str(table.info[_INFO_KEY]["claim_function"])
+
+
+metadata = MetaData()
+"""The metadata of the ready :class:`Job` model; add it to Alembic's ``target_metadata``."""
+
+
+class _Base(DeclarativeBase):
+    metadata = metadata
+
+
+class Job(JobMixin, _Base):
+    """A ready job model on :data:`metadata`, table ``jobs`` in the default schema."""
+
+    __tablename__ = "jobs"

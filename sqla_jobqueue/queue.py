@@ -1,0 +1,709 @@
+"""JobQueue: the session-scoped repository of jobs.
+
+A :class:`JobQueue` wraps the caller's :class:`~sqlalchemy.orm.Session` and a job model.
+Every method is one SQL statement (two when it must explain a refusal) in the caller's
+transaction; the queue never commits, never starts threads, and never reads the worker's
+clock: timestamps come from ``statement_timestamp()`` on the server.
+
+Writes by a worker to a job it holds are *fenced*: when the queue has a ``worker_id`` the
+statement also requires ``worker_id`` to match, and when the attempt is known (the job was
+passed as a model instance, or ``attempt=`` was given) it requires ``attempts`` to match.
+A worker whose job was rescued and claimed again therefore gets
+:class:`~sqla_jobqueue.errors.LeaseLostError` instead of completing someone else's attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar, cast, overload
+
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    DateTime,
+    Interval,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    inspect,
+    literal,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from . import validation as check
+from .backoff import DEFAULT_BACKOFF, Backoff
+from .errors import (
+    InvalidJobError,
+    InvalidTransitionError,
+    JobNotFoundError,
+    JobQueueError,
+    LeaseLostError,
+    ModelError,
+)
+from .ids import new_job_id
+from .model import (
+    HELD_STATUSES,
+    LIVE_STATUSES,
+    Job,
+    JobMixin,
+    JobStatus,
+    Priority,
+    is_job_table,
+)
+
+__all__ = ["JobQueue", "JobRef", "QueueStats", "default_worker_id"]
+
+J = TypeVar("J", bound=JobMixin)
+
+JobRef = uuid.UUID | JobMixin
+"""A job given by its id or as a model instance (whose ``attempts`` then fences the write)."""
+
+_ENQUEUE_KEYS = frozenset(
+    {"job_type", "data", "priority", "max_attempts", "run_at", "unique_key"}
+)
+_UNIQUE_RETRIES = 3
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``, at most 100 characters: unique per process start."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _unique_contended(unique_key: object) -> JobQueueError:
+    return JobQueueError(
+        f"unique_key {unique_key!r} kept changing hands while enqueueing (a live job held it, "
+        f"then finished, {_UNIQUE_RETRIES} times); try again"
+    )
+
+
+def _status_in(statuses: Sequence[JobStatus]) -> str:
+    return ", ".join(f"'{s.value}'" for s in statuses)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """A snapshot of a job table.
+
+    Attributes
+    ----------
+    counts:
+        ``{job_type: {status: count}}`` for every type and status present.
+    oldest_pending_age:
+        How long the longest-waiting due pending job has waited since its ``run_at``;
+        ``None`` when nothing is due.
+    """
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    oldest_pending_age: timedelta | None = None
+
+    def total(self, status: JobStatus | str) -> int:
+        """The number of jobs in ``status``, over all types."""
+        key = JobStatus(status).value
+        return sum(by_status.get(key, 0) for by_status in self.counts.values())
+
+
+class JobQueue(Generic[J]):
+    """The jobs of one job table, read and written in the caller's transaction.
+
+    Parameters
+    ----------
+    session:
+        The caller's session. The queue executes statements on it and never commits.
+    model:
+        A mapped :class:`~sqla_jobqueue.JobMixin` class; :class:`~sqla_jobqueue.Job`
+        by default.
+    worker_id:
+        The identity of the worker using this queue. Claims record it, and writes to held
+        jobs require it. Without one, the first :meth:`claim` makes one up.
+    max_payload_bytes:
+        Largest ``data`` or ``result`` accepted, as JSON bytes (64 KiB by default).
+    """
+
+    @overload
+    def __init__(
+        self: JobQueue[Job],
+        session: Session,
+        model: None = None,
+        *,
+        worker_id: str | None = None,
+        max_payload_bytes: int = check.DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        session: Session,
+        model: type[J],
+        *,
+        worker_id: str | None = None,
+        max_payload_bytes: int = check.DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        session: Session,
+        model: type[J] | None = None,
+        *,
+        worker_id: str | None = None,
+        max_payload_bytes: int = check.DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        chosen = cast("type[J]", Job if model is None else model)
+        table = getattr(chosen, "__table__", None)
+        if not isinstance(table, Table) or not is_job_table(table):
+            raise ModelError(
+                f"{chosen!r} is not a mapped JobMixin model; map JobMixin onto your "
+                "DeclarativeBase (class Job(JobMixin, Base)) or use sqla_jobqueue.Job"
+            )
+        if worker_id is not None:
+            check.check_text(worker_id, "worker_id", 100)
+        if isinstance(max_payload_bytes, bool) or not isinstance(max_payload_bytes, int):
+            raise InvalidJobError("max_payload_bytes must be an int")
+        if max_payload_bytes < 2:
+            raise InvalidJobError(f"max_payload_bytes must be at least 2, got {max_payload_bytes}")
+        self.session = session
+        self.model: type[J] = chosen
+        self.table: Table = table
+        self.worker_id = worker_id
+        self.max_payload_bytes = max_payload_bytes
+
+    # ------------------------------------------------------------------ enqueue
+
+    def enqueue(
+        self,
+        job_type: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        priority: int = Priority.DISCOVERED,
+        max_attempts: int = 3,
+        run_at: datetime | timedelta | None = None,
+        unique_key: str | None = None,
+    ) -> J:
+        """Add a job in the caller's transaction and return it.
+
+        Parameters
+        ----------
+        job_type:
+            Which handler runs the job (1 to 50 characters).
+        data:
+            The job's arguments, a JSON object; keep it small and store references.
+        priority:
+            Higher runs first; see :class:`~sqla_jobqueue.Priority`.
+        max_attempts:
+            How many times the job may be claimed before it ends as ``failed``.
+        run_at:
+            Not claimable before this time; a ``timedelta`` counts from the database's
+            clock. ``None`` means now.
+        unique_key:
+            At most one live (pending, claimed or running) job per key: when one exists,
+            it is returned and nothing is inserted.
+
+        Raises
+        ------
+        InvalidJobError
+            When an argument is not acceptable; nothing is written.
+        """
+        row = self._row(
+            {
+                "job_type": job_type,
+                "data": data,
+                "priority": priority,
+                "max_attempts": max_attempts,
+                "run_at": run_at,
+                "unique_key": unique_key,
+            }
+        )
+        statement = self._insert(unique=unique_key is not None, orm=True).returning(self.model)
+        options = {"populate_existing": True}
+        for _ in range(_UNIQUE_RETRIES):
+            job = self.session.scalars(statement, row, execution_options=options).one_or_none()
+            if job is not None:
+                return job
+            existing = self.session.scalars(
+                select(self.model)
+                .where(
+                    self.model.unique_key == unique_key,
+                    self.model.status.in_(LIVE_STATUSES),
+                )
+                .execution_options(populate_existing=True)
+            ).one_or_none()
+            if existing is not None:
+                return existing
+            row["id"] = new_job_id()
+        raise _unique_contended(unique_key)
+
+    def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[uuid.UUID]:
+        """Add many jobs with multi-row INSERTs; return their ids in input order.
+
+        Each mapping takes the keywords of :meth:`enqueue` (``job_type`` required). All
+        jobs are checked before anything is written. A job whose ``unique_key`` is already
+        live is not inserted; the id of the live job stands in its place.
+        """
+        rows = [
+            self._row(check.mapping_keys(spec, _ENQUEUE_KEYS, index))
+            for index, spec in enumerate(jobs)
+        ]
+        if not rows:
+            return []
+        has_unique = any(row["unique_key"] is not None for row in rows)
+        statement = self._insert(unique=has_unique).returning(self.table.c.id)
+        connection = self.session.connection()
+        inserted = set(connection.execute(statement, rows).scalars())
+        if len(inserted) == len(rows):
+            return [row["id"] for row in rows]
+        return self._resolve_unique(rows, inserted)
+
+    def _resolve_unique(
+        self, rows: list[dict[str, Any]], inserted: set[uuid.UUID]
+    ) -> list[uuid.UUID]:
+        ids: list[uuid.UUID] = []
+        for _ in range(_UNIQUE_RETRIES):
+            missing = [row for row in rows if row["id"] not in inserted]
+            keys = {row["unique_key"] for row in missing}
+            found = self.session.execute(
+                select(self.table.c.unique_key, self.table.c.id).where(
+                    self.table.c.unique_key.in_(keys),
+                    self.table.c.status.in_(LIVE_STATUSES),
+                )
+            )
+            live = {key: job_id for key, job_id in found.tuples()}
+            retry = [row for row in missing if row["unique_key"] not in live]
+            if not retry:
+                ids = [
+                    row["id"] if row["id"] in inserted else live[row["unique_key"]]
+                    for row in rows
+                ]
+                return ids
+            for row in retry:
+                row["id"] = new_job_id()
+            statement = self._insert(unique=True).returning(self.table.c.id)
+            inserted |= set(self.session.connection().execute(statement, retry).scalars())
+        raise _unique_contended(retry[0]["unique_key"])
+
+    def _row(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Check one job's arguments and return the INSERT parameters."""
+        data = spec.get("data")
+        run_at = check.check_run_at(spec.get("run_at"))
+        unique_key = spec.get("unique_key")
+        if unique_key is not None:
+            check.check_text(unique_key, "unique_key", 255)
+        if data is not None:
+            check.check_json(data, "data", self.max_payload_bytes, require_object=True)
+        return {
+            "id": new_job_id(),
+            "job_type": check.check_job_type(spec["job_type"]),
+            "data": dict(data) if data is not None else {},
+            "priority": check.check_int32(spec.get("priority", Priority.DISCOVERED), "priority"),
+            "max_attempts": check.check_max_attempts(spec.get("max_attempts", 3)),
+            "run_at_abs": run_at if isinstance(run_at, datetime) else None,
+            "run_in": run_at if isinstance(run_at, timedelta) else timedelta(0),
+            "unique_key": unique_key,
+        }
+
+    def _insert(self, *, unique: bool, orm: bool = False) -> Any:
+        c = self.table.c
+        statement = pg_insert(self.model if orm else self.table).values(
+            {
+                c.id: bindparam("id"),
+                c.job_type: bindparam("job_type"),
+                c.data: bindparam("data", type_=c.data.type),
+                c.priority: bindparam("priority"),
+                c.max_attempts: bindparam("max_attempts"),
+                c.run_at: func.coalesce(
+                    bindparam("run_at_abs", type_=DateTime(timezone=True)),
+                    func.statement_timestamp() + bindparam("run_in", type_=Interval()),
+                ),
+                c.unique_key: bindparam("unique_key", type_=String()),
+            }
+        )
+        if unique:
+            statement = statement.on_conflict_do_nothing(
+                index_elements=[c.unique_key],
+                index_where=literal_column(f"status IN ({_status_in(LIVE_STATUSES)})"),
+            )
+        return statement
+
+    # ------------------------------------------------------------------ claim
+
+    def claim(self, job_types: Sequence[str] | None = None, batch_size: int = 10) -> list[J]:
+        """Claim up to ``batch_size`` due pending jobs for this queue's worker.
+
+        One statement: ``UPDATE … WHERE id IN (SELECT … FOR NO KEY UPDATE SKIP LOCKED)
+        RETURNING``. Jobs are taken highest priority first, then oldest, then by id;
+        jobs locked by a concurrent claim are skipped, never waited for. Each claimed job
+        becomes ``claimed`` by this worker with ``attempts`` increased by one. The list is
+        in claim order.
+
+        Parameters
+        ----------
+        job_types:
+            Claim only these types; ``None`` claims every type.
+        batch_size:
+            The most jobs to claim (at least 1).
+        """
+        size = check.check_batch_size(batch_size)
+        types = self._job_types(job_types)
+        if self.worker_id is None:
+            self.worker_id = default_worker_id()
+        model = self.model
+        candidates = (
+            select(model.id)
+            .where(
+                model.status == literal_column(f"'{JobStatus.PENDING.value}'"),
+                model.run_at <= func.statement_timestamp(),
+                model.attempts < model.max_attempts,
+            )
+            .order_by(model.priority.desc(), model.created_at, model.id)
+            .limit(size)
+            .with_for_update(skip_locked=True, key_share=True)
+        )
+        if types is not None:
+            candidates = candidates.where(
+                model.job_type == any_(bindparam("job_types", types, type_=ARRAY(String())))
+            )
+        now = func.statement_timestamp()
+        statement = (
+            update(model)
+            .where(model.id.in_(candidates.scalar_subquery()))
+            .values(
+                status=literal_column(f"'{JobStatus.CLAIMED.value}'"),
+                worker_id=self.worker_id,
+                claimed_at=now,
+                heartbeat_at=now,
+                attempts=model.attempts + 1,
+            )
+            .returning(model)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        jobs = list(self.session.scalars(statement))
+        jobs.sort(key=lambda job: (-job.priority, job.created_at, job.id))
+        return jobs
+
+    @staticmethod
+    def _job_types(job_types: Sequence[str] | None) -> list[str] | None:
+        if job_types is None:
+            return None
+        if isinstance(job_types, str):
+            raise InvalidJobError(
+                f"job_types must be a list of job types, not the string {job_types!r}; "
+                f"write [{job_types!r}]"
+            )
+        types = [check.check_job_type(t) for t in job_types]
+        if not types:
+            raise InvalidJobError("job_types is empty; pass None to claim every type")
+        return types
+
+    # ------------------------------------------------------------- transitions
+
+    def start(self, job: JobRef, *, attempt: int | None = None) -> J:
+        """Mark a claimed job ``running`` (``started_at`` set, heartbeat refreshed)."""
+        now = func.statement_timestamp()
+        return self._transition(
+            job,
+            "start",
+            (JobStatus.CLAIMED,),
+            {"status": JobStatus.RUNNING.value, "started_at": now, "heartbeat_at": now},
+            attempt=attempt,
+        )
+
+    def heartbeat(self, jobs: Iterable[JobRef] | None = None) -> int:
+        """Refresh ``heartbeat_at`` of held jobs; return how many were refreshed.
+
+        With ``jobs=None`` every job held by this queue's worker is refreshed. Jobs no
+        longer held by this worker are left alone and not counted.
+        """
+        if self.worker_id is None:
+            raise InvalidJobError("heartbeat needs a worker_id: create the JobQueue with one")
+        model = self.model
+        statement = (
+            update(model)
+            .where(
+                model.status.in_(HELD_STATUSES),
+                model.worker_id == self.worker_id,
+            )
+            .values(heartbeat_at=func.statement_timestamp())
+            .execution_options(synchronize_session=False)
+        )
+        if jobs is not None:
+            ids = [self._job_id(job) for job in jobs]
+            if not ids:
+                return 0
+            statement = statement.where(model.id.in_(ids))
+        result = self.session.execute(statement)
+        return int(getattr(result, "rowcount", 0))
+
+    def update_progress(
+        self,
+        job: JobRef,
+        progress: int | None = None,
+        stage: str | None = None,
+        events: int = 0,
+        *,
+        attempt: int | None = None,
+    ) -> J:
+        """Record progress of a held job: percent, stage label and events seen.
+
+        ``events`` is added to ``events_count``; ``None`` leaves progress or stage as they
+        are. Refreshes the heartbeat too.
+        """
+        values: dict[str, Any] = {"heartbeat_at": func.statement_timestamp()}
+        if progress is not None:
+            values["progress"] = check.check_progress(progress)
+        if stage is not None:
+            values["current_stage"] = check.check_stage(stage)
+        count = check.check_int32(events, "events")
+        if count < 0:
+            raise InvalidJobError(f"events must be zero or more, got {count}")
+        if count:
+            values["events_count"] = self.model.events_count + count
+        return self._transition(job, "update progress of", HELD_STATUSES, values, attempt=attempt)
+
+    def complete(self, job: JobRef, result: Any = None, *, attempt: int | None = None) -> J:
+        """Mark a held job ``completed`` with an optional small JSON ``result``."""
+        if result is not None:
+            check.check_json(result, "result", self.max_payload_bytes, require_object=False)
+        return self._transition(
+            job,
+            "complete",
+            HELD_STATUSES,
+            {
+                "status": JobStatus.COMPLETED.value,
+                "progress": 100,
+                "completed_at": func.statement_timestamp(),
+                "result": result,
+            },
+            attempt=attempt,
+        )
+
+    def fail(
+        self,
+        job: JobRef,
+        error: str,
+        *,
+        retry_in: timedelta | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        attempt: int | None = None,
+    ) -> J:
+        """Record a failed attempt of a held job.
+
+        While attempts remain the job goes back to ``pending`` with ``run_at`` pushed by
+        ``retry_in`` (or by ``backoff`` computed from its attempts); otherwise it ends as
+        ``failed``. ``last_error`` keeps ``error`` either way.
+        """
+        if not isinstance(error, str):
+            raise InvalidJobError(f"error must be a string, got {type(error).__name__}")
+        error = error.replace("\x00", "\\0")
+        delay: ColumnElement[Any]
+        if retry_in is not None:
+            delay = literal(check.check_finite_delay(retry_in, "retry_in"), Interval())
+        else:
+            delay = backoff.sql_delay(self.model.attempts)
+        model = self.model
+        spent = model.attempts >= model.max_attempts
+        now = func.statement_timestamp()
+        values: dict[str, Any] = {
+            "status": case((spent, JobStatus.FAILED.value), else_=JobStatus.PENDING.value),
+            "last_error": error,
+            "run_at": case((spent, model.run_at), else_=now + delay),
+            "completed_at": case((spent, now), else_=None),
+            "worker_id": case((spent, model.worker_id), else_=None),
+            "claimed_at": None,
+            "heartbeat_at": None,
+        }
+        return self._transition(job, "fail", HELD_STATUSES, values, attempt=attempt)
+
+    def cancel(self, job: JobRef) -> J:
+        """Give up on a job that has not finished: it ends as ``cancelled``.
+
+        A worker still running it finds out when it tries to complete it.
+        """
+        return self._transition(
+            job,
+            "cancel",
+            LIVE_STATUSES,
+            {"status": JobStatus.CANCELLED.value, "completed_at": func.statement_timestamp()},
+            fenced=False,
+        )
+
+    def retry(self, job: JobRef) -> J:
+        """Send a ``failed`` job back to ``pending`` with its attempts reset, due now."""
+        return self._transition(
+            job,
+            "retry",
+            (JobStatus.FAILED,),
+            {
+                "status": JobStatus.PENDING.value,
+                "attempts": 0,
+                "run_at": func.statement_timestamp(),
+                "worker_id": None,
+                "claimed_at": None,
+                "heartbeat_at": None,
+                "started_at": None,
+                "completed_at": None,
+                "progress": 0,
+            },
+            fenced=False,
+        )
+
+    def recover_stale(self, timeout: timedelta) -> int:
+        """Return jobs whose heartbeat is older than ``timeout`` to ``pending``.
+
+        A job that never started (``claimed``) gets its attempt back: it was only claimed
+        beside the job that killed its worker. A ``running`` job keeps the attempt it
+        spent and ends as ``failed`` when no attempts remain, so a job that keeps killing
+        its workers stops after ``max_attempts``. Returns the number of jobs touched.
+        """
+        check.check_positive_interval(timeout, "timeout")
+        model = self.model
+        now = func.statement_timestamp()
+        never_started = model.status == JobStatus.CLAIMED.value
+        spent = and_(~never_started, model.attempts >= model.max_attempts)
+        lost = func.concat(
+            "worker ", model.worker_id, " stopped heartbeating (last at ",
+            model.heartbeat_at, "); rescued by recover_stale",
+        )
+        statement = (
+            update(model)
+            .where(
+                model.status.in_(HELD_STATUSES),
+                func.coalesce(model.heartbeat_at, model.claimed_at)
+                < now - literal(timeout, Interval()),
+            )
+            .values(
+                status=case((spent, JobStatus.FAILED.value), else_=JobStatus.PENDING.value),
+                attempts=case(
+                    (never_started, func.greatest(model.attempts - 1, 0)),
+                    else_=model.attempts,
+                ),
+                last_error=case((never_started, model.last_error), else_=lost),
+                completed_at=case((spent, now), else_=None),
+                run_at=case((spent, model.run_at), else_=now),
+                worker_id=case((spent, model.worker_id), else_=None),
+                claimed_at=None,
+                heartbeat_at=None,
+                started_at=case((spent, model.started_at), else_=None),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(self.session.execute(statement), "rowcount", 0))
+
+    # ------------------------------------------------------------------- reads
+
+    def get(self, job_id: uuid.UUID) -> J:
+        """Load a job by id, fresh from the database."""
+        job = self.session.get(self.model, self._job_id(job_id), populate_existing=True)
+        if job is None:
+            raise JobNotFoundError(self._job_id(job_id))
+        return job
+
+    def stats(self) -> QueueStats:
+        """Counts by type and status, and the age of the oldest due pending job."""
+        model = self.model
+        counts: dict[str, dict[str, int]] = {}
+        rows = self.session.execute(
+            select(model.job_type, model.status, func.count()).group_by(
+                model.job_type, model.status
+            )
+        ).tuples()
+        for job_type, status, count in rows:
+            counts.setdefault(job_type, {})[JobStatus(status).value] = int(count)
+        oldest = self.session.execute(
+            select(func.statement_timestamp() - func.min(model.run_at)).where(
+                model.status == literal_column(f"'{JobStatus.PENDING.value}'"),
+                model.run_at <= func.statement_timestamp(),
+            )
+        ).scalar_one()
+        return QueueStats(counts=counts, oldest_pending_age=oldest)
+
+    # ----------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _job_id(job: JobRef) -> uuid.UUID:
+        if isinstance(job, JobMixin):
+            return job.id
+        if isinstance(job, uuid.UUID):
+            return job
+        if isinstance(job, str):
+            try:
+                return uuid.UUID(job)
+            except ValueError:
+                pass
+        raise InvalidJobError(f"{job!r} is not a job id (a UUID) or a job")
+
+    def _fence(self, job: JobRef, attempt: int | None) -> int | None:
+        if attempt is not None:
+            return check.check_int32(attempt, "attempt")
+        if isinstance(job, JobMixin):
+            # Read what the instance holds without refreshing it: an expired attribute
+            # must not be reloaded, or the fence would check the job against itself.
+            loaded = inspect(job).dict.get("attempts")
+            return int(loaded) if loaded is not None else None
+        return None
+
+    def _transition(
+        self,
+        job: JobRef,
+        action: str,
+        allowed: tuple[JobStatus, ...],
+        values: dict[str, Any],
+        *,
+        attempt: int | None = None,
+        fenced: bool = True,
+    ) -> J:
+        job_id = self._job_id(job)
+        expected_attempt = self._fence(job, attempt) if fenced else None
+        expected_worker = self.worker_id if fenced else None
+        model = self.model
+        conditions = [model.id == job_id, model.status.in_(allowed)]
+        if expected_worker is not None:
+            conditions.append(model.worker_id == expected_worker)
+        if expected_attempt is not None:
+            conditions.append(model.attempts == expected_attempt)
+        statement = (
+            update(model)
+            .where(*conditions)
+            .values(values)
+            .returning(model)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        updated = self.session.scalars(statement).one_or_none()
+        if updated is not None:
+            return updated
+        raise self._refusal(job_id, action, allowed, expected_worker, expected_attempt)
+
+    def _refusal(
+        self,
+        job_id: uuid.UUID,
+        action: str,
+        allowed: tuple[JobStatus, ...],
+        expected_worker: str | None,
+        expected_attempt: int | None,
+    ) -> Exception:
+        row = self.session.execute(
+            select(self.table.c.status, self.table.c.worker_id, self.table.c.attempts).where(
+                self.table.c.id == job_id
+            )
+        ).one_or_none()
+        if row is None:
+            return JobNotFoundError(job_id)
+        status, worker, attempts = JobStatus(row.status), row.worker_id, row.attempts
+        held_elsewhere = (expected_worker is not None and worker != expected_worker) or (
+            expected_attempt is not None and attempts != expected_attempt
+        )
+        if held_elsewhere:
+            return LeaseLostError(
+                job_id, action, status.value, worker, attempts, expected_worker, expected_attempt
+            )
+        return InvalidTransitionError(job_id, action, status.value, tuple(s.value for s in allowed))

@@ -1,0 +1,181 @@
+"""Checks of user input, run before anything is written.
+
+Each check raises :class:`~sqla_jobqueue.errors.InvalidJobError` with a message that says
+what was wrong and what to do instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from .errors import InvalidJobError
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "INT32_MAX",
+    "INT32_MIN",
+    "check_batch_size",
+    "check_int32",
+    "check_job_type",
+    "check_json",
+    "check_max_attempts",
+    "check_finite_delay",
+    "check_positive_interval",
+    "check_progress",
+    "check_run_at",
+    "check_stage",
+    "check_text",
+    "mapping_keys",
+]
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
+"""Payloads are references, not blobs: store large data elsewhere and enqueue its key."""
+
+# json.dumps writes U+0000 as the six characters \u0000; an even run of backslashes before
+# them would mean the backslash itself was escaped and the text is not a NUL.
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def check_text(value: object, what: str, max_length: int, *, allow_empty: bool = False) -> str:
+    """A string of at most ``max_length`` characters without NUL."""
+    if not isinstance(value, str):
+        raise InvalidJobError(f"{what} must be a string, got {type(value).__name__}")
+    if not value and not allow_empty:
+        raise InvalidJobError(f"{what} must not be empty")
+    if len(value) > max_length:
+        raise InvalidJobError(
+            f"{what} is {len(value)} characters long; the column holds at most {max_length}"
+        )
+    if "\x00" in value:
+        raise InvalidJobError(f"{what} contains a NUL character, which PostgreSQL cannot store")
+    return value
+
+
+def check_job_type(value: object) -> str:
+    """A job type: a non-empty string of at most 50 characters."""
+    return check_text(value, "job_type", 50)
+
+
+def check_stage(value: object) -> str:
+    """A progress stage label of at most 100 characters."""
+    return check_text(value, "stage", 100, allow_empty=True)
+
+
+def check_int32(value: object, what: str) -> int:
+    """An int (not a bool) that fits PostgreSQL's ``integer``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJobError(f"{what} must be an int, got {type(value).__name__}")
+    if not INT32_MIN <= value <= INT32_MAX:
+        raise InvalidJobError(f"{what} {value} is outside the int32 range {INT32_MIN}..{INT32_MAX}")
+    return int(value)
+
+
+def check_max_attempts(value: object) -> int:
+    """How many times a job may be claimed: at least 1."""
+    attempts = check_int32(value, "max_attempts")
+    if attempts < 1:
+        raise InvalidJobError(f"max_attempts must be at least 1, got {attempts}")
+    return attempts
+
+
+def check_batch_size(value: object) -> int:
+    """How many jobs one claim may take: at least 1."""
+    size = check_int32(value, "batch_size")
+    if size < 1:
+        raise InvalidJobError(f"batch_size must be at least 1, got {size}")
+    return size
+
+
+def check_progress(value: object) -> int:
+    """A percentage from 0 to 100."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    percent = check_int32(value, "progress")
+    if not 0 <= percent <= 100:
+        raise InvalidJobError(f"progress must be between 0 and 100, got {percent}")
+    return percent
+
+
+def check_json(value: object, what: str, max_bytes: int, *, require_object: bool) -> str:
+    """Serialise ``value`` as JSON after checking it; return the text.
+
+    Rejects what PostgreSQL's ``jsonb`` cannot hold (NaN and infinities, NUL characters),
+    values that are not JSON at all, and payloads larger than ``max_bytes``.
+    """
+    if require_object and not isinstance(value, Mapping):
+        raise InvalidJobError(
+            f"{what} must be a JSON object (a dict), got {type(value).__name__}"
+        )
+    try:
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except ValueError as exc:
+        raise InvalidJobError(
+            f"{what} holds NaN or an infinity, which JSON cannot represent: {exc}"
+        ) from None
+    except TypeError as exc:
+        raise InvalidJobError(
+            f"{what} must be JSON-serialisable: {exc}; convert such values to strings or "
+            "numbers before enqueueing"
+        ) from None
+    if _ESCAPED_NUL.search(text):
+        raise InvalidJobError(f"{what} contains a NUL character (\\u0000), which jsonb cannot store")
+    size = len(text.encode("utf-8"))
+    if size > max_bytes:
+        raise InvalidJobError(
+            f"{what} is {size} bytes of JSON, over the limit of {max_bytes}; store large data "
+            "elsewhere and enqueue a reference to it (or raise max_payload_bytes)"
+        )
+    return text
+
+
+def check_run_at(value: object) -> datetime | timedelta | None:
+    """An aware datetime, a delay from the database's clock, or ``None`` for now."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidJobError(
+                f"run_at {value.isoformat()} has no time zone; pass an aware datetime "
+                "(e.g. datetime.now(timezone.utc)) or a timedelta from now"
+            )
+        return value
+    raise InvalidJobError(f"run_at must be a datetime or a timedelta, got {type(value).__name__}")
+
+
+def check_positive_interval(value: object, what: str) -> timedelta:
+    """A strictly positive :class:`~datetime.timedelta`."""
+    if not isinstance(value, timedelta):
+        raise InvalidJobError(f"{what} must be a timedelta, got {type(value).__name__}")
+    if value <= timedelta(0):
+        raise InvalidJobError(f"{what} must be positive, got {value}")
+    return value
+
+
+def check_finite_delay(value: object, what: str) -> timedelta:
+    """A :class:`~datetime.timedelta` of zero or more."""
+    if not isinstance(value, timedelta):
+        raise InvalidJobError(f"{what} must be a timedelta, got {type(value).__name__}")
+    if value < timedelta(0) or not math.isfinite(value.total_seconds()):
+        raise InvalidJobError(f"{what} must be zero or more, got {value}")
+    return value
+
+
+def mapping_keys(spec: object, allowed: frozenset[str], index: int) -> Mapping[str, Any]:
+    """A job specification of ``enqueue_many``: a mapping with known keys only."""
+    if not isinstance(spec, Mapping):
+        raise InvalidJobError(f"job #{index} must be a mapping, got {type(spec).__name__}")
+    unknown = set(spec) - allowed
+    if unknown:
+        raise InvalidJobError(
+            f"job #{index} has unknown keys {sorted(unknown)}; allowed are {sorted(allowed)}"
+        )
+    if "job_type" not in spec:
+        raise InvalidJobError(f"job #{index} has no job_type")
+    return spec

@@ -1,0 +1,72 @@
+"""Alembic environment for an application that uses sqla_jobqueue.
+
+Add your own metadata to ``target_metadata``. The database comes, in this order, from a
+Connection or an Engine in ``config.attributes["connection"]`` (how
+``sqla_jobqueue.alembic.upgrade`` and test suites call it), from the ``DATABASE_URL``
+environment variable, or from ``sqlalchemy.url`` in ``alembic.ini``.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection, Engine, create_engine, pool
+
+import sqla_jobqueue.alembic  # noqa: F401  (registers op.create_job_queue and autogenerate)
+from sqla_jobqueue import metadata as jobqueue_metadata
+from sqla_jobqueue.database import sqlalchemy_url, url_from_environment
+
+config = context.config
+
+# Your application's metadata goes here too, e.g. [Base.metadata, jobqueue_metadata].
+target_metadata = [jobqueue_metadata]
+
+
+def _url() -> str:
+    url = url_from_environment() or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError(
+            "no database given: set DATABASE_URL, or sqlalchemy.url in alembic.ini"
+        )
+    return sqlalchemy_url(url).render_as_string(hide_password=False)
+
+
+def _configure(**kwargs: object) -> None:
+    context.configure(
+        target_metadata=target_metadata,
+        compare_type=True,
+        include_schemas=False,
+        **kwargs,
+    )
+
+
+def run_migrations_offline() -> None:
+    _configure(url=_url(), literal_binds=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run(connection: Connection) -> None:
+    _configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    given = config.attributes.get("connection")
+    if isinstance(given, Connection):
+        _run(given)
+        return
+    engine = given if isinstance(given, Engine) else create_engine(_url(), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            _run(connection)
+            connection.commit()
+    finally:
+        if engine is not given:
+            engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Float, func, literal
+from sqlalchemy.orm import InstrumentedAttribute
 
 from .errors import InvalidJobError
 
@@ -68,7 +69,9 @@ class Backoff:
         draw = (rng or random).random()
         return shortest + (longest - shortest) * draw
 
-    def sql_delay(self, attempts: ColumnElement[Any]) -> ColumnElement[Any]:
+    def sql_delay(
+        self, attempts: ColumnElement[int] | InstrumentedAttribute[int]
+    ) -> ColumnElement[Any]:
         """The same delay as a SQL interval, computed from the row's ``attempts``."""
         cap = self.cap.total_seconds()
         exponent = func.greatest(attempts - 1, 0)

@@ -33,6 +33,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    delete,
     func,
     inspect,
     literal,
@@ -55,6 +56,7 @@ from .errors import (
 )
 from .ids import new_job_id
 from .model import (
+    FINISHED_STATUSES,
     HELD_STATUSES,
     LIVE_STATUSES,
     Job,
@@ -230,7 +232,7 @@ class JobQueue(Generic[J]):
         for _ in range(_UNIQUE_RETRIES):
             job = self.session.scalars(statement, row, execution_options=options).one_or_none()
             if job is not None:
-                return job
+                return cast("J", job)
             existing = self.session.scalars(
                 select(self.model)
                 .where(
@@ -595,6 +597,60 @@ class JobQueue(Generic[J]):
                 heartbeat_at=None,
                 started_at=case((spent, model.started_at), else_=None),
             )
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(self.session.execute(statement), "rowcount", 0))
+
+    def release(self, jobs: Iterable[JobRef] | None = None) -> int:
+        """Give back claimed jobs this worker has not started, without charging them.
+
+        They return to ``pending`` with the attempt of their claim refunded, due now. With
+        ``jobs=None`` every not-started job of this queue's worker is released. A worker
+        calls this when it shuts down. Returns the number released.
+        """
+        if self.worker_id is None:
+            raise InvalidJobError("release needs a worker_id: create the JobQueue with one")
+        model = self.model
+        statement = (
+            update(model)
+            .where(
+                model.status == literal_column(f"'{JobStatus.CLAIMED.value}'"),
+                model.worker_id == self.worker_id,
+            )
+            .values(
+                status=JobStatus.PENDING.value,
+                attempts=func.greatest(model.attempts - 1, 0),
+                worker_id=None,
+                claimed_at=None,
+                heartbeat_at=None,
+                run_at=func.least(model.run_at, func.statement_timestamp()),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if jobs is not None:
+            ids = [self._job_id(job) for job in jobs]
+            if not ids:
+                return 0
+            statement = statement.where(model.id.in_(ids))
+        return int(getattr(self.session.execute(statement), "rowcount", 0))
+
+    def prune(self, older_than: timedelta, *, limit: int | None = None) -> int:
+        """Delete finished jobs (completed, failed, cancelled) older than ``older_than``.
+
+        Age counts from ``completed_at``. ``limit`` bounds how many rows one call deletes,
+        so a large backlog can be pruned in short transactions. Returns the number deleted.
+        """
+        check.check_positive_interval(older_than, "older_than")
+        model = self.model
+        doomed = select(model.id).where(
+            model.status.in_(FINISHED_STATUSES),
+            model.completed_at < func.statement_timestamp() - literal(older_than, Interval()),
+        )
+        if limit is not None:
+            doomed = doomed.limit(check.check_batch_size(limit))
+        statement = (
+            delete(model)
+            .where(model.id.in_(doomed.scalar_subquery()))
             .execution_options(synchronize_session=False)
         )
         return int(getattr(self.session.execute(statement), "rowcount", 0))

@@ -20,11 +20,11 @@ __all__ = [
     "INT32_MAX",
     "INT32_MIN",
     "check_batch_size",
+    "check_finite_delay",
     "check_int32",
     "check_job_type",
     "check_json",
     "check_max_attempts",
-    "check_finite_delay",
     "check_positive_interval",
     "check_progress",
     "check_run_at",
@@ -125,7 +125,9 @@ def check_json(value: object, what: str, max_bytes: int, *, require_object: bool
             "numbers before enqueueing"
         ) from None
     if _ESCAPED_NUL.search(text):
-        raise InvalidJobError(f"{what} contains a NUL character (\\u0000), which jsonb cannot store")
+        raise InvalidJobError(
+            f"{what} contains a NUL character (\\u0000), which jsonb cannot store"
+        )
     size = len(text.encode("utf-8"))
     if size > max_bytes:
         raise InvalidJobError(

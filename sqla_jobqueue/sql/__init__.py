@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql.base import PGDialect
 
 __all__ = [
     "CURRENT_VERSION",
@@ -33,7 +33,7 @@ CURRENT_VERSION = 1
 _STATEMENT_SEPARATOR = re.compile(r"^-- statement\s*$", re.MULTILINE)
 _COMMENT_PREFIX = "sqla_jobqueue "
 _MAX_IDENTIFIER = 63
-_preparer = postgresql.dialect().identifier_preparer
+_preparer = PGDialect().identifier_preparer  # type: ignore[no-untyped-call]
 
 
 @cache

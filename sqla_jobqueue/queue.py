@@ -280,7 +280,7 @@ class JobQueue(Generic[J]):
                     self.table.c.status.in_(LIVE_STATUSES),
                 )
             )
-            live = {key: job_id for key, job_id in found.tuples()}
+            live = {key: job_id for key, job_id in found}
             retry = [row for row in missing if row["unique_key"] not in live]
             if not retry:
                 ids = [
@@ -672,7 +672,7 @@ class JobQueue(Generic[J]):
             select(model.job_type, model.status, func.count()).group_by(
                 model.job_type, model.status
             )
-        ).tuples()
+        )
         for job_type, status, count in rows:
             counts.setdefault(job_type, {})[JobStatus(status).value] = int(count)
         oldest = self.session.execute(

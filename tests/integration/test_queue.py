@@ -15,7 +15,9 @@ from sqla_jobqueue.errors import InvalidTransitionError, JobNotFoundError, Lease
 
 def count_jobs(engine: Engine, where: str = "true") -> int:
     with engine.connect() as connection:
-        return int(connection.execute(text(f"SELECT count(*) FROM jobs WHERE {where}")).scalar_one())
+        return int(
+            connection.execute(text(f"SELECT count(*) FROM jobs WHERE {where}")).scalar_one()
+        )
 
 
 def backdate(engine: Engine, column: str, by: str, where: str = "true") -> None:
@@ -25,7 +27,9 @@ def backdate(engine: Engine, column: str, by: str, where: str = "true") -> None:
         )
 
 
-def test_enqueue_returns_a_pending_job_with_defaults(session_factory: sessionmaker[Session]) -> None:
+def test_enqueue_returns_a_pending_job_with_defaults(
+    session_factory: sessionmaker[Session],
+) -> None:
     with session_factory.begin() as session:
         job = JobQueue(session).enqueue("send_receipt", {"order_id": 7})
         assert job.status is JobStatus.PENDING
@@ -41,11 +45,10 @@ def test_enqueue_returns_a_pending_job_with_defaults(session_factory: sessionmak
 def test_rollback_leaves_no_job_and_commit_shows_it(
     engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
-    with session_factory() as session:
-        with session.begin():
-            JobQueue(session).enqueue("a")
-            assert count_jobs(engine) == 0, "another connection must not see an uncommitted job"
-            session.rollback()
+    with session_factory() as session, session.begin():
+        JobQueue(session).enqueue("a")
+        assert count_jobs(engine) == 0, "another connection must not see an uncommitted job"
+        session.rollback()
     assert count_jobs(engine) == 0
     with session_factory.begin() as session:
         JobQueue(session).enqueue("a")
@@ -91,7 +94,9 @@ def test_jobs_enqueued_together_are_claimed_in_enqueue_order(
     session_factory: sessionmaker[Session],
 ) -> None:
     with session_factory.begin() as session:
-        ids = JobQueue(session).enqueue_many([{"job_type": "t", "data": {"n": n}} for n in range(50)])
+        ids = JobQueue(session).enqueue_many(
+            [{"job_type": "t", "data": {"n": n}} for n in range(50)]
+        )
     with session_factory.begin() as session:
         claimed = JobQueue(session, worker_id="w").claim(batch_size=50)
     assert [job.id for job in claimed] == ids
@@ -150,7 +155,10 @@ def test_fail_retries_with_backoff_then_fails_and_retry_revives(
             assert failed.last_error == f"boom {attempt}"
             if expected is JobStatus.PENDING:
                 assert failed.worker_id is None
-                delay = failed.run_at - session.execute(text("SELECT statement_timestamp()")).scalar_one()
+                delay = (
+                    failed.run_at
+                    - session.execute(text("SELECT statement_timestamp()")).scalar_one()
+                )
                 assert timedelta(minutes=9) < delay <= timedelta(minutes=10)
             else:
                 assert failed.completed_at is not None
@@ -301,7 +309,7 @@ def test_release_gives_back_unstarted_jobs_without_charging(
         JobQueue(session).enqueue_many([{"job_type": "t"}] * 3)
     with session_factory.begin() as session:
         queue = JobQueue(session, worker_id="w")
-        first, *rest = queue.claim(batch_size=3)
+        first, *_ = queue.claim(batch_size=3)
         queue.start(first)
         assert queue.release() == 2
     with session_factory() as session:

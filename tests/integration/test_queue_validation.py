@@ -23,7 +23,11 @@ BAD_ENQUEUES: list[tuple[str, dict[str, Any], str]] = [
     ("empty type", {"job_type": ""}, "must not be empty"),
     ("long type", {"job_type": "x" * 51}, "at most 50"),
     ("type not str", {"job_type": 7}, "must be a string"),
-    ("data not JSON", {"job_type": "t", "data": {"when": datetime(2026, 1, 1)}}, "JSON-serialisable"),
+    (
+        "data not JSON",
+        {"job_type": "t", "data": {"when": datetime(2026, 1, 1)}},
+        "JSON-serialisable",
+    ),
     ("data NaN", {"job_type": "t", "data": {"x": math.nan}}, "NaN"),
     ("data infinity", {"job_type": "t", "data": {"x": [math.inf]}}, "NaN or an infinity"),
     ("data NUL", {"job_type": "t", "data": {"x": "a\x00b"}}, "NUL"),
@@ -61,7 +65,9 @@ def test_bad_enqueue_is_refused_before_writing(
     assert snapshot(engine) == before
 
 
-def test_escaped_backslash_before_u0000_is_not_a_nul(session_factory: sessionmaker[Session]) -> None:
+def test_escaped_backslash_before_u0000_is_not_a_nul(
+    session_factory: sessionmaker[Session],
+) -> None:
     with session_factory.begin() as session:
         job = JobQueue(session).enqueue("t", {"path": "C:\\u0000dir"})
         assert job.data == {"path": "C:\\u0000dir"}

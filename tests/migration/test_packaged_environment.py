@@ -1,0 +1,198 @@
+"""The Alembic environment shipped in ``alembic_templates/``.
+
+pytest-alembic's four default tests run against it (imported explicitly; see pyproject;
+its experimental downgrade test wraps the connection in a way SQLAlchemy 2.1 rejects, and
+our own test below checks the same thing), then
+our own checks: upgrade → a second autogenerate is empty → downgrade to base leaves no
+table and no function; offline SQL; the replace operation; copying the template.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import produce_migrations
+from alembic.migration import MigrationContext
+from pytest_alembic.tests.default import (
+    test_model_definitions_match_ddl,
+    test_single_head_revision,
+    test_up_down_consistency,
+    test_upgrade,
+)
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import URL
+
+import sqla_jobqueue.alembic
+from sqla_jobqueue import metadata
+from sqla_jobqueue.alembic import (
+    TEMPLATE_DIRECTORY,
+    CreateJobQueueOp,
+    ReplaceJobQueueOp,
+    copy_template,
+    package_config,
+)
+from sqla_jobqueue.sql import CURRENT_VERSION
+
+__all__ = [
+    "test_model_definitions_match_ddl",
+    "test_single_head_revision",
+    "test_up_down_consistency",
+    "test_upgrade",
+]
+
+
+@pytest.fixture
+def alembic_engine(empty_database_url: URL) -> Iterator[Engine]:
+    engine = create_engine(empty_database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def alembic_config() -> object:
+    return package_config()
+
+
+def objects(engine: Engine) -> dict[str, list[str]]:
+    with engine.connect() as connection:
+        tables = connection.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+        ).scalars()
+        functions = connection.execute(
+            text(
+                "SELECT proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname = 'public' ORDER BY 1"
+            )
+        ).scalars()
+        return {"tables": list(tables), "functions": list(functions)}
+
+
+def autogenerate_ops(engine: Engine) -> list[object]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        return list(produce_migrations(context, metadata).upgrade_ops.ops)
+
+
+def test_upgrade_autogenerate_is_empty_downgrade_leaves_nothing(alembic_engine: Engine) -> None:
+    ops = autogenerate_ops(alembic_engine)
+    assert [type(op).__name__ for op in ops][-1] == "CreateJobQueueOp"
+    command.upgrade(package_config(alembic_engine), "head")
+    assert objects(alembic_engine) == {
+        "tables": ["alembic_version", "jobs"],
+        "functions": ["claim_job_batch", "jobs_notify_enqueued"],
+    }
+    assert autogenerate_ops(alembic_engine) == []
+    command.downgrade(package_config(alembic_engine), "base")
+    assert objects(alembic_engine) == {"tables": ["alembic_version"], "functions": []}
+
+
+def test_installed_function_is_hardened_and_versioned(alembic_engine: Engine) -> None:
+    command.upgrade(package_config(alembic_engine), "head")
+    with alembic_engine.connect() as connection:
+        row = connection.execute(
+            text(
+                "SELECT prosecdef, proconfig, obj_description(oid, 'pg_proc') AS comment, "
+                "has_function_privilege('public', oid, 'EXECUTE') AS public_can_execute, "
+                "pg_get_functiondef(oid) AS body "
+                "FROM pg_proc WHERE proname = 'claim_job_batch'"
+            )
+        ).one()
+    assert row.prosecdef is False, "SECURITY INVOKER"
+    assert row.proconfig == ["search_path=pg_catalog, pg_temp"]
+    assert f'"version": {CURRENT_VERSION}' in row.comment
+    assert row.public_can_execute is False
+    assert "FOR NO KEY UPDATE SKIP LOCKED" in row.body
+    assert "AS MATERIALIZED" in row.body
+    assert "public.jobs" in row.body
+
+
+def test_an_older_installed_version_gets_a_replace_op(alembic_engine: Engine) -> None:
+    command.upgrade(package_config(alembic_engine), "head")
+    with alembic_engine.begin() as connection:
+        comment = connection.execute(
+            text("SELECT obj_description('claim_job_batch'::regproc, 'pg_proc')")
+        ).scalar_one()
+        older = comment.replace(f'"version": {CURRENT_VERSION}', '"version": 0')
+        connection.execute(
+            text(f"COMMENT ON FUNCTION claim_job_batch(varchar, varchar[], integer) IS '{older}'")
+        )
+    (op,) = autogenerate_ops(alembic_engine)
+    assert isinstance(op, ReplaceJobQueueOp)
+    assert (op.from_version, op.version) == (0, CURRENT_VERSION)
+    assert isinstance(op.reverse(), ReplaceJobQueueOp) and op.reverse().version == 0
+    with alembic_engine.begin() as connection:
+        context = MigrationContext.configure(connection)
+        from alembic.operations import Operations
+
+        Operations(context).invoke(op)
+    assert autogenerate_ops(alembic_engine) == []
+
+
+def test_a_removed_job_table_drops_its_function_before_the_table(alembic_engine: Engine) -> None:
+    command.upgrade(package_config(alembic_engine), "head")
+    from sqlalchemy import MetaData
+
+    with alembic_engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        ops = produce_migrations(context, MetaData()).upgrade_ops.ops
+    names = [type(op).__name__ for op in ops]
+    assert names[0] == "DropJobQueueOp"
+    assert "DropTableOp" in names
+
+
+def test_offline_sql_renders_the_function(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from alembic import command; from sqla_jobqueue.alembic import package_config;"
+            "c = package_config(); c.set_main_option('sqlalchemy.url', "
+            "'postgresql+psycopg://offline/db'); command.upgrade(c, 'head', sql=True)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "CREATE TABLE jobs" in result.stdout
+    assert "CREATE OR REPLACE FUNCTION public.claim_job_batch(" in result.stdout
+    assert result.stdout.index("CREATE TABLE jobs") < result.stdout.index("claim_job_batch(")
+
+
+def test_copy_template_makes_a_working_project(tmp_path: Path, empty_database_url: URL) -> None:
+    ini = copy_template(tmp_path / "migrations")
+    assert ini == tmp_path / "alembic.ini"
+    assert (tmp_path / "migrations" / "env.py").exists()
+    assert list((tmp_path / "migrations" / "versions").glob("0001_*.py"))
+    url = empty_database_url.render_as_string(hide_password=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "DATABASE_URL": url,
+            **{k: v for k, v in __import__("os").environ.items() if k != "DATABASE_URL"},
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    engine = create_engine(empty_database_url)
+    try:
+        assert objects(engine)["functions"] == ["claim_job_batch", "jobs_notify_enqueued"]
+    finally:
+        engine.dispose()
+    with pytest.raises(FileExistsError, match="not empty"):
+        copy_template(tmp_path / "migrations")
+
+
+def test_template_is_part_of_the_package() -> None:
+    names = {p.name for p in TEMPLATE_DIRECTORY.iterdir()}
+    assert names >= {"env.py", "script.py.mako", "versions"}
+    assert CreateJobQueueOp("jobs").reverse().to_diff_tuple()[0] == "drop_job_queue"
+    assert sqla_jobqueue.alembic.render is not None

@@ -26,10 +26,11 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     CheckConstraint,
+    Column,
     DateTime,
     Enum,
     Index,
@@ -188,7 +189,7 @@ class JobMixin:
             CheckConstraint("progress BETWEEN 0 AND 100", name=check_name("progress")),
             Index(
                 index_name("claimable"),
-                text("priority DESC"),
+                cast(Column[int], cls.priority).desc(),
                 "created_at",
                 "id",
                 postgresql_where=text(f"status = '{JobStatus.PENDING.value}'"),

@@ -1,0 +1,124 @@
+"""The job table's DDL, compiled without a database."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import MetaData
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from sqla_jobqueue import Job, JobMixin, JobStatus, Priority
+from sqla_jobqueue.model import claim_function_name, is_job_table
+
+
+def ddl(table: object) -> str:
+    return str(CreateTable(table).compile(dialect=postgresql.dialect()))  # type: ignore[arg-type]
+
+
+def index_ddl(table: object) -> dict[str | None, str]:
+    return {
+        index.name: str(CreateIndex(index).compile(dialect=postgresql.dialect()))
+        for index in table.indexes  # type: ignore[attr-defined]
+    }
+
+
+def test_ready_model_has_the_original_columns_and_the_additions() -> None:
+    columns = set(Job.__table__.c.keys())
+    original = {
+        "id", "job_type", "priority", "status", "data", "progress", "current_stage",
+        "events_count", "worker_id", "claimed_at", "created_at", "started_at",
+        "completed_at", "attempts", "max_attempts", "last_error",
+    }  # fmt: skip
+    assert original | {"run_at", "heartbeat_at", "unique_key", "result"} == columns
+    text = ddl(Job.__table__)
+    assert "job_type VARCHAR(50) NOT NULL" in text
+    assert "status VARCHAR(20) DEFAULT 'pending' NOT NULL" in text
+    assert "data JSONB DEFAULT '{}'::jsonb NOT NULL" in text
+    assert "id UUID DEFAULT gen_random_uuid() NOT NULL" in text
+    assert "CONSTRAINT jobs_status_check CHECK (status IN ('pending', 'claimed'" in text
+    assert "CONSTRAINT jobs_progress_check CHECK (progress BETWEEN 0 AND 100)" in text
+
+
+def test_partial_indexes_inline_their_predicates() -> None:
+    indexes = index_ddl(Job.__table__)
+    assert indexes["ix_jobs_claimable"].endswith(
+        "ON jobs (priority DESC, created_at, id) WHERE status = 'pending'"
+    )
+    assert indexes["ix_jobs_held_by_worker"].endswith(
+        "ON jobs (worker_id) WHERE status IN ('claimed', 'running')"
+    )
+    assert indexes["ix_jobs_unique_key"].startswith("CREATE UNIQUE INDEX")
+    assert "WHERE status IN ('pending', 'claimed', 'running')" in indexes["ix_jobs_unique_key"]
+
+
+def test_mixin_on_an_app_base_follows_its_naming_convention_and_schema() -> None:
+    class Base(DeclarativeBase):
+        metadata = MetaData(
+            naming_convention={
+                "ix": "ix_%(table_name)s_%(constraint_name)s",
+                "ck": "ck_%(table_name)s_%(constraint_name)s",
+            }
+        )
+
+    class Task(JobMixin, Base):
+        __tablename__ = "tasks"
+        __table_schema__ = "work"
+        __claim_function__ = "take_tasks"
+
+    table = Task.__table__
+    assert table.schema == "work"
+    assert is_job_table(table) and claim_function_name(table) == "take_tasks"
+    assert "CONSTRAINT ck_tasks_status CHECK" in ddl(table)
+    assert set(index_ddl(table)) == {
+        "ix_tasks_claimable",
+        "ix_tasks_held_by_worker",
+        "ix_tasks_unique_key",
+    }
+
+
+def test_convention_without_constraint_name_names_indexes_by_columns() -> None:
+    class Base(DeclarativeBase):
+        metadata = MetaData(naming_convention={"ix": "idx_%(table_name)s_%(column_0_name)s"})
+
+    class Task(JobMixin, Base):
+        __tablename__ = "queue_items"
+
+    assert set(index_ddl(Task.__table__)) == {
+        "idx_queue_items_priority",
+        "idx_queue_items_worker_id",
+        "idx_queue_items_unique_key",
+    }
+    assert claim_function_name(Task.__table__) == "claim_queue_items_batch"
+
+
+def test_two_job_tables_on_one_metadata_get_distinct_index_names() -> None:
+    class Base(DeclarativeBase):
+        pass
+
+    class A(JobMixin, Base):
+        __tablename__ = "a_jobs"
+
+    class B(JobMixin, Base):
+        __tablename__ = "b_jobs"
+
+    names = [index.name for table in Base.metadata.tables.values() for index in table.indexes]
+    assert len(names) == len(set(names)) == 6
+
+
+def test_over_long_claim_function_name_is_refused() -> None:
+    class Base(DeclarativeBase):
+        pass
+
+    with pytest.raises(ValueError, match="longer than PostgreSQL's 63"):
+
+        class Long(JobMixin, Base):
+            __tablename__ = "t" * 60
+
+
+def test_enums_match_the_original_design() -> None:
+    assert [s.value for s in JobStatus] == [
+        "pending", "claimed", "running", "completed", "failed", "cancelled",
+    ]  # fmt: skip
+    assert (Priority.EXPLICIT, Priority.DISCOVERED, Priority.BACKFILL) == (150, 100, 30)
+    assert str(JobStatus.RUNNING) == "running"

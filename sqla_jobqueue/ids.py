@@ -8,7 +8,7 @@ enqueued. The embedded clock only orders ids; no state change reads it.
 
 from __future__ import annotations
 
-import os
+import random
 import threading
 import time
 from uuid import UUID
@@ -31,13 +31,15 @@ def new_job_id() -> UUID:
         now_ms = time.time_ns() // 1_000_000
         if now_ms > _last_ms:
             _last_ms = now_ms
-            _counter = int.from_bytes(os.urandom(2), "big") & 0x7FF
+            _counter = random.getrandbits(11)
         else:
             _counter += 1
             if _counter > 0xFFF:
                 _last_ms += 1
                 _counter = 0
         ms, counter = _last_ms, _counter
-    rand_b = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    # Ids must be unique and ordered, not secret: the Mersenne Twister (reseeded after
+    # fork) is enough and much cheaper than a system call per id.
+    rand_b = random.getrandbits(62)
     value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
     return UUID(int=value)

@@ -51,6 +51,7 @@ __all__ = [
     "FINISHED_STATUSES",
     "HELD_STATUSES",
     "LIVE_STATUSES",
+    "UNIQUE_KEY_PREDICATE",
     "Job",
     "JobMixin",
     "JobStatus",
@@ -96,6 +97,11 @@ FINISHED_STATUSES: tuple[JobStatus, ...] = (
     JobStatus.CANCELLED,
 )
 """Final states; ``completed_at`` records when a job reached one of them."""
+
+UNIQUE_KEY_PREDICATE = (
+    f"unique_key IS NOT NULL AND status IN ({', '.join(repr(s.value) for s in LIVE_STATUSES)})"
+)
+"""Where ``unique_key`` must be unique: among live jobs that have a key."""
 
 _INFO_KEY = "sqla_jobqueue"
 _DEFAULT_IX_CONVENTION = "ix_%(column_0_label)s"
@@ -203,7 +209,7 @@ class JobMixin:
                 index_name("unique_key"),
                 "unique_key",
                 unique=True,
-                postgresql_where=text(f"status IN ({_sql_list(LIVE_STATUSES)})"),
+                postgresql_where=text(UNIQUE_KEY_PREDICATE),
             ),
             kwargs,
         )

@@ -14,6 +14,8 @@ A worker whose job was rescued and claimed again therefore gets
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import socket
 import uuid
@@ -22,17 +24,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast, overload
 
+import psycopg
+from psycopg.types.json import Jsonb
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
     DateTime,
+    Integer,
     Interval,
     String,
     Table,
+    Text,
+    Uuid,
     and_,
     any_,
     bindparam,
     case,
+    column,
     delete,
     func,
     inspect,
@@ -41,6 +49,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -59,12 +69,14 @@ from .model import (
     FINISHED_STATUSES,
     HELD_STATUSES,
     LIVE_STATUSES,
+    UNIQUE_KEY_PREDICATE,
     Job,
     JobMixin,
     JobStatus,
     Priority,
     is_job_table,
 )
+from .sql import format_table
 
 __all__ = ["JobQueue", "JobRef", "QueueStats", "default_worker_id"]
 
@@ -77,6 +89,8 @@ _ENQUEUE_KEYS = frozenset(
     {"job_type", "data", "priority", "max_attempts", "run_at", "unique_key"}
 )
 _UNIQUE_RETRIES = 3
+ENQUEUE_PAGE_SIZE = 5_000
+"""Most jobs one ``INSERT`` of :meth:`JobQueue.enqueue_many` writes."""
 
 
 def default_worker_id() -> str:
@@ -93,6 +107,93 @@ def _unique_contended(unique_key: object) -> JobQueueError:
 
 def _status_in(statuses: Sequence[JobStatus]) -> str:
     return ", ".join(f"'{s.value}'" for s in statuses)
+
+
+_RECORD_COLUMNS = (
+    ("id", Uuid()),
+    ("job_type", String()),
+    ("data", JSONB()),
+    ("priority", Integer()),
+    ("max_attempts", Integer()),
+    ("run_at", DateTime(timezone=True)),
+    ("run_in", Interval()),
+    ("unique_key", String()),
+)
+
+
+@functools.cache
+def _insert_statement(table: Table, *, unique: bool, entity: Any = None) -> Any:
+    """``INSERT … SELECT FROM jsonb_to_recordset(:jobs)``, built once per table.
+
+    The jobs travel as one JSON array parameter, so the statement text is the same for one
+    job or thousands (the driver caches and prepares it), and the server parses the rows
+    in C. With ``entity`` the statement returns model instances.
+    """
+    new = (
+        func.jsonb_to_recordset(sql_cast(bindparam("jobs", type_=Text()), JSONB()))
+        .table_valued(*(column(name, type_) for name, type_ in _RECORD_COLUMNS))
+        .render_derived(name="new_jobs", with_types=True)
+    )
+    rows = select(
+        new.c.id,
+        new.c.job_type,
+        new.c.data,
+        new.c.priority,
+        new.c.max_attempts,
+        func.coalesce(new.c.run_at, func.statement_timestamp() + new.c.run_in),
+        new.c.unique_key,
+    )
+    columns = ["id", "job_type", "data", "priority", "max_attempts", "run_at", "unique_key"]
+    statement = pg_insert(table).from_select(columns, rows)
+    if unique:
+        statement = statement.on_conflict_do_nothing(
+            index_elements=[table.c.unique_key],
+            index_where=literal_column(UNIQUE_KEY_PREDICATE),
+        )
+    if entity is not None:
+        return select(entity).from_statement(statement.returning(*table.c))
+    return statement.returning(table.c.id) if unique else statement
+
+
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _copyable(row: dict[str, Any]) -> bool:
+    """Whether a checked row can be loaded by COPY: due now, without a unique key."""
+    return row["unique_key"] is None and row["run_at_abs"] is None and not row["run_in"]
+
+
+@functools.cache
+def _copy_statement(table: Table) -> str:
+    """``COPY <table> (…) FROM STDIN (FORMAT BINARY)``; ``run_at`` takes its default."""
+    return (
+        f"COPY {format_table(table)} (id, job_type, data, priority, max_attempts) "
+        "FROM STDIN (FORMAT BINARY)"
+    )
+
+
+def _already_json(text: str) -> str:
+    return text
+
+
+def _jobs_json(rows: list[dict[str, Any]]) -> str:
+    """The JSON array of checked rows that :func:`_insert_statement` unpacks.
+
+    ``data_json`` was serialised (and checked) already; it is spliced in, not re-encoded.
+    """
+    dumps = _encode_json
+    parts = []
+    for row in rows:
+        run_at = row["run_at_abs"]
+        parts.append(
+            f'{{"id":"{row["id"]}","job_type":{dumps(row["job_type"])},'
+            f'"data":{row["data_json"]},"priority":{row["priority"]},'
+            f'"max_attempts":{row["max_attempts"]},'
+            f'"run_at":{"null" if run_at is None else dumps(run_at.isoformat())},'
+            f'"run_in":"{row["run_in"].total_seconds()} seconds",'
+            f'"unique_key":{dumps(row["unique_key"])}}}'
+        )
+    return "[" + ",".join(parts) + "]"
 
 
 @dataclass(frozen=True)
@@ -227,10 +328,14 @@ class JobQueue(Generic[J]):
                 "unique_key": unique_key,
             }
         )
-        statement = self._insert(unique=unique_key is not None, orm=True).returning(self.model)
+        statement = _insert_statement(
+            self.table, unique=unique_key is not None, entity=cast(Any, self.model)
+        )
         options = {"populate_existing": True}
         for _ in range(_UNIQUE_RETRIES):
-            job = self.session.scalars(statement, row, execution_options=options).one_or_none()
+            job = self.session.scalars(
+                statement, {"jobs": _jobs_json([row])}, execution_options=options
+            ).one_or_none()
             if job is not None:
                 return cast("J", job)
             existing = self.session.scalars(
@@ -247,30 +352,59 @@ class JobQueue(Generic[J]):
         raise _unique_contended(unique_key)
 
     def enqueue_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[uuid.UUID]:
-        """Add many jobs with multi-row INSERTs; return their ids in input order.
+        """Add many jobs in few statements; return their ids in input order.
 
         Each mapping takes the keywords of :meth:`enqueue` (``job_type`` required). All
-        jobs are checked before anything is written. A job whose ``unique_key`` is already
-        live is not inserted; the id of the live job stands in its place.
+        jobs are checked before anything is written. Jobs that are due now and have no
+        ``unique_key`` — the common bulk load — are streamed with one binary ``COPY``.
+        Otherwise the rows travel as one JSON array per page of ``ENQUEUE_PAGE_SIZE`` jobs,
+        unpacked by a single ``INSERT … SELECT``; a job whose ``unique_key`` is already
+        live is not inserted, and the id of the live job stands in its place.
         """
         rows = [
             self._row(check.mapping_keys(spec, _ENQUEUE_KEYS, index))
             for index, spec in enumerate(jobs)
         ]
-        if not rows:
-            return []
-        has_unique = any(row["unique_key"] is not None for row in rows)
-        statement = self._insert(unique=has_unique).returning(self.table.c.id)
-        connection = self.session.connection()
-        inserted = set(connection.execute(statement, rows).scalars())
+        if rows and all(_copyable(row) for row in rows) and self._copy(rows):
+            return [row["id"] for row in rows]
+        inserted: set[uuid.UUID] = set()
+        for start in range(0, len(rows), ENQUEUE_PAGE_SIZE):
+            inserted |= self._insert_page(rows[start : start + ENQUEUE_PAGE_SIZE])
         if len(inserted) == len(rows):
             return [row["id"] for row in rows]
         return self._resolve_unique(rows, inserted)
 
+    def _copy(self, rows: list[dict[str, Any]]) -> bool:
+        """Stream due, key-less rows with binary COPY; ``False`` if the driver can't."""
+        driver = self.session.connection().connection.driver_connection
+        if not isinstance(driver, psycopg.Connection):
+            return False
+        with driver.cursor() as cursor, cursor.copy(_copy_statement(self.table)) as copy:
+            copy.set_types(["uuid", "varchar", "jsonb", "int4", "int4"])
+            for row in rows:
+                copy.write_row(
+                    (
+                        row["id"],
+                        row["job_type"],
+                        Jsonb(row["data_json"], dumps=_already_json),
+                        row["priority"],
+                        row["max_attempts"],
+                    )
+                )
+        return True
+
+    def _insert_page(self, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+        """Insert one page of checked rows; return the ids actually inserted."""
+        unique = any(row["unique_key"] is not None for row in rows)
+        statement = _insert_statement(self.table, unique=unique)
+        result = self.session.execute(statement, {"jobs": _jobs_json(rows)})
+        if unique:
+            return set(result.scalars())
+        return {row["id"] for row in rows}
+
     def _resolve_unique(
         self, rows: list[dict[str, Any]], inserted: set[uuid.UUID]
     ) -> list[uuid.UUID]:
-        ids: list[uuid.UUID] = []
         for _ in range(_UNIQUE_RETRIES):
             missing = [row for row in rows if row["id"] not in inserted]
             keys = {row["unique_key"] for row in missing}
@@ -283,15 +417,13 @@ class JobQueue(Generic[J]):
             live = {key: job_id for key, job_id in found}
             retry = [row for row in missing if row["unique_key"] not in live]
             if not retry:
-                ids = [
+                return [
                     row["id"] if row["id"] in inserted else live[row["unique_key"]]
                     for row in rows
                 ]
-                return ids
             for row in retry:
                 row["id"] = new_job_id()
-            statement = self._insert(unique=True).returning(self.table.c.id)
-            inserted |= set(self.session.connection().execute(statement, retry).scalars())
+            inserted |= self._insert_page(retry)
         raise _unique_contended(retry[0]["unique_key"])
 
     def _row(self, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -301,41 +433,21 @@ class JobQueue(Generic[J]):
         unique_key = spec.get("unique_key")
         if unique_key is not None:
             check.check_text(unique_key, "unique_key", 255)
-        if data is not None:
-            check.check_json(data, "data", self.max_payload_bytes, require_object=True)
+        data_json = (
+            "{}"
+            if data is None
+            else check.check_json(data, "data", self.max_payload_bytes, require_object=True)
+        )
         return {
             "id": new_job_id(),
             "job_type": check.check_job_type(spec["job_type"]),
-            "data": dict(data) if data is not None else {},
+            "data_json": data_json,
             "priority": check.check_int32(spec.get("priority", Priority.DISCOVERED), "priority"),
             "max_attempts": check.check_max_attempts(spec.get("max_attempts", 3)),
             "run_at_abs": run_at if isinstance(run_at, datetime) else None,
             "run_in": run_at if isinstance(run_at, timedelta) else timedelta(0),
             "unique_key": unique_key,
         }
-
-    def _insert(self, *, unique: bool, orm: bool = False) -> Any:
-        c = self.table.c
-        statement = pg_insert(self.model if orm else self.table).values(
-            {
-                c.id: bindparam("id"),
-                c.job_type: bindparam("job_type"),
-                c.data: bindparam("data", type_=c.data.type),
-                c.priority: bindparam("priority"),
-                c.max_attempts: bindparam("max_attempts"),
-                c.run_at: func.coalesce(
-                    bindparam("run_at_abs", type_=DateTime(timezone=True)),
-                    func.statement_timestamp() + bindparam("run_in", type_=Interval()),
-                ),
-                c.unique_key: bindparam("unique_key", type_=String()),
-            }
-        )
-        if unique:
-            statement = statement.on_conflict_do_nothing(
-                index_elements=[c.unique_key],
-                index_where=literal_column(f"status IN ({_status_in(LIVE_STATUSES)})"),
-            )
-        return statement
 
     # ------------------------------------------------------------------ claim
 

@@ -38,6 +38,9 @@ INT32_MAX = 2**31 - 1
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 """Payloads are references, not blobs: store large data elsewhere and enqueue its key."""
 
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode
+"""One encoder for every payload: ``json.dumps`` with options builds a new one per call."""
+
 # json.dumps writes U+0000 as the six characters \u0000; an even run of backslashes before
 # them would mean the backslash itself was escaped and the text is not a NUL.
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -114,7 +117,7 @@ def check_json(value: object, what: str, max_bytes: int, *, require_object: bool
             f"{what} must be a JSON object (a dict), got {type(value).__name__}"
         )
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        text = _encode(value)
     except ValueError as exc:
         raise InvalidJobError(
             f"{what} holds NaN or an infinity, which JSON cannot represent: {exc}"
@@ -124,11 +127,12 @@ def check_json(value: object, what: str, max_bytes: int, *, require_object: bool
             f"{what} must be JSON-serialisable: {exc}; convert such values to strings or "
             "numbers before enqueueing"
         ) from None
-    if _ESCAPED_NUL.search(text):
+    if "\\u0000" in text and _ESCAPED_NUL.search(text):
         raise InvalidJobError(
             f"{what} contains a NUL character (\\u0000), which jsonb cannot store"
         )
-    size = len(text.encode("utf-8"))
+    # A character is at most 4 bytes of UTF-8: only encode when the limit may be near.
+    size = len(text) if len(text) * 4 <= max_bytes else len(text.encode("utf-8"))
     if size > max_bytes:
         raise InvalidJobError(
             f"{what} is {size} bytes of JSON, over the limit of {max_bytes}; store large data "

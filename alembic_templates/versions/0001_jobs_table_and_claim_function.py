@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 12:37:53.087870
+Create Date: 2026-11-25 12:49:41.255625
 
 """
 
@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
+
+import sqla_jobqueue.alembic  # noqa: F401  (registers op.*_job_queue)
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -98,7 +100,9 @@ def upgrade() -> None:
         "jobs",
         ["unique_key"],
         unique=True,
-        postgresql_where=sa.text("status IN ('pending', 'claimed', 'running')"),
+        postgresql_where=sa.text(
+            "unique_key IS NOT NULL AND status IN ('pending', 'claimed', 'running')"
+        ),
     )
     op.create_job_queue("jobs", function_name="claim_job_batch", version=1)
     # ### end Alembic commands ###
@@ -110,7 +114,9 @@ def downgrade() -> None:
     op.drop_index(
         "ix_jobs_unique_key",
         table_name="jobs",
-        postgresql_where=sa.text("status IN ('pending', 'claimed', 'running')"),
+        postgresql_where=sa.text(
+            "unique_key IS NOT NULL AND status IN ('pending', 'claimed', 'running')"
+        ),
     )
     op.drop_index(
         "ix_jobs_held_by_worker",

@@ -9,7 +9,7 @@ from .ops import CreateJobQueueOp, DropJobQueueOp, JobQueueOp, ReplaceJobQueueOp
 
 __all__ = ["render_job_queue_op"]
 
-_IMPORT = "import sqla_jobqueue.alembic"
+_IMPORT = "import sqla_jobqueue.alembic  # noqa: F401  (registers op.*_job_queue)"
 
 
 def _render(autogen_context: AutogenContext, verb: str, op: JobQueueOp) -> str:

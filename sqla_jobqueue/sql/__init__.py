@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
 __all__ = [
     "CURRENT_VERSION",
     "QueueObjects",
     "available_versions",
+    "format_table",
     "install_statements",
     "parse_comment",
     "read_sql",
@@ -40,6 +42,11 @@ _preparer = PGDialect().identifier_preparer  # type: ignore[no-untyped-call]
 def read_sql(relative_path: str) -> str:
     """Return the text of a file under ``sqla_jobqueue/sql``."""
     return resources.files(__name__).joinpath(relative_path).read_text(encoding="utf-8")
+
+
+def format_table(table: Table) -> str:
+    """The table's name, schema-qualified when it has a schema, quoted where needed."""
+    return str(_preparer.format_table(table))
 
 
 def available_versions() -> list[int]:

@@ -450,3 +450,29 @@ def test_prune_deletes_only_old_finished_jobs(
     with session_factory.begin() as session:
         assert JobQueue(session).prune(timedelta(days=7)) == 2
     assert count_jobs(engine) == 2
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [
+        [{"job_type": "email"}, {"job_type": "sms"}, {"job_type": "email"}],
+        [{"job_type": "email", "run_at": timedelta(0)}, {"job_type": "sms", "unique_key": "k"}],
+    ],
+    ids=["copy", "insert"],
+)
+def test_enqueue_notifies_each_type_on_commit(
+    database_url: object, session_factory: sessionmaker[Session], specs: list[dict[str, object]]
+) -> None:
+    import psycopg
+
+    from sqla_jobqueue.sql import QueueObjects
+
+    url = database_url.set(drivername="postgresql").render_as_string(hide_password=False)  # type: ignore[attr-defined]
+    channel = QueueObjects("public", "jobs", "claim_job_batch").channel
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute(f'LISTEN "{channel}"')
+        with session_factory.begin() as session:
+            JobQueue(session).enqueue_many(specs)
+            assert list(listener.notifies(timeout=0.2, stop_after=1)) == [], "only on commit"
+        received = {n.payload for n in listener.notifies(timeout=5, stop_after=2)}
+    assert received == {"email", "sms"}

@@ -1,0 +1,1108 @@
+"""The ``sqla-jobqueue`` command line: look at the queue, act on jobs, run workers, the demo.
+
+Every command that needs a database takes ``--database-url`` or reads ``DATABASE_URL``;
+with neither it uses the embedded PostgreSQL of :mod:`sqla_jobqueue.embedded` (migrated on
+first use) and says so in one line on stderr. Commands that report take ``--json`` for
+machines; people get tables. Bad arguments get a one-line error and exit code 2; a job that
+does not exist or is in the wrong state, or a database that cannot be reached, gets a
+one-line error and exit code 1. Ctrl-C exits with 130.
+
+Durations are written as a number and a unit, ``30s``, ``5m``, ``2h``, ``7d``, ``1w``,
+``250ms``, or a sum of them (``1h30m``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from sqlalchemy import Engine, create_engine, func, inspect, literal, select, text
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.orm import Session
+
+from .database import sqlalchemy_url, url_from_environment
+from .errors import (
+    InvalidJobError,
+    InvalidTransitionError,
+    JobNotFoundError,
+    JobQueueError,
+    ModelError,
+)
+from .model import HELD_STATUSES, Job, JobMixin, JobStatus, Priority
+from .queue import JobQueue
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+__all__ = ["main", "parse_duration"]
+
+PROG = "sqla-jobqueue"
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_UNITS = {
+    "ms": timedelta(milliseconds=1),
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_STATUSES = [s.value for s in JobStatus]
+
+
+class UsageError(Exception):
+    """Bad input found after parsing (exit code 2)."""
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def parse_duration(value: str) -> timedelta:
+    """Parse ``30s``, ``5m``, ``2h``, ``7d``, ``1w``, ``250ms`` or a sum like ``1h30m``.
+
+    Raises
+    ------
+    ValueError
+        When ``value`` is not such a duration, or is zero.
+    """
+    text_value = value.strip().lower()
+    parts = _DURATION_PART.findall(text_value)
+    if not parts or "".join(n + u for n, u in parts) != text_value:
+        raise ValueError(
+            f"invalid duration {value!r}: write a number and a unit, e.g. 30s, 5m, 2h, 7d"
+        )
+    total = sum((float(n) * _UNITS[u] for n, u in parts), timedelta(0))
+    if total <= timedelta(0):
+        raise ValueError(f"invalid duration {value!r}: must be more than zero")
+    return total
+
+
+def _duration(value: str) -> timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _job_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a job id (a UUID)") from None
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _priority(value: str) -> int:
+    name = value.strip().upper()
+    if name in Priority.__members__:
+        return int(Priority[name])
+    try:
+        return int(value)
+    except ValueError:
+        names = ", ".join(p.name.lower() for p in Priority)
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a priority: a whole number or one of {names}"
+        ) from None
+
+
+def _json_object(value: str) -> dict[str, Any]:
+    try:
+        data = json.loads(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise argparse.ArgumentTypeError(
+            f'must be a JSON object like \'{{"key": "value"}}\', got {type(data).__name__}'
+        )
+    return data
+
+
+def _run_at(value: str) -> datetime | timedelta:
+    with contextlib.suppress(ValueError):
+        return parse_duration(value)
+    iso = value.strip()
+    if iso.endswith(("Z", "z")):
+        iso = iso[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is neither a delay (10m, 2h) nor an ISO 8601 time "
+            "(2030-01-31T09:00:00+00:00)"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} has no time zone: add one, e.g. {value}+00:00 or {value}Z"
+        )
+    return moment
+
+
+def _names(value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{value!r} names nothing: write a,b,c")
+    return names
+
+
+def _statuses(value: str) -> list[str]:
+    names = _names(value)
+    unknown = [name for name in names if name not in _STATUSES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown status {unknown[0]!r}: choose from {', '.join(_STATUSES)}"
+        )
+    return names
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# ------------------------------------------------------------------------- output
+
+
+def _console(*, stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Output to a file or a pipe is read whole: do not squeeze it into 80 columns.
+        console.width = 200
+    return console
+
+
+def _say(message: str) -> None:
+    """A one-line notice on stderr, so that stdout stays clean for --json."""
+    sys.stderr.write(f"{message}\n")
+    sys.stderr.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, JobStatus):
+        return value.value
+    return value
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, default=_jsonable, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def _job_dict(job: JobMixin) -> dict[str, Any]:
+    mapper = inspect(type(job))
+    return {attr.key: _jsonable(getattr(job, attr.key)) for attr in mapper.column_attrs}
+
+
+def _age(delta: timedelta | None) -> str:
+    if delta is None:
+        return "-"
+    seconds = max(delta.total_seconds(), 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _one_line(message: str, limit: int = 300) -> str:
+    line = " ".join(str(message).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# ----------------------------------------------------------------------- database
+
+
+def _import_object(spec: str, what: str) -> Any:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"{what} {spec!r} must be written module:attribute, e.g. myapp.jobs:Job")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UsageError(f"cannot import {module_name!r} for {what} {spec!r}: {error}") from None
+    try:
+        value = module
+        for name in attribute.split("."):
+            value = getattr(value, name)
+    except AttributeError:
+        raise UsageError(f"{module_name!r} has no {attribute!r} (for {what} {spec!r})") from None
+    return value
+
+
+def _model(args: argparse.Namespace) -> type[JobMixin]:
+    spec = getattr(args, "model", None)
+    if not spec:
+        return Job
+    model = _import_object(spec, "--model")
+    if not (isinstance(model, type) and issubclass(model, JobMixin)):
+        raise UsageError(f"--model {spec!r} is not a mapped JobMixin class")
+    return model
+
+
+@contextlib.contextmanager
+def _database(args: argparse.Namespace, *, migrate_embedded: bool = True) -> Iterator[Engine]:
+    """An engine on the given database, or on the embedded server for the command's life."""
+    given = getattr(args, "database_url", None) or url_from_environment()
+    if given:
+        try:
+            url = sqlalchemy_url(given)
+            engine = create_engine(url, pool_pre_ping=True)
+        except (ArgumentError, NoSuchModuleError, ValueError) as error:
+            raise UsageError(f"invalid database URL: {error}") from None
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+        return
+    from .embedded import embedded_server
+
+    with embedded_server(getattr(args, "data_dir", None), keep=args.keep_server) as server:
+        _say(server.describe())
+        engine = create_engine(server.url, pool_pre_ping=True)
+        try:
+            if migrate_embedded:
+                _migrate(engine)
+            yield engine
+        finally:
+            engine.dispose()
+
+
+def _migrate(engine: Engine) -> str | None:
+    from .alembic import upgrade
+
+    # Alembic logs each step at INFO; a command line user wants only the outcome.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    upgrade(engine)
+    with engine.connect() as connection:
+        revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return None if revision is None else str(revision)
+
+
+def _database_error(error: DBAPIError) -> str:
+    orig = error.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    first = _one_line(str(orig).strip().splitlines()[0] if str(orig).strip() else str(error))
+    if sqlstate in ("42P01", "42883"):
+        return (
+            f"{first}: the job table or its claim function is missing; run "
+            "`sqla-jobqueue migrate` (or your application's `alembic upgrade head`)"
+        )
+    if error.connection_invalidated or sqlstate is None or sqlstate.startswith("08"):
+        return f"cannot reach the database: {first}"
+    return f"database error: {first}"
+
+
+# ----------------------------------------------------------------------- commands
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    model = _model(args)
+    with _database(args) as engine, Session(engine) as session:
+        stats = JobQueue(session, model).stats()
+        now = func.statement_timestamp()
+        finished = {
+            JobStatus(status).value: int(count)
+            for status, count in session.execute(
+                select(model.status, func.count())
+                .where(
+                    model.status.in_([JobStatus.COMPLETED.value, JobStatus.FAILED.value]),
+                    model.completed_at >= now - literal(timedelta(minutes=1)),
+                )
+                .group_by(model.status)
+            )
+        }
+        stale = session.execute(
+            select(func.count()).where(
+                model.status.in_([s.value for s in HELD_STATUSES]),
+                func.coalesce(model.heartbeat_at, model.claimed_at)
+                < now - literal(args.stale_after),
+            )
+        ).scalar_one()
+    last_minute = {"completed": finished.get("completed", 0), "failed": finished.get("failed", 0)}
+    totals = {status: stats.total(status) for status in _STATUSES}
+    report = {
+        "counts": stats.counts,
+        "totals": totals,
+        "oldest_pending_age_seconds": _jsonable(stats.oldest_pending_age),
+        "last_minute": last_minute,
+        "jobs_per_second": round(sum(last_minute.values()) / 60.0, 2),
+        "stale": int(stale),
+        "stale_after_seconds": args.stale_after.total_seconds(),
+    }
+    if args.json:
+        _print_json(report)
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title="Jobs by type and state", title_justify="left")
+    table.add_column("type", no_wrap=True)
+    for status in _STATUSES:
+        table.add_column(status, justify="right")
+    for job_type in sorted(stats.counts):
+        by_status = stats.counts[job_type]
+        table.add_row(job_type, *(str(by_status.get(s, 0)) for s in _STATUSES))
+    table.add_section()
+    table.add_row("total", *(str(totals[s]) for s in _STATUSES), style="bold")
+    console = _console()
+    console.print(table)
+    console.print(
+        (
+            "No pending job is due. "
+            if stats.oldest_pending_age is None
+            else f"Oldest due pending job has waited {_age(stats.oldest_pending_age)}. "
+        )
+        + f"Last minute: {last_minute['completed']} completed, {last_minute['failed']} failed "
+        f"({report['jobs_per_second']} jobs/s). "
+        f"Stale (no heartbeat for {_age(args.stale_after)}): {report['stale']}"
+        + (" — `sqla-jobqueue recover` returns them to pending." if stale else ".")
+    )
+    return EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    model = _model(args)
+    statement = select(model).order_by(model.created_at.desc(), model.id.desc()).limit(args.limit)
+    if args.status:
+        statement = statement.where(model.status.in_(args.status))
+    if args.type:
+        statement = statement.where(model.job_type.in_(args.type))
+    with _database(args) as engine, Session(engine) as session:
+        jobs = list(session.scalars(statement))
+        rows = [_job_dict(job) for job in jobs]
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title=f"{len(jobs)} most recent jobs", title_justify="left")
+    table.add_column("id", no_wrap=True, min_width=36)
+    table.add_column("type", no_wrap=True)
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("prio", justify="right", no_wrap=True, min_width=4)
+    table.add_column("tries", justify="right", no_wrap=True, min_width=5)
+    table.add_column("%", justify="right", no_wrap=True, min_width=4)
+    table.add_column("stage", overflow="ellipsis", max_width=24)
+    table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("last error", overflow="ellipsis", max_width=40)
+    for job in jobs:
+        table.add_row(
+            str(job.id),
+            job.job_type,
+            JobStatus(job.status).value,
+            str(job.priority),
+            f"{job.attempts}/{job.max_attempts}",
+            f"{job.progress}%",
+            job.current_stage or "",
+            _when(job.created_at),
+            _one_line(job.last_error or "", 80),
+        )
+    _console().print(table)
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    model = _model(args)
+    with _database(args) as engine, Session(engine) as session:
+        job = JobQueue(session, model).get(args.id)
+        row = _job_dict(job)
+    if args.json:
+        _print_json(row)
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(show_header=False, title=f"job {row['id']}", title_justify="left")
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in row.items():
+        shown = json.dumps(value) if isinstance(value, (dict, list)) else value
+        table.add_row(key, "" if shown is None else str(shown))
+    _console().print(table)
+    return EXIT_OK
+
+
+def _cmd_enqueue(args: argparse.Namespace) -> int:
+    model = _model(args)
+    with _database(args) as engine, Session(engine) as session, session.begin():
+        job = JobQueue(session, model).enqueue(
+            args.job_type,
+            args.data,
+            priority=args.priority,
+            max_attempts=args.max_attempts,
+            run_at=args.run_at,
+            unique_key=args.unique_key,
+        )
+        row = _job_dict(job)
+    if args.json:
+        _print_json(row)
+    else:
+        _console().print(
+            f"Enqueued {row['id']} ({row['job_type']}, priority {row['priority']}, "
+            f"{row['status']}, due {row['run_at']})."
+        )
+    return EXIT_OK
+
+
+def _transition(args: argparse.Namespace, action: str) -> int:
+    model = _model(args)
+    with _database(args) as engine, Session(engine) as session, session.begin():
+        queue = JobQueue(session, model)
+        job = queue.cancel(args.id) if action == "cancel" else queue.retry(args.id)
+        row = _job_dict(job)
+    if args.json:
+        _print_json(row)
+    else:
+        _console().print(f"Job {row['id']} ({row['job_type']}) is now {row['status']}.")
+    return EXIT_OK
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    return _transition(args, "cancel")
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    return _transition(args, "retry")
+
+
+def _cmd_recover(args: argparse.Namespace) -> int:
+    model = _model(args)
+    with _database(args) as engine, Session(engine) as session, session.begin():
+        count = JobQueue(session, model).recover_stale(args.timeout)
+    if args.json:
+        _print_json({"recovered": count, "timeout_seconds": args.timeout.total_seconds()})
+    else:
+        _console().print(
+            f"Recovered {count} job{'s' if count != 1 else ''} "
+            f"with no heartbeat for {_age(args.timeout)}."
+        )
+    return EXIT_OK
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    model = _model(args)
+    with _database(args) as engine, Session(engine) as session, session.begin():
+        count = JobQueue(session, model).prune(args.older_than, limit=args.limit)
+    if args.json:
+        _print_json({"deleted": count, "older_than_seconds": args.older_than.total_seconds()})
+    else:
+        _console().print(
+            f"Deleted {count} finished job{'s' if count != 1 else ''} "
+            f"older than {_age(args.older_than)}."
+        )
+    return EXIT_OK
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    with _database(args, migrate_embedded=False) as engine:
+        revision = _migrate(engine)
+    if args.json:
+        _print_json({"revision": revision})
+    else:
+        _console().print(f"The database is at revision {revision} (head).")
+    return EXIT_OK
+
+
+def _cmd_init_alembic(args: argparse.Namespace) -> int:
+    from .alembic import copy_template
+
+    try:
+        ini = copy_template(args.directory, ini_path=args.ini)
+    except FileExistsError as error:
+        raise UsageError(str(error)) from None
+    if args.json:
+        _print_json({"directory": str(args.directory), "ini": str(ini)})
+    else:
+        _console().print(
+            f"Wrote {ini} and the environment in {args.directory}/. Next: add your "
+            f"metadata to target_metadata in {args.directory}/env.py, set DATABASE_URL "
+            "(or sqlalchemy.url), then run `alembic upgrade head`."
+        )
+    return EXIT_OK
+
+
+def _cmd_server(args: argparse.Namespace) -> int:
+    from .embedded import embedded_server, stop_server
+
+    if args.stop:
+        message = stop_server(args.data_dir)
+        if args.json:
+            _print_json({"message": message})
+        else:
+            _console().print(message)
+        return EXIT_OK
+    with embedded_server(args.data_dir, keep=True) as server:
+        _say(server.describe())
+        url = server.url.render_as_string(hide_password=False)
+        if args.json:
+            _print_json({"url": url, "data_dir": str(server.data_dir)})
+        else:
+            sys.stdout.write(url + "\n")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------- live view
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A held job as the live view shows it."""
+
+    id: uuid.UUID
+    job_type: str
+    status: str
+    stage: str | None
+    progress: int
+    worker_id: str | None
+    elapsed: timedelta | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the live view of ``watch`` and ``demo`` shows at one moment."""
+
+    totals: dict[str, int]
+    running: list[RunningJob]
+    recent_finished: int
+    window: timedelta
+    at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def jobs_per_second(self) -> float:
+        """Jobs finished (completed or failed) per second over the recent window."""
+        return self.recent_finished / self.window.total_seconds()
+
+    def as_json(self) -> dict[str, Any]:
+        """The snapshot as plain JSON values."""
+        return {
+            "at": _jsonable(self.at),
+            "totals": self.totals,
+            "jobs_per_second": round(self.jobs_per_second, 2),
+            "running": [
+                {
+                    "id": str(job.id),
+                    "job_type": job.job_type,
+                    "status": job.status,
+                    "stage": job.stage,
+                    "progress": job.progress,
+                    "worker_id": job.worker_id,
+                    "elapsed_seconds": _jsonable(job.elapsed),
+                    "attempts": job.attempts,
+                }
+                for job in self.running
+            ],
+        }
+
+
+def take_snapshot(
+    session: Session,
+    model: type[JobMixin],
+    *,
+    ids: Sequence[uuid.UUID] | None = None,
+    job_types: Sequence[str] | None = None,
+    limit: int = 20,
+    window: timedelta = timedelta(seconds=10),
+) -> Snapshot:
+    """Read counts by state and the held jobs (running first, longest first)."""
+    conditions: list[Any] = []
+    if ids is not None:
+        conditions.append(model.id.in_(list(ids)))
+    if job_types:
+        conditions.append(model.job_type.in_(list(job_types)))
+    now = func.statement_timestamp()
+    totals = {status: 0 for status in _STATUSES}
+    for status, count in session.execute(
+        select(model.status, func.count()).where(*conditions).group_by(model.status)
+    ):
+        totals[JobStatus(status).value] = int(count)
+    recent = session.execute(
+        select(func.count()).where(
+            *conditions,
+            model.status.in_([JobStatus.COMPLETED.value, JobStatus.FAILED.value]),
+            model.completed_at >= now - literal(window),
+        )
+    ).scalar_one()
+    rows = session.execute(
+        select(
+            model.id,
+            model.job_type,
+            model.status,
+            model.current_stage,
+            model.progress,
+            model.worker_id,
+            (now - model.started_at).label("elapsed"),
+            model.attempts,
+            now.label("at"),
+        )
+        .where(*conditions, model.status.in_([s.value for s in HELD_STATUSES]))
+        .order_by(model.status.desc(), model.started_at, model.claimed_at, model.id)
+        .limit(limit)
+    ).all()
+    at = rows[0].at if rows else session.execute(select(now)).scalar_one()
+    running = [
+        RunningJob(
+            row.id,
+            row.job_type,
+            JobStatus(row.status).value,
+            row.current_stage,
+            int(row.progress or 0),
+            row.worker_id,
+            row.elapsed,
+            int(row.attempts),
+        )
+        for row in rows
+    ]
+    return Snapshot(totals, running, int(recent), window, at)
+
+
+def render_snapshot(snapshot: Snapshot, *, title: str, total: int | None = None) -> RenderableType:
+    """The live view: a summary line (with an overall bar when ``total`` is known) and
+    one progress bar per held job with its stage, percent, worker and elapsed time."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    t = snapshot.totals
+    done = t["completed"] + t["failed"] + t["cancelled"]
+    summary = Table.grid(padding=(0, 2))
+    if total is not None:
+        summary.add_row(
+            ProgressBar(total=max(total, 1), completed=done, width=30),
+            Text(f"{done}/{total} finished", style="bold"),
+        )
+    summary.add_row(
+        Text(title, style="bold"),
+        Text(
+            f"done {t['completed']} · failed {t['failed']} · cancelled {t['cancelled']} · "
+            f"pending {t['pending']} · claimed {t['claimed']} · running {t['running']} · "
+            f"{snapshot.jobs_per_second:.1f} jobs/s"
+        ),
+    )
+    table = Table(expand=False, show_edge=False, pad_edge=False)
+    table.add_column("job", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("stage", no_wrap=True, max_width=28, overflow="ellipsis")
+    table.add_column("progress", no_wrap=True)
+    table.add_column("%", justify="right", no_wrap=True)
+    table.add_column("worker", no_wrap=True, max_width=28, overflow="ellipsis")
+    table.add_column("elapsed", justify="right", no_wrap=True)
+    for job in snapshot.running:
+        table.add_row(
+            str(job.id)[-12:],
+            job.job_type,
+            job.stage or ("(claimed)" if job.status == JobStatus.CLAIMED.value else ""),
+            ProgressBar(total=100, completed=job.progress, width=24),
+            f"{job.progress}%",
+            job.worker_id or "",
+            _age(job.elapsed),
+        )
+    if not snapshot.running:
+        return Group(summary, Text("no job is running", style="dim"))
+    return Group(summary, table)
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    model = _model(args)
+    interval = args.interval.total_seconds()
+    with _database(args) as engine:
+
+        def frame() -> Snapshot:
+            with Session(engine) as session:
+                return take_snapshot(session, model, job_types=args.type, limit=args.limit)
+
+        refreshes = 0
+
+        def more() -> bool:
+            return args.count is None or refreshes < args.count
+
+        if args.json:
+            while more():
+                _print_json(frame().as_json())
+                refreshes += 1
+                if more():
+                    time.sleep(interval)
+            return EXIT_OK
+        console = _console()
+        title = "sqla-jobqueue watch (Ctrl-C to stop)"
+        if not console.is_terminal:
+            # Piped output gets every frame in full, one after the other.
+            while more():
+                console.print(render_snapshot(frame(), title=title))
+                refreshes += 1
+                if more():
+                    time.sleep(interval)
+            return EXIT_OK
+        from rich.live import Live
+
+        with Live(console=console, auto_refresh=False, transient=False) as live:
+            while more():
+                live.update(render_snapshot(frame(), title=title), refresh=True)
+                refreshes += 1
+                if more():
+                    time.sleep(interval)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------ parser
+
+
+def _database_options() -> _Parser:
+    parent = _Parser(add_help=False)
+    group = parent.add_argument_group("database")
+    group.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="PostgreSQL URL (default: $DATABASE_URL, else the embedded PostgreSQL)",
+    )
+    group.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="data directory of the embedded PostgreSQL (default: under your user data dir)",
+    )
+    group.add_argument(
+        "--keep-server",
+        action="store_true",
+        help="leave the embedded PostgreSQL running after this command if it starts it",
+    )
+    group.add_argument(
+        "--model",
+        metavar="MODULE:CLASS",
+        help="your JobMixin model, if not sqla_jobqueue.Job (table jobs)",
+    )
+    return parent
+
+
+def _json_option() -> _Parser:
+    parent = _Parser(add_help=False)
+    parent.add_argument("--json", action="store_true", help="print JSON for machines")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``sqla-jobqueue`` and its commands."""
+    from . import __version__
+
+    parser = _Parser(
+        prog=PROG,
+        description="Look at and operate a sqla_jobqueue job table; run workers and the demo.",
+        epilog="Durations: 30s, 5m, 2h, 7d, 1w, 250ms, 1h30m.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    db = _database_options()
+    js = _json_option()
+
+    def command(
+        name: str,
+        handler: Callable[[argparse.Namespace], int],
+        help: str,
+        parents: Sequence[_Parser] = (),
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, parents=list(parents))
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = command(
+        "status", _cmd_status, "counts by type and state, throughput, stale jobs", [db, js]
+    )
+    sub.add_argument(
+        "--stale-after",
+        type=_duration,
+        default=timedelta(minutes=5),
+        metavar="DURATION",
+        help="a held job with no heartbeat for this long is stale (default 5m)",
+    )
+
+    sub = command("watch", _cmd_watch, "live progress bars of running jobs until Ctrl-C", [db, js])
+    sub.add_argument(
+        "--interval",
+        type=_duration,
+        default=timedelta(seconds=1),
+        metavar="DURATION",
+        help="time between refreshes (default 1s)",
+    )
+    sub.add_argument(
+        "--count",
+        type=_positive_int,
+        metavar="N",
+        help="stop after N refreshes (default: until Ctrl-C)",
+    )
+    sub.add_argument("--type", type=_names, metavar="A,B", help="only these job types")
+    sub.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=20,
+        metavar="N",
+        help="show at most N jobs (default 20)",
+    )
+
+    sub = command("list", _cmd_list, "the most recent jobs, newest first", [db, js])
+    sub.add_argument(
+        "--status",
+        type=_statuses,
+        metavar="S[,S]",
+        help=f"only these states ({', '.join(_STATUSES)})",
+    )
+    sub.add_argument("--type", type=_names, metavar="A[,B]", help="only these job types")
+    sub.add_argument(
+        "--limit", type=_positive_int, default=20, metavar="N", help="at most N jobs (default 20)"
+    )
+
+    sub = command("show", _cmd_show, "everything about one job, with its last error", [db, js])
+    sub.add_argument("id", type=_job_id, help="the job's id")
+
+    sub = command("enqueue", _cmd_enqueue, "add a job", [db, js])
+    sub.add_argument("job_type", metavar="TYPE", help="the job type (which handler runs it)")
+    sub.add_argument(
+        "--data",
+        type=_json_object,
+        metavar="JSON",
+        help="the job's arguments, a JSON object (default {})",
+    )
+    sub.add_argument(
+        "--priority",
+        type=_priority,
+        default=int(Priority.DISCOVERED),
+        metavar="N",
+        help="higher runs first: a number or explicit (150), "
+        "discovered (100, default), backfill (30)",
+    )
+    sub.add_argument(
+        "--run-at",
+        type=_run_at,
+        metavar="T",
+        help="not before T: a delay (10m) or an ISO time with zone",
+    )
+    sub.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="attempts before it ends as failed (default 3)",
+    )
+    sub.add_argument(
+        "--unique-key",
+        metavar="KEY",
+        help="at most one live job per key: return the live one instead",
+    )
+
+    sub = command("cancel", _cmd_cancel, "cancel a job that has not finished", [db, js])
+    sub.add_argument("id", type=_job_id, help="the job's id")
+    sub = command("retry", _cmd_retry, "send a failed job back to pending", [db, js])
+    sub.add_argument("id", type=_job_id, help="the job's id")
+
+    sub = command(
+        "recover", _cmd_recover, "return held jobs with a stale heartbeat to pending", [db, js]
+    )
+    sub.add_argument(
+        "--timeout",
+        type=_duration,
+        default=timedelta(minutes=5),
+        metavar="DURATION",
+        help="no heartbeat for this long (default 5m)",
+    )
+
+    sub = command("prune", _cmd_prune, "delete finished jobs older than a duration", [db, js])
+    sub.add_argument(
+        "--older-than",
+        type=_duration,
+        required=True,
+        metavar="DURATION",
+        help="finished longer ago than this, e.g. 7d",
+    )
+    sub.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="delete at most N jobs in this run"
+    )
+
+    command(
+        "migrate",
+        _cmd_migrate,
+        "create or upgrade the jobs table through the packaged Alembic environment",
+        [db, js],
+    )
+
+    sub = command(
+        "init-alembic",
+        _cmd_init_alembic,
+        "copy a ready Alembic environment for a project without one",
+        [js],
+    )
+    sub.add_argument("directory", metavar="DIR", help="where to put env.py and versions/")
+    sub.add_argument(
+        "--ini", metavar="PATH", help="where to write alembic.ini (default: beside DIR)"
+    )
+
+    sub = command("worker", _cmd_worker, "run jobs with the handlers of a registry", [db])
+    sub.add_argument(
+        "target",
+        metavar="TARGET",
+        help="your registry as module:attribute, e.g. myapp.jobs:registry",
+    )
+    sub.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="jobs run at once (default 4)",
+    )
+    sub.add_argument(
+        "--types",
+        type=_names,
+        metavar="A,B",
+        help="only these job types (default: every type in the registry)",
+    )
+    sub.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        metavar="N",
+        help="most jobs claimed at once (default: free slots)",
+    )
+    sub.add_argument(
+        "--poll-interval",
+        type=_duration,
+        metavar="DURATION",
+        help="look for due jobs at least this often (LISTEN wakes it sooner)",
+    )
+    sub.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default INFO",
+    )
+
+    sub = command(
+        "demo",
+        _cmd_demo,
+        "run a demo workload with live progress on the embedded PostgreSQL",
+        [db, js],
+    )
+    sub.add_argument(
+        "--jobs", type=_positive_int, default=300, metavar="N", help="how many jobs (default 300)"
+    )
+    sub.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="how many workers (default 4, two jobs at a time each)",
+    )
+
+    sub = command(
+        "server",
+        _cmd_server,
+        "start the embedded PostgreSQL, keep it running and print its URL",
+        [js],
+    )
+    sub.add_argument(
+        "--data-dir", metavar="DIR", help="its data directory (default: under your user data dir)"
+    )
+    sub.add_argument("--stop", action="store_true", help="stop it instead")
+    return parser
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    raise UsageError("the worker command is not available yet")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    raise UsageError("the demo is not available yet")
+
+
+# -------------------------------------------------------------------------- main
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``sqla-jobqueue`` with ``argv`` (default: the process's arguments).
+
+    Returns the exit code: 0 success, 1 failure (missing job, wrong state, database
+    unreachable), 2 bad arguments, 130 interrupted.
+    """
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        _say(f"{PROG}: error: the command line needs rich: pip install 'sqla-jobqueue[cli]'")
+        return EXIT_FAILURE
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # SIGTERM ends a command like Ctrl-C, so an embedded server it started is stopped.
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, _interrupt)
+    prefix = f"{PROG} {args.command}: error:"
+    try:
+        return int(args.handler(args))
+    except (UsageError, InvalidJobError, ModelError) as error:
+        _say(f"{prefix} {_one_line(str(error))}")
+        return EXIT_USAGE
+    except (JobNotFoundError, InvalidTransitionError) as error:
+        _say(f"{prefix} {_one_line(str(error))}")
+        return EXIT_FAILURE
+    except JobQueueError as error:
+        _say(f"{prefix} {_one_line(str(error))}")
+        return EXIT_FAILURE
+    except DBAPIError as error:
+        _say(f"{prefix} {_database_error(error)}")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        _say(f"{PROG} {args.command}: interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

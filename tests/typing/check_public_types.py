@@ -1,0 +1,38 @@
+"""Static checks of the public types, run by ``mypy --strict tests/typing`` in CI.
+
+Nothing here runs against a database; mypy fails if an annotation users rely on regresses.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import DeclarativeBase, Session
+from typing_extensions import assert_type
+
+from sqla_jobqueue import Job, JobMixin, JobQueue, JobStatus, Priority, QueueStats
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Task(JobMixin, Base):
+    __tablename__ = "tasks"
+
+
+def check(session: Session) -> None:
+    default = JobQueue(session)
+    assert_type(default, JobQueue[Job])
+    assert_type(default.enqueue("t", {"a": 1}, priority=Priority.EXPLICIT), Job)
+    assert_type(default.claim(["t"], batch_size=5), list[Job])
+
+    custom = JobQueue(session, Task, worker_id="w")
+    assert_type(custom, JobQueue[Task])
+    task = custom.enqueue("t")
+    assert_type(task, Task)
+    assert_type(task.status, JobStatus)
+    assert_type(task.id, uuid.UUID)
+    assert_type(custom.complete(task, {"ok": True}), Task)
+    assert_type(custom.enqueue_many([{"job_type": "t"}]), list[uuid.UUID])
+    assert_type(custom.stats(), QueueStats)

@@ -8,17 +8,24 @@ bound to your session, in the same transaction as your own writes.
 from __future__ import annotations
 
 from .backoff import Backoff
+from .handlers import Cancel, JobContext, Registry, Retry
 from .model import Job, JobMixin, JobStatus, Priority, metadata
 from .queue import JobQueue, QueueStats
+from .worker import Worker
 
 __all__ = [
     "Backoff",
+    "Cancel",
     "Job",
+    "JobContext",
     "JobMixin",
     "JobQueue",
     "JobStatus",
     "Priority",
     "QueueStats",
+    "Registry",
+    "Retry",
+    "Worker",
     "metadata",
 ]
 

@@ -1,0 +1,59 @@
+"""Maintenance duties: background work that one worker at a time does for everyone.
+
+Each duty is a small module with a frozen config dataclass (named defaults, validated on
+construction) and a class whose :meth:`~Duty.run_once` does one round in short
+transactions. A round first takes a PostgreSQL advisory lock specific to the duty and the
+job table with ``pg_try_advisory_xact_lock``; when another worker holds it the round is
+skipped, so however many workers run, each duty runs on one of them at a time. The lock
+lives only as long as the transaction, so a worker that dies mid-round frees it.
+
+- :mod:`~sqla_jobqueue.maintenance.rescuer`: returns jobs whose heartbeat went stale to
+  ``pending`` (or ``failed`` when their attempts are spent).
+- :mod:`~sqla_jobqueue.maintenance.pruner`: deletes finished jobs older than a retention.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sqlalchemy import Connection, Engine, Table, text
+
+from ..sql import read_sql
+from .pruner import Pruner, PrunerConfig
+from .rescuer import Rescuer, RescuerConfig
+
+__all__ = [
+    "LOCK_CLASS_ID",
+    "Duty",
+    "Pruner",
+    "PrunerConfig",
+    "Rescuer",
+    "RescuerConfig",
+    "try_lock",
+]
+
+LOCK_CLASS_ID = 0x5171_0B
+"""The first key of sqla_jobqueue's advisory locks (the second hashes duty and table)."""
+
+
+class Duty(Protocol):
+    """What the worker needs of a maintenance duty."""
+
+    name: str
+    """Short name, used in logs and in the advisory lock key."""
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two rounds."""
+        ...
+
+    def run_once(self, engine: Engine) -> int | None:
+        """One round: the number of jobs changed, ``None`` when another worker holds the lock."""
+        ...
+
+
+def try_lock(connection: Connection, duty: str, table: Table) -> bool:
+    """Take the advisory lock of ``duty`` on ``table`` for the current transaction."""
+    statement = text(read_sql("maintenance_try_lock.sql"))
+    params = {"class_id": LOCK_CLASS_ID, "duty": duty, "schema": table.schema, "table": table.name}
+    return bool(connection.execute(statement, params).scalar_one())

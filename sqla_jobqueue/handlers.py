@@ -1,0 +1,380 @@
+"""Handlers: what runs a job, and what a running job can tell its worker.
+
+A :class:`Registry` maps each job type to a handler, a plain function that receives a
+:class:`JobContext` and returns a small JSON result (or ``None``)::
+
+    registry = Registry()
+
+    @registry.handler("send_email", max_attempts=5, retry=Backoff(base=timedelta(seconds=10)))
+    def send_email(ctx: JobContext) -> dict[str, str]:
+        ctx.progress(10, "rendering")
+        ...
+        return {"message_id": message_id}
+
+A handler ends its attempt in one of four ways:
+
+- it **returns**: the job is ``completed`` and the value is stored in ``result``;
+- it **raises** :class:`Retry`: the job goes back to ``pending`` until ``after`` has passed.
+  This is not a failure: ``attempts`` still counts the run, and ``max_attempts`` grows by one,
+  so the number of failures the job may still have is unchanged and ``ctx.attempt`` keeps
+  counting runs (bound a handler that retries forever with it);
+- it **raises** :class:`Cancel`: the job ends ``cancelled`` with the reason in ``last_error``;
+- it **raises anything else** (or outlives its ``timeout``): the attempt failed. The job goes
+  back to ``pending`` with ``run_at`` pushed by the handler's :class:`~sqla_jobqueue.Backoff`
+  while attempts remain, and ends ``failed`` when they are spent.
+
+**Transactional completion.** ``ctx.session`` is a SQLAlchemy session opened on first use.
+What the handler writes through it commits in the same transaction that marks the job
+completed, so the handler's database effects happen exactly once even though the job may
+run more than once. If the handler raises, or the worker has lost the job (it was rescued
+and claimed by another worker), that transaction is rolled back.
+
+**How max_attempts reaches the row.** Claiming compares a job's ``attempts`` with the
+``max_attempts`` stored on its row, so the handler's ``max_attempts`` has to be written
+when the job is enqueued. :meth:`Registry.enqueue` and :meth:`Registry.enqueue_many` do
+that (any keyword given explicitly wins); a job enqueued by :meth:`JobQueue.enqueue
+<sqla_jobqueue.JobQueue.enqueue>` directly keeps the ``max_attempts`` it was given there.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import validation as check
+from .backoff import DEFAULT_BACKOFF, Backoff
+from .errors import InvalidJobError
+from .queue import JobQueue
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = [
+    "Cancel",
+    "Handler",
+    "HandlerFunction",
+    "JobContext",
+    "Registry",
+    "Retry",
+]
+
+HandlerFunction = Callable[["JobContext"], Any]
+"""A handler: called with the job's context, returns a JSON-serialisable result or None."""
+
+F = TypeVar("F", bound=HandlerFunction)
+
+DEFAULT_MAX_ATTEMPTS = 3
+"""Attempts a job of a handler gets when the handler does not say."""
+
+
+class Retry(Exception):
+    """Raised by a handler to run the job again later, without counting a failure.
+
+    Parameters
+    ----------
+    after:
+        How long to wait before the job is claimable again (zero or more).
+    reason:
+        Why; logged, not stored.
+    """
+
+    def __init__(self, after: timedelta = timedelta(0), reason: str = "") -> None:
+        self.after = check.check_finite_delay(after, "Retry after")
+        self.reason = reason
+        super().__init__(reason or f"retry after {after}")
+
+
+class Cancel(Exception):
+    """Raised by a handler to give up on the job: it ends ``cancelled``.
+
+    Parameters
+    ----------
+    reason:
+        Stored in the job's ``last_error``.
+    """
+
+    def __init__(self, reason: str = "cancelled by its handler") -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A registered handler and its settings.
+
+    Attributes
+    ----------
+    job_type:
+        The job type it runs.
+    function:
+        The callable, given a :class:`JobContext`.
+    max_attempts:
+        Written on jobs enqueued through :meth:`Registry.enqueue`.
+    retry:
+        The backoff between failed attempts.
+    timeout:
+        Longest an attempt may run before it is marked failed; ``None`` for no limit.
+    """
+
+    job_type: str
+    function: HandlerFunction
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    retry: Backoff = DEFAULT_BACKOFF
+    timeout: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        check.check_job_type(self.job_type)
+        if not callable(self.function):
+            raise InvalidJobError(f"handler of {self.job_type!r} is not callable")
+        check.check_max_attempts(self.max_attempts)
+        if not isinstance(self.retry, Backoff):
+            raise InvalidJobError(
+                f"retry of {self.job_type!r} must be a Backoff, got {type(self.retry).__name__}"
+            )
+        if self.timeout is not None:
+            check.check_positive_interval(self.timeout, f"timeout of {self.job_type!r}")
+
+
+class Registry:
+    """Job types and the handlers that run them.
+
+    Parameters
+    ----------
+    handlers:
+        Optional mapping of job type to a handler function, or to a :class:`Handler`.
+    """
+
+    def __init__(self, handlers: Mapping[str, HandlerFunction | Handler] | None = None) -> None:
+        self._handlers: dict[str, Handler] = {}
+        if handlers is not None:
+            self.update(handlers)
+
+    def handler(
+        self,
+        job_type: str,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        retry: Backoff = DEFAULT_BACKOFF,
+        timeout: timedelta | None = None,
+    ) -> Callable[[F], F]:
+        """Decorator: register the decorated function as the handler of ``job_type``."""
+
+        def register(function: F) -> F:
+            self.register(
+                job_type, function, max_attempts=max_attempts, retry=retry, timeout=timeout
+            )
+            return function
+
+        return register
+
+    def register(
+        self,
+        job_type: str,
+        function: HandlerFunction,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        retry: Backoff = DEFAULT_BACKOFF,
+        timeout: timedelta | None = None,
+    ) -> Handler:
+        """Register ``function`` as the handler of ``job_type``; return its :class:`Handler`.
+
+        Raises
+        ------
+        InvalidJobError
+            When the settings are not acceptable or the type already has a handler.
+        """
+        spec = Handler(job_type, function, max_attempts, retry, timeout)
+        return self._add(spec)
+
+    def update(self, handlers: Mapping[str, HandlerFunction | Handler]) -> None:
+        """Register every handler of a mapping (job type to function or :class:`Handler`)."""
+        for job_type, value in handlers.items():
+            if isinstance(value, Handler):
+                if value.job_type != job_type:
+                    raise InvalidJobError(
+                        f"mapping key {job_type!r} names a Handler of {value.job_type!r}"
+                    )
+                self._add(value)
+            else:
+                self.register(job_type, value)
+
+    def _add(self, spec: Handler) -> Handler:
+        if spec.job_type in self._handlers:
+            raise InvalidJobError(f"job type {spec.job_type!r} already has a handler")
+        self._handlers[spec.job_type] = spec
+        return spec
+
+    def __getitem__(self, job_type: str) -> Handler:
+        try:
+            return self._handlers[job_type]
+        except KeyError:
+            raise KeyError(f"no handler registered for job type {job_type!r}") from None
+
+    def __contains__(self, job_type: object) -> bool:
+        return job_type in self._handlers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._handlers)
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+    @property
+    def job_types(self) -> list[str]:
+        """The registered job types, in registration order."""
+        return list(self._handlers)
+
+    def enqueue(
+        self, queue: JobQueue[Any], job_type: str, data: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Any:  # fmt: skip
+        """Enqueue a job of a registered type with its handler's ``max_attempts``.
+
+        ``overrides`` are the keywords of :meth:`JobQueue.enqueue
+        <sqla_jobqueue.JobQueue.enqueue>` (``priority``, ``max_attempts``, ``run_at``,
+        ``unique_key``); an explicit ``max_attempts`` wins over the handler's.
+        """
+        spec = self[job_type]
+        overrides.setdefault("max_attempts", spec.max_attempts)
+        return queue.enqueue(job_type, data, **overrides)
+
+    def enqueue_many(
+        self, queue: JobQueue[Any], jobs: Iterable[Mapping[str, Any]]
+    ) -> list[uuid.UUID]:
+        """:meth:`JobQueue.enqueue_many <sqla_jobqueue.JobQueue.enqueue_many>` with each
+        job's handler's ``max_attempts`` filled in where the mapping has none."""
+        filled: list[Mapping[str, Any]] = []
+        for index, job in enumerate(jobs):
+            job_type = job.get("job_type") if isinstance(job, Mapping) else None
+            spec = self._handlers.get(job_type) if isinstance(job_type, str) else None
+            if spec is None:
+                raise InvalidJobError(f"job #{index}: no handler registered for {job_type!r}")
+            if "max_attempts" not in job:
+                job = {**job, "max_attempts": spec.max_attempts}
+            filled.append(job)
+        return queue.enqueue_many(filled)
+
+
+class JobContext:
+    """What a handler knows about its job, and how it reports back.
+
+    Attributes
+    ----------
+    job_id, job_type, data, attempt, max_attempts:
+        The job as claimed; ``attempt`` counts from 1.
+    worker_id:
+        The identity of the worker running it.
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: uuid.UUID,
+        job_type: str,
+        data: dict[str, Any],
+        attempt: int,
+        max_attempts: int,
+        worker_id: str,
+        session_factory: Callable[[], Session] | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.job_type = job_type
+        self.data = data
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.worker_id = worker_id
+        self._session_factory = session_factory
+        self._session: Session | None = None
+        self._lock = threading.Lock()
+        self._progress: int | None = None
+        self._stage: str | None = None
+        self._events = 0
+        self._dirty = False
+        self._abandoned = False
+
+    # -------------------------------------------------------------- reporting
+
+    def progress(self, percent: int, stage: str | None = None) -> None:
+        """Report progress (0..100) and optionally the current stage.
+
+        Cheap to call often: the worker writes the latest value in its own short
+        transaction a few times a second at most, so other sessions see it while the job
+        runs.
+        """
+        value = check.check_progress(percent)
+        label = None if stage is None else check.check_stage(stage)
+        with self._lock:
+            self._progress = value
+            if label is not None:
+                self._stage = label
+            self._dirty = True
+
+    def event(self, n: int = 1) -> None:
+        """Count ``n`` events (items processed, rows seen...) in ``events_count``."""
+        count = check.check_int32(n, "events")
+        if count < 0:
+            raise InvalidJobError(f"events must be zero or more, got {count}")
+        with self._lock:
+            self._events += count
+            self._dirty = True
+
+    def take_progress(self) -> tuple[int | None, str | None, int] | None:
+        """Hand the unwritten progress to the worker (internal); ``None`` when clean."""
+        with self._lock:
+            if not self._dirty:
+                return None
+            taken = (self._progress, self._stage, self._events)
+            self._events = 0
+            self._dirty = False
+            return taken
+
+    def give_back_events(self, events: int) -> None:
+        """Put back events whose write failed, to be written next time (internal)."""
+        if events:
+            with self._lock:
+                self._events += events
+                self._dirty = True
+
+    # --------------------------------------------------------------- session
+
+    @property
+    def session(self) -> Session:
+        """A session whose transaction also completes the job (opened on first use).
+
+        Write the job's database effects through it and do not commit: the worker
+        commits after marking the job completed in the same transaction.
+        """
+        if self._session is None:
+            if self._session_factory is None:
+                raise RuntimeError("this JobContext has no session factory")
+            self._session = self._session_factory()
+        return self._session
+
+    @property
+    def uses_session(self) -> bool:
+        """Whether the handler opened :attr:`session`."""
+        return self._session is not None
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def abandoned(self) -> bool:
+        """True once the worker gave up on this attempt (timeout, lost job, shutdown).
+
+        A long handler may check it and return early; what it returns is discarded.
+        """
+        return self._abandoned
+
+    def abandon(self) -> None:
+        """Mark the attempt abandoned (internal)."""
+        self._abandoned = True
+
+    def __repr__(self) -> str:
+        return (
+            f"JobContext(job_id={self.job_id}, job_type={self.job_type!r}, "
+            f"attempt={self.attempt}/{self.max_attempts})"
+        )

@@ -1,0 +1,223 @@
+"""The worker's hot-path statements: lean Core variants of JobQueue transitions.
+
+:class:`~sqla_jobqueue.JobQueue` speaks in ORM instances, one job per statement. A worker
+draining thousands of jobs a second needs the same transitions on many rows at once,
+returning plain rows. This module builds them once per job table with SQLAlchemy Core,
+using the same conditions as the repository:
+
+- :meth:`LeaseStatements.claim_running` is :meth:`JobQueue.claim
+  <sqla_jobqueue.JobQueue.claim>` (same candidate query, ``SKIP LOCKED``, same order) except
+  that the claimed jobs go straight to ``running``: the worker claims only as many jobs as
+  it has free slots and starts every one of them at once, so a job is never held without
+  running and a crash charges exactly the jobs that were running.
+- :meth:`LeaseStatements.complete_many` is :meth:`JobQueue.complete
+  <sqla_jobqueue.JobQueue.complete>` for many jobs in one ``UPDATE … FROM unnest(…)``,
+  fenced per job by ``worker_id`` and ``attempts``.
+- :meth:`LeaseStatements.snooze` (a handler's ``Retry``) and :meth:`LeaseStatements.cancel`
+  (a handler's ``Cancel``) are fenced single-row updates the repository does not have.
+
+Every statement reports the ids it changed; an id missing from the answer is a job this
+worker no longer holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Integer,
+    Interval,
+    String,
+    Table,
+    Text,
+    Uuid,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import JSONB
+
+from .model import HELD_STATUSES, JobStatus
+
+__all__ = ["ClaimedRow", "LeaseStatements"]
+
+ClaimedRow = Any
+"""A row of ``id, job_type, data, attempts, max_attempts, priority, created_at``."""
+
+_MAX_INT32 = 2_147_483_647
+
+
+_HELD = [status.value for status in HELD_STATUSES]
+
+
+class LeaseStatements:
+    """Statements on the jobs one worker holds, for one job table.
+
+    Parameters
+    ----------
+    table:
+        The job table (``Model.__table__``).
+    worker_id:
+        The worker whose jobs these statements claim and write.
+    """
+
+    def __init__(self, table: Table, worker_id: str) -> None:
+        self.table = table
+        self.worker_id = worker_id
+        c = table.c
+        now = func.statement_timestamp()
+        returning = (
+            c.id, c.job_type, c.data, c.attempts, c.max_attempts, c.priority, c.created_at
+        )  # fmt: skip
+
+        def claim(typed: bool) -> Any:
+            candidates = (
+                select(c.id)
+                .where(
+                    c.status == literal_column(f"'{JobStatus.PENDING.value}'"),
+                    c.run_at <= now,
+                    c.attempts < c.max_attempts,
+                )
+                .order_by(c.priority.desc(), c.created_at, c.id)
+                .limit(bindparam("p_limit", type_=Integer()))
+                .with_for_update(skip_locked=True, key_share=True)
+            )
+            if typed:
+                candidates = candidates.where(
+                    c.job_type == any_(bindparam("p_job_types", type_=ARRAY(String())))
+                )
+            return (
+                update(table)
+                .where(c.id.in_(candidates.scalar_subquery()))
+                .values(
+                    status=literal_column(f"'{JobStatus.RUNNING.value}'"),
+                    worker_id=bindparam("p_worker_id", type_=String()),
+                    claimed_at=now,
+                    started_at=now,
+                    heartbeat_at=now,
+                    attempts=c.attempts + 1,
+                )
+                .returning(*returning)
+            )
+
+        self._claim_typed = claim(True)
+        self._claim_all = claim(False)
+
+        done = (
+            func.unnest(
+                bindparam("p_ids", type_=ARRAY(Uuid())),
+                bindparam("p_attempts", type_=ARRAY(Integer())),
+                sql_cast(bindparam("p_results", type_=ARRAY(Text())), ARRAY(JSONB())),
+            )
+            .table_valued("id", "attempt", "result")
+            .render_derived(name="done")
+        )
+        self._complete_many = (
+            update(table)
+            .where(
+                c.id == done.c.id,
+                c.attempts == done.c.attempt,
+                c.worker_id == bindparam("p_worker_id", type_=String()),
+                c.status.in_(_HELD),
+            )
+            .values(
+                status=JobStatus.COMPLETED.value,
+                progress=100,
+                completed_at=now,
+                result=done.c.result,
+            )
+            .returning(c.id)
+        )
+
+        fenced = (
+            c.id == bindparam("p_id", type_=Uuid()),
+            c.attempts == bindparam("p_attempt", type_=Integer()),
+            c.worker_id == bindparam("p_worker_id", type_=String()),
+            c.status.in_(_HELD),
+        )
+        self._snooze = (
+            update(table)
+            .where(*fenced)
+            .values(
+                status=JobStatus.PENDING.value,
+                max_attempts=func.least(c.max_attempts + 1, _MAX_INT32),
+                run_at=now + bindparam("p_after", type_=Interval()),
+                worker_id=None,
+                claimed_at=None,
+                heartbeat_at=None,
+                started_at=None,
+            )
+            .returning(c.id)
+        )
+        self._cancel = (
+            update(table)
+            .where(*fenced)
+            .values(
+                status=JobStatus.CANCELLED.value,
+                completed_at=now,
+                last_error=bindparam("p_reason", type_=Text()),
+            )
+            .returning(c.id)
+        )
+
+    def claim_running(
+        self, connection: Connection, limit: int, job_types: Sequence[str] | None
+    ) -> list[ClaimedRow]:
+        """Claim up to ``limit`` due jobs and mark them running, in claim order."""
+        params: dict[str, Any] = {"p_limit": limit, "p_worker_id": self.worker_id}
+        if job_types is None:
+            rows = list(connection.execute(self._claim_all, params))
+        else:
+            params["p_job_types"] = list(job_types)
+            rows = list(connection.execute(self._claim_typed, params))
+        rows.sort(key=lambda row: (-row.priority, row.created_at, row.id))
+        return rows
+
+    def complete_many(
+        self,
+        connection: Connection,
+        ids: Sequence[uuid.UUID],
+        attempts: Sequence[int],
+        results: Sequence[str | None],
+    ) -> set[uuid.UUID]:
+        """Complete held jobs with their JSON ``results``; return the ids completed."""
+        if not ids:
+            return set()
+        params = {
+            "p_ids": list(ids),
+            "p_attempts": list(attempts),
+            "p_results": list(results),
+            "p_worker_id": self.worker_id,
+        }
+        return set(connection.execute(self._complete_many, params).scalars())
+
+    def snooze(
+        self, connection: Connection, job_id: uuid.UUID, attempt: int, after: timedelta
+    ) -> bool:
+        """Send a held job back to pending until ``after`` passed, not counting a failure."""
+        params = {
+            "p_id": job_id,
+            "p_attempt": attempt,
+            "p_worker_id": self.worker_id,
+            "p_after": after,
+        }
+        return connection.execute(self._snooze, params).first() is not None
+
+    def cancel(self, connection: Connection, job_id: uuid.UUID, attempt: int, reason: str) -> bool:
+        """End a held job as cancelled with ``reason`` in ``last_error``."""
+        params = {
+            "p_id": job_id,
+            "p_attempt": attempt,
+            "p_worker_id": self.worker_id,
+            "p_reason": reason.replace("\x00", "\\0"),
+        }
+        return connection.execute(self._cancel, params).first() is not None

@@ -1,0 +1,127 @@
+"""Wake-up on enqueue: LISTEN on a dedicated connection, with polling as the fallback.
+
+The migration installs a statement-level trigger that runs ``pg_notify(channel,
+job_type)`` for every distinct type inserted; PostgreSQL delivers the notification when
+the enqueuing transaction commits. A :class:`Listener` holds one psycopg connection
+outside the engine's pool in autocommit mode, ``LISTEN``\\ s on the job table's channel
+(:attr:`QueueObjects.channel <sqla_jobqueue.sql.QueueObjects.channel>`) and calls a
+callback with the job type of each notification, so an idle worker claims at once
+instead of at its next poll.
+
+When the connection is lost (the server restarted, an administrator terminated it) the
+listener logs a warning, waits with exponential backoff and reconnects; the worker keeps
+finding jobs by polling meanwhile. After every (re)connection the callback is called with
+``None``, because notifications sent while nobody listened are gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Table
+
+from .model import claim_function_name
+from .sql import QueueObjects
+
+__all__ = ["Listener"]
+
+log = logging.getLogger(__name__)
+
+APPLICATION_NAME = "sqla_jobqueue listener"
+"""``application_name`` of listener connections, to find them in ``pg_stat_activity``."""
+_WAIT_SLICE = 0.5
+_MAX_BACKOFF = 10.0
+
+
+class Listener:
+    """LISTEN for enqueues on one channel in a background thread.
+
+    Parameters
+    ----------
+    conninfo:
+        A libpq connection string or ``postgresql://`` URL.
+    table:
+        The job table whose enqueues to listen for; without a schema, the connection's
+        ``current_schema()`` resolves it, as the migration did.
+    on_notify:
+        Called from the listener's thread with the notified job type, or with ``None``
+        after each (re)connection. It must be quick.
+    """
+
+    def __init__(
+        self, conninfo: str, table: Table, on_notify: Callable[[str | None], None]
+    ) -> None:
+        self.conninfo = conninfo
+        self.table = table
+        self.channel: str | None = None
+        """The channel, known once connected."""
+        self.on_notify = on_notify
+        self.listening = threading.Event()
+        """Set while the LISTEN is in place."""
+        self.reconnects = 0
+        """How many times the connection was lost and listening started again."""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start listening in a daemon thread."""
+        self._thread = threading.Thread(
+            target=self._run, name="sqla_jobqueue-listener", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop listening and close the connection."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _channel(self, connection: psycopg.Connection[tuple[object, ...]]) -> str:
+        schema = self.table.schema
+        if schema is None:
+            row = connection.execute("SELECT current_schema()").fetchone()
+            schema = str(row[0]) if row else "public"
+        return QueueObjects(schema, self.table.name, claim_function_name(self.table)).channel
+
+    def _run(self) -> None:
+        backoff = 0.2
+        lost = False
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(
+                    self.conninfo, autocommit=True, application_name=APPLICATION_NAME
+                ) as connection:
+                    self.channel = self._channel(connection)
+                    connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    self.listening.set()
+                    if lost:
+                        self.reconnects += 1
+                        log.warning("listener reconnected; listening on %s again", self.channel)
+                    lost = False
+                    backoff = 0.2
+                    self.on_notify(None)
+                    while not self._stop.is_set():
+                        for notification in connection.notifies(timeout=_WAIT_SLICE):
+                            self.on_notify(notification.payload or None)
+            except psycopg.Error as exc:
+                self.listening.clear()
+                if self._stop.is_set():
+                    break
+                lost = True
+                log.warning(
+                    "listener connection lost (%s); polling meanwhile, reconnecting in %.1fs",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    backoff,
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+            except Exception:
+                self.listening.clear()
+                log.exception("listener failed unexpectedly; retrying in %.1fs", backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+        self.listening.clear()

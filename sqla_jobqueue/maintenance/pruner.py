@@ -1,0 +1,110 @@
+"""The pruner: deletes finished jobs once they are older than the retention.
+
+Completed, failed and cancelled jobs stay in the table for inspection (their result, their
+last error) for ``retention`` after ``completed_at``, then a pruning round deletes them
+with :meth:`JobQueue.prune <sqla_jobqueue.JobQueue.prune>`, at most ``batch_limit`` rows
+per transaction so that a large backlog never holds locks for long.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from ..errors import InvalidJobError
+from ..queue import JobQueue
+
+__all__ = [
+    "DEFAULT_PRUNE_BATCH_LIMIT",
+    "DEFAULT_PRUNE_INTERVAL",
+    "DEFAULT_RETENTION",
+    "Pruner",
+    "PrunerConfig",
+]
+
+DEFAULT_RETENTION = timedelta(days=7)
+"""How long finished jobs are kept."""
+DEFAULT_PRUNE_INTERVAL = timedelta(minutes=5)
+"""How often a pruning round runs (on one worker at a time)."""
+DEFAULT_PRUNE_BATCH_LIMIT = 10_000
+"""Most rows one pruning transaction deletes."""
+_MAX_BATCHES_PER_ROUND = 100
+
+
+@dataclass(frozen=True)
+class PrunerConfig:
+    """Settings of the pruner.
+
+    Parameters
+    ----------
+    retention:
+        Finished jobs older than this (by ``completed_at``) are deleted.
+    interval:
+        Time between rounds.
+    batch_limit:
+        Most rows deleted per transaction.
+    """
+
+    retention: timedelta = DEFAULT_RETENTION
+    interval: timedelta = DEFAULT_PRUNE_INTERVAL
+    batch_limit: int = DEFAULT_PRUNE_BATCH_LIMIT
+
+    def __post_init__(self) -> None:
+        for name in ("retention", "interval"):
+            value = getattr(self, name)
+            if not isinstance(value, timedelta) or value <= timedelta(0):
+                raise InvalidJobError(
+                    f"PrunerConfig.{name} must be a positive timedelta, got {value!r}"
+                )
+        limit = self.batch_limit
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidJobError(f"PrunerConfig.batch_limit must be an int >= 1, got {limit!r}")
+
+
+class Pruner:
+    """Runs pruning rounds for one job model.
+
+    Parameters
+    ----------
+    model:
+        The mapped job model.
+    config:
+        Its settings.
+    """
+
+    name = "pruner"
+
+    def __init__(self, model: type[Any], config: PrunerConfig | None = None) -> None:
+        self.model = model
+        self.config = config or PrunerConfig()
+
+    @property
+    def interval(self) -> float:
+        """Seconds between rounds."""
+        return self.config.interval.total_seconds()
+
+    def run_once(self, engine: Engine) -> int | None:
+        """Delete expired finished jobs, one bounded transaction after another.
+
+        Each transaction takes the duty's advisory lock first. Returns the number deleted,
+        or ``None`` when another worker holds the lock.
+        """
+        from . import try_lock
+
+        total = 0
+        for _ in range(_MAX_BATCHES_PER_ROUND):
+            with engine.begin() as connection:
+                if not try_lock(connection, self.name, self.model.__table__):
+                    return None if total == 0 else total
+                with Session(bind=connection) as session:
+                    deleted = JobQueue(session, self.model).prune(
+                        self.config.retention, limit=self.config.batch_limit
+                    )
+            total += deleted
+            if deleted < self.config.batch_limit:
+                break
+        return total

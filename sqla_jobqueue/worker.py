@@ -1,0 +1,904 @@
+"""Worker: the process side of the queue: claim, run, record, heartbeat, shut down.
+
+A :class:`Worker` runs the handlers of a :class:`~sqla_jobqueue.handlers.Registry` on a
+pool of ``concurrency`` threads against one job table::
+
+    worker = Worker(engine, registry, concurrency=8)
+    worker.run()                    # blocks; SIGTERM/SIGINT stop it gracefully
+
+    with Worker(engine, registry):  # or in the background of a web app or a test
+        ...
+
+How it works (the guarantees are stated in ``docs/reliability.md``):
+
+- **Claiming.** The dispatcher thread claims at most as many due jobs as it has free slots,
+  highest priority first, with one ``UPDATE … FOR NO KEY UPDATE SKIP LOCKED`` statement that
+  also marks them ``running``: every claimed job starts on a free thread at once, so the
+  worker never holds a job it is not running, and a crash charges an attempt to exactly the
+  jobs that were running (see :mod:`sqla_jobqueue.leases`).
+- **Recording.** Outcomes are written by the dispatcher in one transaction per round: every
+  plain completion of the round in a single ``UPDATE``, failures, retries and cancellations
+  one statement each, together with the next claim. A handler that used ``ctx.session``
+  completes its job in its own transaction instead, so its writes and the completion commit
+  together. Every write is fenced by ``worker_id`` and attempt: a worker whose job was
+  rescued and claimed again cannot complete it.
+- **Progress and heartbeats.** A ticker thread writes coalesced ``ctx.progress()`` /
+  ``ctx.event()`` values (at most one write per job per ``progress_interval``) and refreshes
+  ``heartbeat_at`` of the jobs this worker is running every ``heartbeat_interval``.
+- **Maintenance.** A maintenance thread runs the rescuer and the pruner
+  (:mod:`sqla_jobqueue.maintenance`); each round is done by one worker at a time.
+- **Wake-up.** A :class:`~sqla_jobqueue.listener.Listener` wakes the dispatcher when a job is
+  enqueued; without it (or while it reconnects) the dispatcher polls every
+  ``poll_interval``.
+- **Outages.** A database error never ends the worker: it is logged, the dispatcher backs
+  off and tries again with the outcomes it still has to write.
+- **Shutdown.** :meth:`Worker.stop` (or the first SIGTERM/SIGINT) stops claiming, lets running
+  handlers finish within ``grace_period``, writes their outcomes and returns 0. A handler
+  still running after the grace period is recorded as a failed attempt due again at once. A
+  second signal stops at once (exit code 1); the jobs cut off come back through rescue.
+
+One INFO line per job outcome is logged on the ``sqla_jobqueue.worker`` logger with the
+job's id, type, attempt and duration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import math
+import queue
+import signal
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import FrameType
+from typing import Any
+
+from sqlalchemy import Engine, Table, select
+from sqlalchemy.exc import DBAPIError, ProgrammingError
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import validation as check
+from .errors import InvalidJobError, InvalidTransitionError, JobQueueError, ModelError
+from .handlers import Cancel, Handler, JobContext, Registry, Retry
+from .leases import ClaimedRow, LeaseStatements
+from .listener import Listener
+from .maintenance import Duty, Pruner, PrunerConfig, Rescuer, RescuerConfig
+from .model import Job, JobMixin, JobStatus, is_job_table
+from .queue import JobQueue, default_worker_id
+
+__all__ = ["Worker", "WorkerStats", "load_registry"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 10
+DEFAULT_POLL_INTERVAL = timedelta(seconds=2)
+DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=10)
+DEFAULT_STALE_TIMEOUT = timedelta(minutes=1)
+DEFAULT_GRACE_PERIOD = timedelta(seconds=30)
+DEFAULT_PROGRESS_INTERVAL = timedelta(milliseconds=500)
+DEFAULT_RETENTION = timedelta(days=7)
+_MAX_ERROR_CHARS = 8000
+_MAX_BACKOFF = 5.0
+_IDLE_CAP = 1.0
+
+Duration = timedelta | float | int
+"""A duration: a :class:`~datetime.timedelta` or a number of seconds."""
+
+_COMPLETED = "completed"
+_FAILED = "failed"
+_RETRY = "retry"
+_CANCELLED = "cancelled"
+_DONE = "done"  # completed in the handler's own transaction already
+_LOST = "lost"  # the worker no longer held the job
+
+
+def _seconds(value: Duration, what: str, *, allow_zero: bool = False) -> float:
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidJobError(f"{what} must be a timedelta or seconds, got {value!r}")
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        raise InvalidJobError(f"{what} must be {'zero or more' if allow_zero else 'positive'}, "
+                              f"got {value!r}")  # fmt: skip
+    return seconds
+
+
+def _positive_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidJobError(f"{what} must be an int of at least 1, got {value!r}")
+    return value
+
+
+@dataclass
+class WorkerStats:
+    """Counts of job outcomes recorded by one worker since it started."""
+
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    lost: int = 0
+    """Outcomes discarded because the job was no longer this worker's (rescued, cancelled)."""
+
+    def add(self, kind: str) -> None:
+        attribute = {
+            _COMPLETED: "completed", _DONE: "completed", _FAILED: "failed",
+            _RETRY: "retried", _CANCELLED: "cancelled", _LOST: "lost",
+        }[kind]  # fmt: skip
+        setattr(self, attribute, getattr(self, attribute) + 1)
+
+
+class _Run:
+    """One attempt in progress on this worker."""
+
+    __slots__ = ("ctx", "deadline", "finished", "spec", "started", "timed_out")
+
+    def __init__(self, ctx: JobContext, spec: Handler, started: float) -> None:
+        self.ctx = ctx
+        self.spec = spec
+        self.started = started
+        timeout = spec.timeout
+        self.deadline = None if timeout is None else started + timeout.total_seconds()
+        self.finished = False
+        self.timed_out = False
+
+
+@dataclass
+class _Outcome:
+    run: _Run
+    kind: str
+    result_json: str | None = None
+    error: str | None = None
+    after: timedelta | None = None
+    duration: float = 0.0
+    final_status: str = field(default="")
+
+
+def _describe(exc: BaseException) -> str:
+    text_ = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if len(text_) > _MAX_ERROR_CHARS:
+        text_ = text_[:200] + "\n...\n" + text_[-(_MAX_ERROR_CHARS - 205) :]
+    return text_
+
+
+def _first_line(exc: BaseException) -> str:
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message.splitlines()[0]}" if message else type(exc).__name__
+
+
+class Worker:
+    """Runs the handlers of a registry on the jobs of one job table.
+
+    Parameters
+    ----------
+    bind:
+        An :class:`~sqlalchemy.engine.Engine`, or a :class:`~sqlalchemy.orm.sessionmaker`
+        bound to one (then ``ctx.session`` comes from it). Its pool should allow
+        ``concurrency + 3`` connections when handlers use ``ctx.session``.
+    registry:
+        The handlers.
+    model:
+        The job model (``Job`` by default).
+    job_types:
+        The types this worker claims; by default every type of the registry.
+    concurrency:
+        Handler threads, and the most jobs held at once.
+    batch_size:
+        Most jobs claimed by one statement (by default ``concurrency``); never more than
+        the free slots.
+    poll_interval:
+        How often an idle worker looks for due jobs when no notification woke it (also
+        how soon a job whose ``run_at`` passes is picked up).
+    heartbeat_interval:
+        How often ``heartbeat_at`` of running jobs is refreshed.
+    stale_timeout:
+        Heartbeat age after which the rescuer returns a job to pending. At least three
+        heartbeat intervals.
+    worker_id:
+        This worker's identity (``host:pid:random`` by default).
+    grace_period:
+        How long a graceful stop waits for running handlers.
+    progress_interval:
+        Least time between two progress writes of one job.
+    listen:
+        Whether to LISTEN for enqueue notifications (polling only when ``False``).
+    maintenance:
+        Whether this worker takes part in the rescue and prune rounds.
+    retention:
+        How long finished jobs are kept before the pruner deletes them; ``None`` never
+        prunes.
+    rescue_interval:
+        Time between rescue rounds (by default a quarter of ``stale_timeout``).
+    max_payload_bytes:
+        Largest JSON result accepted.
+    """
+
+    def __init__(
+        self,
+        bind: Engine | sessionmaker[Session],
+        registry: Registry,
+        *,
+        model: type[JobMixin] = Job,
+        job_types: Sequence[str] | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        batch_size: int | None = None,
+        poll_interval: Duration = DEFAULT_POLL_INTERVAL,
+        heartbeat_interval: Duration = DEFAULT_HEARTBEAT_INTERVAL,
+        stale_timeout: Duration = DEFAULT_STALE_TIMEOUT,
+        worker_id: str | None = None,
+        grace_period: Duration = DEFAULT_GRACE_PERIOD,
+        progress_interval: Duration = DEFAULT_PROGRESS_INTERVAL,
+        listen: bool = True,
+        maintenance: bool = True,
+        retention: Duration | None = DEFAULT_RETENTION,
+        rescue_interval: Duration | None = None,
+        max_payload_bytes: int = check.DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        if isinstance(bind, Engine):
+            self.engine = bind
+            self.session_factory: sessionmaker[Session] = sessionmaker(bind, expire_on_commit=False)
+        elif isinstance(bind, sessionmaker):
+            engine = bind.kw.get("bind")
+            if not isinstance(engine, Engine):
+                raise InvalidJobError("the sessionmaker given to Worker must be bound to an Engine")
+            self.engine = engine
+            self.session_factory = bind
+        else:
+            raise InvalidJobError(
+                f"Worker needs an Engine or a sessionmaker, got {type(bind).__name__}"
+            )
+        if not isinstance(registry, Registry):
+            raise InvalidJobError(f"registry must be a Registry, got {type(registry).__name__}")
+        if not len(registry):
+            raise InvalidJobError("the registry has no handlers")
+        self.registry = registry
+        table = getattr(model, "__table__", None)
+        if not isinstance(table, Table) or not is_job_table(table):
+            raise ModelError(f"{model!r} is not a mapped JobMixin model")
+        self.model = model
+        self.table: Table = table
+        if job_types is None:
+            self.job_types: list[str] | None = registry.job_types
+        else:
+            if isinstance(job_types, str):
+                raise InvalidJobError(f"job_types must be a list, not the string {job_types!r}")
+            types = [check.check_job_type(t) for t in job_types]
+            if not types:
+                raise InvalidJobError("job_types is empty; pass None for every registered type")
+            unknown = [t for t in types if t not in registry]
+            if unknown:
+                raise InvalidJobError(
+                    f"no handler registered for job types {unknown}; registered are "
+                    f"{registry.job_types}"
+                )
+            self.job_types = types
+        self.concurrency = _positive_int(concurrency, "concurrency")
+        self.batch_size = _positive_int(
+            self.concurrency if batch_size is None else batch_size, "batch_size"
+        )
+        self.poll_interval = _seconds(poll_interval, "poll_interval")
+        self.heartbeat_interval = _seconds(heartbeat_interval, "heartbeat_interval")
+        stale = _seconds(stale_timeout, "stale_timeout")
+        if stale < 3 * self.heartbeat_interval:
+            raise InvalidJobError(
+                f"stale_timeout ({stale}s) must be at least three heartbeat intervals "
+                f"({self.heartbeat_interval}s each), or live workers' jobs would be rescued"
+            )
+        self.stale_timeout = stale
+        self.grace_period = _seconds(grace_period, "grace_period", allow_zero=True)
+        self.progress_interval = _seconds(progress_interval, "progress_interval")
+        self.worker_id = worker_id or default_worker_id()
+        check.check_text(self.worker_id, "worker_id", 100)
+        self.max_payload_bytes = max_payload_bytes
+        self.listen = bool(listen)
+        duties: list[Duty] = []
+        if maintenance:
+            every = stale / 4
+            if rescue_interval is not None:
+                every = _seconds(rescue_interval, "rescue_interval")
+            duties.append(
+                Rescuer(model, RescuerConfig(timedelta(seconds=stale), timedelta(seconds=every)))
+            )
+            if retention is not None:
+                keep = timedelta(seconds=_seconds(retention, "retention"))
+                duties.append(Pruner(model, PrunerConfig(retention=keep)))
+        self.duties = duties
+        self.stats = WorkerStats()
+        self.listener: Listener | None = None
+
+        self._leases = LeaseStatements(self.table, self.worker_id)
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._active: dict[uuid.UUID, _Run] = {}
+        self._pending: list[_Outcome] = []
+        self._outcomes: queue.SimpleQueue[_Outcome] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[_Run | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._abort = threading.Event()
+        self._background_stop = threading.Event()
+        self._ready = threading.Event()
+        self._finished = threading.Event()
+        self._hungry = True
+        self._next_poll = 0.0
+        self._grace_deadline = math.inf
+        self._started = False
+        self._thread: threading.Thread | None = None
+        self._run_error: BaseException | None = None
+
+    # ----------------------------------------------------------------- control
+
+    def run(self) -> int:
+        """Run until stopped; return 0 after a graceful stop, 1 after an immediate one.
+
+        On the main thread, SIGTERM and SIGINT are handled while it runs: the first stops
+        gracefully, a second stops at once.
+        """
+        with self._lock:
+            if self._started:
+                raise JobQueueError("a Worker runs only once; create a new one")
+            self._started = True
+        previous = self._install_signals()
+        try:
+            self._startup()
+            self._ready.set()
+            log.info(
+                "worker %s started: types %s, concurrency %d, batch %d",
+                self.worker_id, ",".join(self.job_types or []), self.concurrency,
+                self.batch_size,
+            )  # fmt: skip
+            self._loop()
+            return self._shutdown()
+        finally:
+            self._stop_background()
+            self._restore_signals(previous)
+            self._ready.set()
+            self._finished.set()
+
+    def stop(self, *, graceful: bool = True) -> None:
+        """Ask the worker to stop (safe from any thread and from signal handlers).
+
+        Graceful: stop claiming, let running handlers finish within the grace period.
+        Otherwise: stop at once; jobs cut off come back through rescue.
+        """
+        if not self._stopping.is_set():
+            self._grace_deadline = time.monotonic() + self.grace_period
+            self._stopping.set()
+        if not graceful:
+            self._abort.set()
+        self._wake.set()
+
+    def start(self, *, timeout: float = 30.0) -> Worker:
+        """Run in a background thread; return once it is claiming."""
+        self._thread = threading.Thread(target=self._run_in_thread, name="sqla_jobqueue-worker")
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise JobQueueError(f"worker did not start within {timeout}s")
+        if self._run_error is not None:
+            raise JobQueueError(f"worker failed to start: {self._run_error}") from self._run_error
+        return self
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for a background worker to end; return whether it did."""
+        return self._finished.wait(timeout)
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def running_jobs(self) -> list[uuid.UUID]:
+        """Ids of the jobs this worker is running now."""
+        with self._lock:
+            return list(self._active)
+
+    def _run_in_thread(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:
+            self._run_error = exc
+            log.exception("worker %s stopped by an error", self.worker_id)
+
+    # ----------------------------------------------------------------- signals
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self._stopping.is_set():
+            log.warning("%s again: stopping at once; running jobs come back through rescue",
+                        name)  # fmt: skip
+            self.stop(graceful=False)
+        else:
+            log.info("%s: finishing running jobs (grace period %.0fs); send it again to stop "
+                     "at once", name, self.grace_period)  # fmt: skip
+            self.stop()
+
+    # ----------------------------------------------------------------- startup
+
+    def _startup(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                with self.engine.connect() as connection:
+                    connection.execute(select(self.table.c.id).limit(0))
+                break
+            except ProgrammingError as exc:
+                raise JobQueueError(
+                    f"cannot read the job table {self.table.fullname!r}: "
+                    f"{_first_line(exc.orig or exc)}; run the migrations first "
+                    "(sqla-jobqueue migrate, or alembic upgrade head)"
+                ) from exc
+            except DBAPIError as exc:
+                log.warning("database unavailable at startup (%s); retrying in %.1fs",
+                            _first_line(exc.orig or exc), backoff)  # fmt: skip
+                if self._stopping.wait(backoff):
+                    return
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+        for index in range(self.concurrency):
+            self._spawn_thread(index)
+        background = [("ticker", self._tick_loop)]
+        if self.duties:
+            background.append(("maintenance", self._maintenance_loop))
+        for name, target in background:
+            thread = threading.Thread(target=target, name=f"sqla_jobqueue-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        if self.listen:
+            url = self.engine.url.set(drivername="postgresql")
+            self.listener = Listener(
+                url.render_as_string(hide_password=False), self.table, self._on_notify
+            )
+            self.listener.start()
+
+    def _spawn_thread(self, index: int) -> None:
+        thread = threading.Thread(
+            target=self._thread_main, name=f"sqla_jobqueue-handler-{index}", daemon=True
+        )
+        thread.start()
+
+    def _on_notify(self, job_type: str | None) -> None:
+        if job_type is None or self.job_types is None or job_type in self.job_types:
+            self._hungry = True
+            self._wake.set()
+
+    # -------------------------------------------------------------- dispatcher
+
+    def _loop(self) -> None:
+        backoff = 0.0
+        while not self._abort.is_set():
+            self._wake.clear()
+            stopping = self._stopping.is_set()
+            now = time.monotonic()
+            self._check_timeouts(now)
+            self._drain()
+            with self._lock:
+                active = len(self._active)
+            if stopping and (active == 0 or now >= self._grace_deadline):
+                return
+            # Jobs whose outcome is written in this round free their slot in it too.
+            free = self.concurrency - active + len(self._pending)
+            want = 0
+            if not stopping and free > 0 and (self._hungry or now >= self._next_poll):
+                want = min(self.batch_size, free)
+            if self._pending or want:
+                try:
+                    claimed = self._record_and_claim(want)
+                except Exception as exc:
+                    backoff = min(max(backoff * 2, 0.1), _MAX_BACKOFF)
+                    self._log_db_error("recording outcomes and claiming", exc, backoff)
+                    self._abort.wait(backoff)
+                    continue
+                backoff = 0.0
+                if want:
+                    self._hungry = len(claimed) == want
+                    if not self._hungry:
+                        self._next_poll = time.monotonic() + self.poll_interval
+                self._dispatch(claimed)
+                if (self._hungry and free > len(claimed)) or not self._outcomes.empty():
+                    continue
+            self._wake.wait(self._idle_timeout(stopping, free))
+
+    def _idle_timeout(self, stopping: bool, free: int) -> float:
+        now = time.monotonic()
+        timeout = _IDLE_CAP
+        if stopping:
+            timeout = min(timeout, self._grace_deadline - now)
+        elif free > 0:
+            timeout = min(timeout, self._next_poll - now)
+        with self._lock:
+            deadlines = [r.deadline for r in self._active.values() if r.deadline is not None]
+        if deadlines:
+            timeout = min(timeout, min(deadlines) - now)
+        return max(timeout, 0.0)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                outcome = self._outcomes.get_nowait()
+            except queue.Empty:
+                return
+            if not outcome.run.timed_out:
+                self._pending.append(outcome)
+
+    def _check_timeouts(self, now: float) -> None:
+        expired: list[_Run] = []
+        with self._lock:
+            for run in self._active.values():
+                if run.deadline is not None and now >= run.deadline and not run.finished:
+                    run.timed_out = True
+                    run.ctx.abandon()
+                    expired.append(run)
+        for run in expired:
+            timeout = run.spec.timeout.total_seconds() if run.spec.timeout else 0.0
+            message = (
+                f"TimeoutError: handler of {run.ctx.job_type!r} did not finish within its "
+                f"timeout of {timeout:g}s; the attempt is failed (the handler's thread is "
+                "left to return on its own and its outcome is discarded)"
+            )
+            self._pending.append(_Outcome(run, _FAILED, error=message, duration=now - run.started))
+            # The stuck thread leaves the pool when its handler returns; a new one takes
+            # its place now so the slot is not lost.
+            self._spawn_thread(len(self._threads) + 1000)
+
+    def _record_and_claim(self, want: int) -> list[ClaimedRow]:
+        pending = self._pending
+        with self._write_lock, self.engine.connect() as connection, connection.begin():
+            self._record(connection, pending)
+            claimed = self._leases.claim_running(connection, want, self.job_types) if want else []
+        self._pending = []
+        with self._lock:
+            for outcome in pending:
+                self._active.pop(outcome.run.ctx.job_id, None)
+        for outcome in pending:
+            self._log_outcome(outcome)
+        return claimed
+
+    def _record(self, connection: Any, pending: list[_Outcome]) -> None:
+        completions = [o for o in pending if o.kind == _COMPLETED]
+        if completions:
+            done = self._leases.complete_many(
+                connection,
+                [o.run.ctx.job_id for o in completions],
+                [o.run.ctx.attempt for o in completions],
+                [o.result_json for o in completions],
+            )
+            for outcome in completions:
+                if outcome.run.ctx.job_id in done:
+                    outcome.final_status = JobStatus.COMPLETED.value
+                else:
+                    outcome.final_status = _LOST
+        session: Session | None = None
+        try:
+            for outcome in pending:
+                ctx = outcome.run.ctx
+                if outcome.kind == _FAILED:
+                    if session is None:
+                        session = Session(bind=connection)
+                    jobs = JobQueue(session, self.model, worker_id=self.worker_id)
+                    try:
+                        job = jobs.fail(
+                            ctx.job_id,
+                            outcome.error or "failed",
+                            backoff=outcome.run.spec.retry,
+                            retry_in=outcome.after,
+                            attempt=ctx.attempt,
+                        )
+                        outcome.final_status = JobStatus(job.status).value
+                    except InvalidTransitionError:
+                        outcome.final_status = _LOST
+                elif outcome.kind == _RETRY:
+                    after = outcome.after or timedelta(0)
+                    held = self._leases.snooze(connection, ctx.job_id, ctx.attempt, after)
+                    outcome.final_status = JobStatus.PENDING.value if held else _LOST
+                elif outcome.kind == _CANCELLED:
+                    reason = outcome.error or "cancelled by its handler"
+                    held = self._leases.cancel(connection, ctx.job_id, ctx.attempt, reason)
+                    outcome.final_status = JobStatus.CANCELLED.value if held else _LOST
+                elif outcome.kind == _DONE:
+                    outcome.final_status = JobStatus.COMPLETED.value
+                elif outcome.kind == _LOST:
+                    outcome.final_status = _LOST
+        finally:
+            if session is not None:
+                session.close()
+
+    def _dispatch(self, claimed: list[ClaimedRow]) -> None:
+        if not claimed:
+            return
+        now = time.monotonic()
+        runs = []
+        with self._lock:
+            for row in claimed:
+                spec = self.registry[row.job_type]
+                ctx = JobContext(
+                    job_id=row.id,
+                    job_type=row.job_type,
+                    data=row.data,
+                    attempt=row.attempts,
+                    max_attempts=row.max_attempts,
+                    worker_id=self.worker_id,
+                    session_factory=self.session_factory,
+                )
+                run = _Run(ctx, spec, now)
+                self._active[row.id] = run
+                runs.append(run)
+        for run in runs:
+            self._work.put(run)
+
+    def _log_outcome(self, outcome: _Outcome) -> None:
+        kind = _LOST if outcome.final_status == _LOST else outcome.kind
+        self.stats.add(kind)
+        ctx = outcome.run.ctx
+        if kind == _LOST:
+            log.warning(
+                "job %s type=%s attempt=%d: outcome %s discarded after %.3fs: this worker no "
+                "longer holds the job (rescued after a stale heartbeat, or cancelled)",
+                ctx.job_id, ctx.job_type, ctx.attempt, outcome.kind, outcome.duration,
+            )  # fmt: skip
+            return
+        if not log.isEnabledFor(logging.INFO):
+            return
+        if kind in (_COMPLETED, _DONE):
+            what = "completed"
+        elif kind == _FAILED:
+            status = outcome.final_status
+            what = "failed, will retry" if status == JobStatus.PENDING.value else "failed"
+            what += f": {(outcome.error or '').strip().splitlines()[-1][:200]}"
+        elif kind == _RETRY:
+            what = f"retry requested in {outcome.after}"
+        else:
+            what = f"cancelled: {outcome.error}"
+        log.info(
+            "job %s type=%s attempt=%d/%d %s in %.3fs",
+            ctx.job_id, ctx.job_type, ctx.attempt, ctx.max_attempts, what, outcome.duration,
+        )  # fmt: skip
+
+    def _log_db_error(self, doing: str, exc: BaseException, backoff: float) -> None:
+        if isinstance(exc, DBAPIError):
+            log.warning("database error while %s (%s); retrying in %.1fs",
+                        doing, _first_line(exc.orig or exc), backoff)  # fmt: skip
+        else:
+            log.exception("unexpected error while %s; retrying in %.1fs", doing, backoff)
+
+    # ---------------------------------------------------------------- handlers
+
+    def _thread_main(self) -> None:
+        while True:
+            run = self._work.get()
+            if run is None:
+                return
+            outcome = self._execute(run)
+            with self._lock:
+                run.finished = True
+                timed_out = run.timed_out
+            if timed_out:
+                log.warning("job %s type=%s attempt=%d: handler returned %.1fs after its "
+                            "timeout; outcome discarded", run.ctx.job_id, run.ctx.job_type,
+                            run.ctx.attempt, outcome.duration)  # fmt: skip
+                return
+            self._outcomes.put(outcome)
+            self._wake.set()
+
+    def _execute(self, run: _Run) -> _Outcome:
+        ctx = run.ctx
+        try:
+            try:
+                value = run.spec.function(ctx)
+            except Retry as request:
+                return self._outcome(run, _RETRY, error=request.reason, after=request.after)
+            except Cancel as request:
+                return self._outcome(run, _CANCELLED, error=request.reason)
+            except BaseException as exc:
+                return self._outcome(run, _FAILED, error=_describe(exc))
+            result_json: str | None = None
+            if value is not None:
+                try:
+                    result_json = check.check_json(
+                        value, "result", self.max_payload_bytes, require_object=False
+                    )
+                except InvalidJobError as exc:
+                    return self._outcome(run, _FAILED, error=f"InvalidJobError: {exc}")
+            if not ctx.uses_session:
+                return self._outcome(run, _COMPLETED, result_json=result_json)
+            return self._complete_in_session(run, value)
+        finally:
+            if ctx.uses_session:
+                ctx.session.close()
+
+    def _complete_in_session(self, run: _Run, value: Any) -> _Outcome:
+        ctx = run.ctx
+        session = ctx.session
+        try:
+            JobQueue(session, self.model, worker_id=self.worker_id).complete(
+                ctx.job_id, value, attempt=ctx.attempt
+            )
+            session.commit()
+        except InvalidTransitionError as exc:
+            session.rollback()
+            return self._outcome(run, _LOST, error=str(exc))
+        except Exception as exc:
+            session.rollback()
+            return self._outcome(
+                run,
+                _FAILED,
+                error="the handler's transaction failed to commit with the completion, so "
+                "neither its writes nor the completion were kept:\n" + _describe(exc),
+            )
+        return self._outcome(run, _DONE)
+
+    @staticmethod
+    def _outcome(run: _Run, kind: str, **fields: Any) -> _Outcome:
+        return _Outcome(run, kind, duration=time.monotonic() - run.started, **fields)
+
+    # ------------------------------------------------------ ticker, maintenance
+
+    def _tick_loop(self) -> None:
+        next_heartbeat = time.monotonic() + self.heartbeat_interval
+        backoff = 0.0
+        while not self._background_stop.wait(backoff or self.progress_interval):
+            try:
+                self._write_progress()
+                if time.monotonic() >= next_heartbeat:
+                    self._heartbeat()
+                    next_heartbeat = time.monotonic() + self.heartbeat_interval
+                backoff = 0.0
+            except Exception as exc:
+                backoff = min(max(backoff * 2, 0.5), _MAX_BACKOFF)
+                self._log_db_error("writing heartbeats and progress", exc, backoff)
+
+    def _held_ids(self) -> list[uuid.UUID]:
+        with self._lock:
+            return [job_id for job_id, run in self._active.items() if not run.timed_out]
+
+    def _heartbeat(self) -> None:
+        # Only the jobs this process knows it runs: a job whose claim committed while the
+        # answer was lost is not kept alive, so the rescuer gives it back.
+        ids = self._held_ids()
+        if not ids:
+            return
+        with self._write_lock, Session(self.engine) as session, session.begin():
+            JobQueue(session, self.model, worker_id=self.worker_id).heartbeat(sorted(ids))
+
+    def _write_progress(self) -> None:
+        with self._lock:
+            runs = [r for r in self._active.values() if not r.finished and not r.timed_out]
+        for run in runs:
+            taken = run.ctx.take_progress()
+            if taken is None:
+                continue
+            percent, stage, events = taken
+            try:
+                with self._write_lock, Session(self.engine) as session, session.begin():
+                    JobQueue(session, self.model, worker_id=self.worker_id).update_progress(
+                        run.ctx.job_id, percent, stage, events, attempt=run.ctx.attempt
+                    )
+            except InvalidTransitionError:
+                run.ctx.abandon()
+            except Exception:
+                run.ctx.give_back_events(events)
+                raise
+
+    def _maintenance_loop(self) -> None:
+        due = {duty.name: time.monotonic() for duty in self.duties}
+        while not self._background_stop.is_set():
+            for duty in self.duties:
+                if time.monotonic() < due[duty.name]:
+                    continue
+                try:
+                    changed = duty.run_once(self.engine)
+                    if changed:
+                        log.info("%s: %d jobs", duty.name, changed)
+                except Exception as exc:
+                    self._log_db_error(f"running the {duty.name}", exc, duty.interval)
+                due[duty.name] = time.monotonic() + duty.interval
+            wait = min(due.values()) - time.monotonic()
+            self._background_stop.wait(max(wait, 0.05))
+
+    # ---------------------------------------------------------------- shutdown
+
+    def _shutdown(self) -> int:
+        if self._abort.is_set():
+            self._drain()
+            with contextlib.suppress(Exception):
+                self._record_and_claim(0)
+            log.warning("worker %s stopped at once; %d running jobs left for rescue",
+                        self.worker_id, len(self._active))  # fmt: skip
+            return 1
+        with self._lock:
+            cut_off = [r for r in self._active.values() if not r.finished and not r.timed_out]
+            for run in cut_off:
+                run.timed_out = True
+                run.ctx.abandon()
+        now = time.monotonic()
+        self._drain()
+        for run in cut_off:
+            self._pending.append(
+                _Outcome(
+                    run,
+                    _FAILED,
+                    error=f"worker {self.worker_id} shut down before the handler finished "
+                    f"(grace period {self.grace_period:g}s)",
+                    after=timedelta(0),
+                    duration=now - run.started,
+                )
+            )
+        for attempt in range(5):
+            try:
+                if self._pending:
+                    self._record_and_claim(0)
+                with self._write_lock, Session(self.engine) as session, session.begin():
+                    released = JobQueue(session, self.model, worker_id=self.worker_id).release()
+                if released:
+                    log.info("released %d claimed jobs not started", released)
+                break
+            except Exception as exc:
+                self._log_db_error("recording final outcomes", exc, 0.5 * (attempt + 1))
+                time.sleep(0.5 * (attempt + 1))
+        log.info("worker %s stopped: %s", self.worker_id, self.stats)
+        return 0
+
+    def _stop_background(self) -> None:
+        self._background_stop.set()
+        if self.listener is not None:
+            self.listener.stop()
+        for _ in range(self.concurrency):
+            self._work.put(None)
+
+
+def load_registry(target: str) -> Registry:
+    """Import ``"package.module:attribute"`` and return the :class:`Registry` it names.
+
+    The attribute may be a dotted path inside the module (``"app.jobs:tasks.registry"``).
+
+    Raises
+    ------
+    InvalidJobError
+        When the target is malformed, cannot be imported, or is not a Registry.
+    """
+    if not isinstance(target, str) or target.count(":") != 1:
+        raise InvalidJobError(
+            f"registry target must look like 'package.module:attribute', got {target!r}"
+        )
+    module_name, attribute = target.split(":")
+    if not module_name or not attribute:
+        raise InvalidJobError(
+            f"registry target must look like 'package.module:attribute', got {target!r}"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InvalidJobError(f"cannot import {module_name!r} for {target!r}: {exc}") from exc
+    value: Any = module
+    for part in attribute.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise InvalidJobError(f"{module_name!r} has no attribute {attribute!r}") from None
+    if not isinstance(value, Registry):
+        raise InvalidJobError(f"{target!r} is a {type(value).__name__}, not a Registry")
+    return value

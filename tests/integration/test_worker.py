@@ -1,0 +1,163 @@
+"""The Worker in-process, against a real PostgreSQL: claiming, outcomes, progress."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from sqla_jobqueue import Job, JobQueue, JobStatus
+from sqla_jobqueue.errors import InvalidJobError
+from sqla_jobqueue.handlers import JobContext, Registry
+from sqla_jobqueue.worker import Worker, load_registry
+
+WAIT = 30.0
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = WAIT, what: str = "") -> Any:
+    """Poll ``condition`` until it is truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(0.02)
+
+
+def statuses(factory: sessionmaker[Session]) -> dict[str, int]:
+    with factory() as session:
+        counts = JobQueue(session).stats().counts
+    total: dict[str, int] = {}
+    for by_status in counts.values():
+        for status, n in by_status.items():
+            total[status] = total.get(status, 0) + n
+    return total
+
+
+def fast_worker(engine: Engine, registry: Registry, **options: Any) -> Worker:
+    options.setdefault("poll_interval", 0.05)
+    options.setdefault("heartbeat_interval", 0.2)
+    options.setdefault("stale_timeout", 5)
+    options.setdefault("progress_interval", 0.05)
+    return Worker(engine, registry, **options)
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry()
+
+
+def test_jobs_of_several_types_run_in_priority_order_with_results(
+    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+) -> None:
+    order: list[str] = []
+
+    @registry.handler("alpha")
+    def alpha(ctx: JobContext) -> dict[str, Any]:
+        order.append(ctx.data["name"])
+        return {"name": ctx.data["name"], "attempt": ctx.attempt}
+
+    @registry.handler("beta")
+    def beta(ctx: JobContext) -> str:
+        order.append(ctx.data["name"])
+        return ctx.data["name"].upper()
+
+    specs = [("alpha", "low", 10), ("beta", "high", 200), ("alpha", "mid", 100),
+             ("beta", "mid2", 100), ("alpha", "top", 300)]  # fmt: skip
+    with session_factory.begin() as session:
+        queue = JobQueue(session)
+        ids = {name: registry.enqueue(queue, t, {"name": name}, priority=p).id
+               for t, name, p in specs}  # fmt: skip
+
+    with fast_worker(engine, registry, concurrency=1):
+        wait_for(lambda: statuses(session_factory) == {"completed": 5}, what="all completed")
+
+    assert order == ["top", "high", "mid", "mid2", "low"]
+    with session_factory() as session:
+        queue = JobQueue(session)
+        assert queue.get(ids["top"]).result == {"name": "top", "attempt": 1}
+        assert queue.get(ids["high"]).result == "HIGH"
+        job = queue.get(ids["low"])
+        assert (job.status, job.progress, job.attempts) == (JobStatus.COMPLETED, 100, 1)
+        assert job.started_at is not None and job.completed_at is not None
+
+
+def test_progress_is_visible_from_another_session_while_the_job_runs(
+    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+) -> None:
+    proceed = threading.Event()
+
+    @registry.handler("long")
+    def long(ctx: JobContext) -> None:
+        ctx.progress(40, "halfway")
+        ctx.event(3)
+        ctx.event()
+        assert proceed.wait(WAIT)
+
+    with session_factory.begin() as session:
+        job_id = JobQueue(session).enqueue("long").id
+
+    def seen() -> Job | None:
+        with session_factory() as session:
+            job = JobQueue(session).get(job_id)
+            return job if job.progress == 40 and job.events_count == 4 else None
+
+    with fast_worker(engine, registry):
+        job = wait_for(seen, what="progress 40 written while running")
+        assert job.status == JobStatus.RUNNING
+        assert job.current_stage == "halfway"
+        proceed.set()
+        wait_for(lambda: statuses(session_factory) == {"completed": 1})
+
+
+def test_many_jobs_complete_once_each_with_several_workers(
+    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+) -> None:
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    @registry.handler("noop")
+    def noop(ctx: JobContext) -> None:
+        with lock:
+            seen.append(str(ctx.job_id))
+
+    with session_factory.begin() as session:
+        registry.enqueue_many(JobQueue(session), [{"job_type": "noop"}] * 500)
+
+    with fast_worker(engine, registry, concurrency=4), fast_worker(engine, registry, concurrency=8):
+        wait_for(lambda: statuses(session_factory) == {"completed": 500})
+    assert len(seen) == 500 == len(set(seen))
+
+
+def test_load_registry_finds_a_registry_by_import_path() -> None:
+    import tests.integration.test_worker as here
+
+    here.example_registry = Registry({"x": lambda ctx: None})  # type: ignore[attr-defined]
+    assert load_registry("tests.integration.test_worker:example_registry") is (
+        here.example_registry  # type: ignore[attr-defined]
+    )
+    with pytest.raises(InvalidJobError, match=r"package\.module:attribute"):
+        load_registry("no_colon")
+    with pytest.raises(InvalidJobError, match="cannot import"):
+        load_registry("no.such.module:registry")
+    with pytest.raises(InvalidJobError, match="not a Registry"):
+        load_registry("tests.integration.test_worker:WAIT")
+
+
+def test_worker_rejects_bad_settings_before_running(engine: Engine, registry: Registry) -> None:
+    registry.register("x", lambda ctx: None)
+    with pytest.raises(InvalidJobError, match="no handler registered"):
+        Worker(engine, registry, job_types=["y"])
+    with pytest.raises(InvalidJobError, match="concurrency"):
+        Worker(engine, registry, concurrency=0)
+    with pytest.raises(InvalidJobError, match="stale_timeout"):
+        Worker(engine, registry, heartbeat_interval=10, stale_timeout=20)
+    with pytest.raises(InvalidJobError, match="no handlers"):
+        Worker(engine, Registry())

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Job, JobQueue, JobStatus
@@ -161,3 +162,101 @@ def test_worker_rejects_bad_settings_before_running(engine: Engine, registry: Re
         Worker(engine, registry, heartbeat_interval=10, stale_timeout=20)
     with pytest.raises(InvalidJobError, match="no handlers"):
         Worker(engine, Registry())
+
+
+def test_a_stale_worker_cannot_complete_a_job_rescued_and_claimed_by_another(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    writes = Table("writes", MetaData(), Column("attempt", Integer), Column("worker", String(100)))
+    writes.metadata.create_all(engine)
+    release = threading.Event()
+    registry = Registry()
+
+    @registry.handler("hold")
+    def hold(ctx: JobContext) -> str:
+        ctx.session.execute(writes.insert().values(attempt=ctx.attempt, worker=ctx.worker_id))
+        if ctx.attempt == 1:
+            assert release.wait(WAIT)  # the "pause": this worker stops heartbeating it
+        return ctx.worker_id
+
+    with session_factory.begin() as session:
+        job_id = JobQueue(session).enqueue("hold").id
+
+    with fast_worker(engine, registry, concurrency=1, maintenance=False) as stale:
+        wait_for(lambda: stale.running_jobs == [job_id], what="the first worker runs the job")
+        with session_factory.begin() as session:
+            # As if its heartbeat had stopped an hour ago, then a rescue round ran.
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(heartbeat_at=func.statement_timestamp() - timedelta(hours=1))
+            )
+            assert JobQueue(session).recover_stale(timedelta(minutes=1)) == 1
+        with fast_worker(engine, registry, concurrency=1, maintenance=False) as rescuer:
+            wait_for(lambda: rescuer.stats.completed == 1, what="the second worker completes it")
+        release.set()
+        wait_for(lambda: stale.stats.lost == 1, what="the stale worker's outcome discarded")
+        assert stale.stats.completed == 0
+
+    with session_factory() as session:
+        done = JobQueue(session).get(job_id)
+        rows = session.execute(select(writes.c.attempt, writes.c.worker)).all()
+    assert (done.status, done.attempts, done.result) == (JobStatus.COMPLETED, 2, rescuer.worker_id)
+    assert rows == [(2, rescuer.worker_id)]  # the stale attempt's write was rolled back
+
+
+def test_a_long_job_of_a_live_worker_is_never_rescued(
+    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+) -> None:
+    release = threading.Event()
+    registry.register("long", lambda ctx: release.wait(WAIT) and None)
+    with session_factory.begin() as session:
+        job_id = JobQueue(session).enqueue("long").id
+
+    def ran_past_stale_timeout() -> bool:
+        with session_factory() as session:
+            age = session.execute(
+                select(func.statement_timestamp() - Job.started_at).where(Job.id == job_id)
+            ).scalar_one()
+        return age is not None and age > timedelta(seconds=2)
+
+    # heartbeats every 0.2s; a rescue round every 0.1s rescues what is 1s stale
+    options = {"heartbeat_interval": 0.2, "stale_timeout": 1, "rescue_interval": 0.1}
+    with fast_worker(engine, registry, **options):
+        wait_for(ran_past_stale_timeout, what="the job to run twice its stale timeout")
+        with session_factory() as session:
+            running = JobQueue(session).get(job_id)
+        assert (running.status, running.attempts) == (JobStatus.RUNNING, 1)
+        release.set()
+        wait_for(lambda: statuses(session_factory) == {"completed": 1})
+
+
+def test_killed_connections_do_not_stop_the_worker(
+    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+) -> None:
+    calls: list[str] = []
+    lock = threading.Lock()
+
+    @registry.handler("step")
+    def step(ctx: JobContext) -> None:
+        with lock:
+            calls.append(str(ctx.job_id))
+        time.sleep(0.002)
+
+    with session_factory.begin() as session:
+        registry.enqueue_many(JobQueue(session), [{"job_type": "step"}] * 300)
+
+    kill = text(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    options = {"stale_timeout": 1, "heartbeat_interval": 0.2, "rescue_interval": 0.2}
+    with fast_worker(engine, registry, concurrency=4, **options) as worker:
+        for _ in range(5):
+            target = len(calls) + 20
+            wait_for(lambda: len(calls) > target, what="progress between kills")  # noqa: B023
+            with engine.connect() as connection:
+                connection.execute(kill)
+        wait_for(lambda: statuses(session_factory) == {"completed": 300}, what="all completed")
+    assert worker.stats.completed == 300  # each recorded once: none double-completed
+    assert len(set(calls)) == 300

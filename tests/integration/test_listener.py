@@ -1,0 +1,51 @@
+"""LISTEN/NOTIFY wake-up: an idle worker is woken by an enqueue, and survives losing the
+listener connection."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from sqla_jobqueue import JobQueue, Registry
+from sqla_jobqueue.listener import APPLICATION_NAME
+from tests.integration.test_worker import fast_worker, statuses, wait_for
+
+
+def test_notify_wakes_an_idle_worker_and_a_killed_listener_reconnects(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    registry = Registry({"ping": lambda ctx: "pong"})
+    # Polling once an hour: only a notification can make these jobs run during the test.
+    with fast_worker(engine, registry, poll_interval=3600) as worker:
+        assert worker.listener is not None
+        wait_for(worker.listener.listening.is_set, what="the listener to LISTEN")
+        assert worker.listener.channel == "sqla_jobqueue.public.jobs"
+        with session_factory.begin() as session:
+            JobQueue(session).enqueue("ping")
+        wait_for(lambda: statuses(session_factory) == {"completed": 1}, what="woken by NOTIFY")
+
+        with engine.connect() as connection:
+            killed = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND application_name = :name"
+                ),
+                {"name": APPLICATION_NAME},
+            ).scalar_one()
+        assert killed == 1
+        wait_for(lambda: worker.listener.reconnects == 1, what="the listener to reconnect")
+        wait_for(worker.listener.listening.is_set)
+        with session_factory.begin() as session:
+            JobQueue(session).enqueue("ping")
+        wait_for(lambda: statuses(session_factory) == {"completed": 2}, what="woken again")
+
+
+def test_without_listen_jobs_are_found_by_polling(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    registry = Registry({"ping": lambda ctx: "pong"})
+    with fast_worker(engine, registry, listen=False, poll_interval=0.05) as worker:
+        assert worker.listener is None
+        with session_factory.begin() as session:
+            JobQueue(session).enqueue("ping")
+        wait_for(lambda: statuses(session_factory) == {"completed": 1}, what="found by polling")

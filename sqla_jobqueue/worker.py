@@ -160,6 +160,8 @@ class _Outcome:
     after: timedelta | None = None
     duration: float = 0.0
     final_status: str = field(default="")
+    summary: str = ""
+    """One line for the log; ``error`` holds the whole story for ``last_error``."""
 
 
 def _describe(exc: BaseException) -> str:
@@ -668,7 +670,7 @@ class Worker:
         elif kind == _FAILED:
             status = outcome.final_status
             what = "failed, will retry" if status == JobStatus.PENDING.value else "failed"
-            what += f": {(outcome.error or '').strip().splitlines()[-1][:200]}"
+            what += f": {(outcome.summary or outcome.error or '').strip().splitlines()[0][:200]}"
         elif kind == _RETRY:
             what = f"retry requested in {outcome.after}"
         else:
@@ -714,7 +716,7 @@ class Worker:
             except Cancel as request:
                 return self._outcome(run, _CANCELLED, error=request.reason)
             except BaseException as exc:
-                return self._outcome(run, _FAILED, error=_describe(exc))
+                return self._outcome(run, _FAILED, error=_describe(exc), summary=_first_line(exc))
             result_json: str | None = None
             if value is not None:
                 try:
@@ -748,6 +750,7 @@ class Worker:
                 _FAILED,
                 error="the handler's transaction failed to commit with the completion, so "
                 "neither its writes nor the completion were kept:\n" + _describe(exc),
+                summary=f"commit failed, nothing kept: {_first_line(exc)}",
             )
         return self._outcome(run, _DONE)
 

@@ -1,0 +1,151 @@
+"""Real worker processes, killed, poisoned and stopped: nothing is lost or done twice.
+
+Each test starts ``tests/reliability/worker_process.py`` as separate processes on its own
+database. The ``effect`` handler writes one row per job through ``ctx.session``, whose
+primary key is the job id: a job whose effect were committed twice would fail, and a lost
+job would be missing.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import uuid
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from sqla_jobqueue import Job, JobQueue, JobStatus, Priority
+from tests.integration.test_worker import wait_for
+from tests.reliability.conftest import Spawn
+from tests.reliability.worker_process import effects, registry
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("effects_table")]
+
+FAST = ("--heartbeat", "0.2", "--stale", "1")
+
+
+def enqueue(factory: sessionmaker[Session], *jobs: dict[str, object]) -> list[uuid.UUID]:
+    with factory.begin() as session:
+        return registry.enqueue_many(JobQueue(session), list(jobs))
+
+
+def by_status(factory: sessionmaker[Session]) -> Counter[str]:
+    with factory() as session:
+        rows = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+    return Counter({JobStatus(status).value: n for status, n in rows})
+
+
+def effect_rows(engine: Engine) -> list[tuple[uuid.UUID, int]]:
+    with engine.connect() as connection:
+        return [
+            tuple(row) for row in connection.execute(select(effects.c.job_id, effects.c.attempt))
+        ]  # type: ignore[misc]
+
+
+def jobs(factory: sessionmaker[Session], ids: list[uuid.UUID]) -> list[Job]:
+    with factory() as session:
+        queue = JobQueue(session)
+        return [queue.get(job_id) for job_id in ids]
+
+
+def test_sigkill_mid_job_the_job_is_rescued_and_completed_by_another_worker(
+    engine: Engine, session_factory: sessionmaker[Session], spawn: Spawn
+) -> None:
+    [hanging] = enqueue(
+        session_factory, {"job_type": "effect", "data": {"hang_first": True}, "priority": 200}
+    )
+    others = enqueue(session_factory, *[{"job_type": "effect", "data": {"seconds": 0.01}}] * 40)
+    first = spawn("--concurrency", "3", *FAST)
+    wait_for(lambda: jobs(session_factory, [hanging])[0].status == JobStatus.RUNNING)
+    wait_for(lambda: len(effect_rows(engine)) >= 5, what="some work done before the kill")
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(10) == -signal.SIGKILL
+
+    spawn("--concurrency", "3", *FAST)
+    wait_for(lambda: by_status(session_factory) == {"completed": 41}, timeout=60)
+    rows = effect_rows(engine)
+    assert sorted(job_id for job_id, _ in rows) == sorted([hanging, *others])  # 0 lost, 0 twice
+    rescued = jobs(session_factory, [hanging])[0]
+    assert rescued.attempts == 2
+    assert dict(rows)[hanging] == 2
+
+
+def test_a_poison_job_fails_after_max_attempts_without_charging_innocent_jobs(
+    engine: Engine, session_factory: sessionmaker[Session], spawn: Spawn
+) -> None:
+    [poison] = enqueue(session_factory, {"job_type": "poison", "priority": Priority.EXPLICIT})
+    innocents = enqueue(session_factory, *[{"job_type": "effect"}] * 12)
+    deaths = 0
+    for _ in range(6):
+        process = spawn("--concurrency", "1", *FAST)
+        done = wait_for(
+            lambda: (
+                process.poll() is not None  # noqa: B023
+                or by_status(session_factory) == {"failed": 1, "completed": 12}
+            ),
+            timeout=60,
+        )
+        if process.poll() is None:
+            break
+        assert done and process.returncode == 3, "only the poison job ends a worker"
+        deaths += 1
+    assert deaths == 3
+    [failed] = jobs(session_factory, [poison])
+    assert (failed.status, failed.attempts) == (JobStatus.FAILED, 3)
+    assert "stopped heartbeating" in (failed.last_error or "")
+    assert {(j.status, j.attempts) for j in jobs(session_factory, innocents)} == {
+        (JobStatus.COMPLETED, 1)
+    }
+    assert len(effect_rows(engine)) == 12
+
+
+def test_sigterm_finishes_running_jobs_and_leaves_the_rest_pending(
+    engine: Engine, session_factory: sessionmaker[Session], spawn: Spawn, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    gated = enqueue(
+        session_factory, *[{"job_type": "effect", "data": {"gate": str(gate)}, "priority": 200}] * 2
+    )
+    rest = enqueue(session_factory, *[{"job_type": "effect"}] * 6)
+    process = spawn("--concurrency", "2", *FAST)
+    wait_for(lambda: by_status(session_factory)["running"] == 2, what="both gated jobs running")
+    process.send_signal(signal.SIGTERM)
+    gate.touch()  # the running jobs may finish only once the worker was told to stop
+    assert process.wait(30) == 0
+    assert {(j.status, j.attempts) for j in jobs(session_factory, gated)} == {
+        (JobStatus.COMPLETED, 1)
+    }
+    assert {(j.status, j.attempts, j.worker_id) for j in jobs(session_factory, rest)} == {
+        (JobStatus.PENDING, 0, None)
+    }
+    assert len(effect_rows(engine)) == 2
+
+
+def test_a_second_signal_stops_at_once_and_cut_off_jobs_come_back_through_rescue(
+    session_factory: sessionmaker[Session], spawn: Spawn, tmp_path: Path
+) -> None:
+    never = tmp_path / "never"
+    gated = enqueue(session_factory, *[{"job_type": "effect", "data": {"gate": str(never)}}] * 2)
+    process = spawn("--concurrency", "2", *FAST)
+    wait_for(lambda: by_status(session_factory)["running"] == 2)
+    process.send_signal(signal.SIGTERM)
+    with pytest.raises(subprocess.TimeoutExpired):
+        process.wait(0.5)  # graceful: it waits for the gated jobs
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 1
+    assert {(j.status, j.attempts) for j in jobs(session_factory, gated)} == {
+        (JobStatus.RUNNING, 1)
+    }
+    with session_factory.begin() as session:  # their heartbeat, an hour later
+        session.execute(
+            update(Job).values(heartbeat_at=func.statement_timestamp() - timedelta(hours=1))
+        )
+        assert JobQueue(session).recover_stale(timedelta(minutes=1)) == 2
+    assert {(j.status, j.attempts) for j in jobs(session_factory, gated)} == {
+        (JobStatus.PENDING, 1)
+    }

@@ -1,0 +1,87 @@
+"""A worker process for the reliability tests.
+
+Run as ``python -m tests.reliability.worker_process DATABASE_URL [options]``. Its handlers:
+
+- ``effect``: sleeps ``data["seconds"]``, waits for the file ``data["gate"]`` when given,
+  holds forever on attempt 1 when ``data["hang_first"]``, then records the job in the
+  ``effects`` table through ``ctx.session`` (so the effect commits with the completion).
+- ``poison``: ends the whole process at once with ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
+from sqlalchemy.dialects.postgresql import UUID
+
+from sqla_jobqueue import JobContext, Registry, Worker
+from sqla_jobqueue.database import sqlalchemy_url
+
+effects = Table(
+    "effects",
+    MetaData(),
+    Column("job_id", UUID(as_uuid=True), primary_key=True),
+    Column("attempt", Integer, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("note", String(50)),
+)
+
+registry = Registry()
+
+
+@registry.handler("effect", max_attempts=5)
+def effect(ctx: JobContext) -> int:
+    if ctx.data.get("hang_first") and ctx.attempt == 1:
+        time.sleep(3600)
+    gate = ctx.data.get("gate")
+    if gate:
+        while not Path(gate).exists():
+            time.sleep(0.01)
+    time.sleep(float(ctx.data.get("seconds", 0)))
+    ctx.session.execute(effects.insert().values(job_id=ctx.job_id, attempt=ctx.attempt,
+                                                pid=os.getpid()))  # fmt: skip
+    return os.getpid()
+
+
+@registry.handler("poison", max_attempts=3)
+def poison(ctx: JobContext) -> None:
+    os._exit(3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--heartbeat", type=float, default=0.2)
+    parser.add_argument("--stale", type=float, default=1.0)
+    parser.add_argument("--grace", type=float, default=30.0)
+    parser.add_argument("--poll", type=float, default=0.1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s {os.getpid()} %(threadName)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    engine = create_engine(sqlalchemy_url(args.url), pool_size=args.concurrency + 4)
+    worker = Worker(
+        engine,
+        registry,
+        concurrency=args.concurrency,
+        heartbeat_interval=args.heartbeat,
+        stale_timeout=args.stale,
+        rescue_interval=args.stale / 4,
+        grace_period=args.grace,
+        poll_interval=args.poll,
+        progress_interval=0.05,
+    )
+    return worker.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -193,7 +193,8 @@ class _Parser(argparse.ArgumentParser):
 def _console(*, stderr: bool = False) -> Console:
     from rich.console import Console
 
-    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    # Job data (stages, worker ids like host:1234:ab) is shown as is: no markup, no emoji codes.
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False, markup=False, emoji=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         # Output to a file or a pipe is read whole: do not squeeze it into 80 columns.
         console.width = 200
@@ -257,12 +258,18 @@ def _one_line(message: str, limit: int = 300) -> str:
 # ----------------------------------------------------------------------- database
 
 
+def _import_from_cwd() -> None:
+    """Let ``module:attribute`` targets name modules of the current directory, as
+    ``python -m`` would; a console script's ``sys.path`` starts at its own directory."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
 def _import_object(spec: str, what: str) -> Any:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise UsageError(f"{what} {spec!r} must be written module:attribute, e.g. myapp.jobs:Job")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    _import_from_cwd()
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -287,13 +294,15 @@ def _model(args: argparse.Namespace) -> type[JobMixin]:
 
 
 @contextlib.contextmanager
-def _database(args: argparse.Namespace, *, migrate_embedded: bool = True) -> Iterator[Engine]:
+def _database(
+    args: argparse.Namespace, *, migrate_embedded: bool = True, pool_size: int = 5
+) -> Iterator[Engine]:
     """An engine on the given database, or on the embedded server for the command's life."""
     given = getattr(args, "database_url", None) or url_from_environment()
     if given:
         try:
             url = sqlalchemy_url(given)
-            engine = create_engine(url, pool_pre_ping=True)
+            engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size)
         except (ArgumentError, NoSuchModuleError, ValueError) as error:
             raise UsageError(f"invalid database URL: {error}") from None
         try:
@@ -305,7 +314,7 @@ def _database(args: argparse.Namespace, *, migrate_embedded: bool = True) -> Ite
 
     with embedded_server(getattr(args, "data_dir", None), keep=args.keep_server) as server:
         _say(server.describe())
-        engine = create_engine(server.url, pool_pre_ping=True)
+        engine = create_engine(server.url, pool_pre_ping=True, pool_size=pool_size)
         try:
             if migrate_embedded:
                 _migrate(engine)
@@ -1050,11 +1059,271 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    raise UsageError("the worker command is not available yet")
+    from .worker import Worker, load_registry
+
+    _import_from_cwd()
+    registry = load_registry(args.target)
+    unknown = [t for t in args.types or () if t not in registry]
+    if unknown:
+        raise UsageError(
+            f"--types names {', '.join(unknown)}, which {args.target} has no handler for; "
+            f"it handles {', '.join(registry.job_types)}"
+        )
+    model = _model(args)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    options: dict[str, Any] = {}
+    if args.poll_interval is not None:
+        options["poll_interval"] = args.poll_interval
+    with _database(args, pool_size=args.concurrency + 3) as engine:
+        worker = Worker(
+            engine,
+            registry,
+            model=model,
+            job_types=args.types,
+            concurrency=args.concurrency,
+            batch_size=args.batch_size,
+            **options,
+        )
+        return worker.run()
+
+
+DEMO_MAX_WORKERS = 16
+"""Most workers ``demo`` runs (each holds a few connections and a LISTEN connection)."""
+_DEMO_CONCURRENCY = 2
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    raise UsageError("the demo is not available yet")
+    from . import demo
+    from .worker import Worker
+
+    if args.workers > DEMO_MAX_WORKERS:
+        raise UsageError(f"--workers must be at most {DEMO_MAX_WORKERS}, got {args.workers}")
+    if args.jobs > 100_000:
+        raise UsageError(f"--jobs must be at most 100000, got {args.jobs}")
+    console = _console()
+    pool = args.workers * (_DEMO_CONCURRENCY + 2)
+    with _database(args, pool_size=pool) as engine:
+        _migrate(engine)
+        with Session(engine) as session, session.begin():
+            ids = demo.enqueue(session, args.jobs)
+        if not args.json:
+            console.print(
+                f"Enqueued {len(ids)} demo jobs: render_report (priority 150), sync_feed (100), "
+                f"backfill_thumbnails (30); running them on {args.workers} workers."
+            )
+        workers = [
+            Worker(
+                engine,
+                demo.registry,
+                concurrency=_DEMO_CONCURRENCY,
+                poll_interval=timedelta(milliseconds=200),
+                progress_interval=timedelta(milliseconds=100),
+                maintenance=False,
+                worker_id=f"demo-{index + 1}:{os.getpid()}",
+                grace_period=timedelta(seconds=10),
+            )
+            for index in range(args.workers)
+        ]
+        started = time.monotonic()
+        interrupted = False
+        try:
+            for worker in workers:
+                worker.start()
+            _demo_progress(engine, ids, console, quiet=args.json, started=started)
+        except KeyboardInterrupt:
+            interrupted = True
+            _say("Interrupted: running jobs finish, the others go back to pending...")
+        finally:
+            _stop_workers(workers)
+        elapsed = time.monotonic() - started
+        with Session(engine) as session:
+            summary = _demo_summary(session, ids)
+    totals = {status: 0 for status in _STATUSES}
+    for row in summary.values():
+        for status in _STATUSES:
+            totals[status] += row[status]
+    finished = totals["completed"] + totals["failed"] + totals["cancelled"]
+    if args.json:
+        _print_json(
+            {
+                "jobs": len(ids),
+                "workers": args.workers,
+                "elapsed_seconds": round(elapsed, 3),
+                "jobs_per_second": round(finished / elapsed, 2) if elapsed else None,
+                "totals": totals,
+                "by_type": summary,
+                "interrupted": interrupted,
+            }
+        )
+    else:
+        _print_demo_summary(console, summary, totals, elapsed)
+        if interrupted:
+            left = totals["pending"] + totals["claimed"] + totals["running"]
+            console.print(
+                f"Stopped early: {left} jobs are left pending; a worker finishes them "
+                "(sqla-jobqueue worker sqla_jobqueue.demo:registry)."
+            )
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+def _stop_workers(workers: Sequence[Any]) -> None:
+    """Stop every worker gracefully; a second Ctrl-C stops them at once."""
+    for worker in workers:
+        worker.stop()
+    try:
+        for worker in workers:
+            worker.join()
+    except KeyboardInterrupt:
+        for worker in workers:
+            worker.stop(graceful=False)
+        for worker in workers:
+            worker.join(timeout=10)
+
+
+def _demo_progress(
+    engine: Engine,
+    ids: Sequence[uuid.UUID],
+    console: Console,
+    *,
+    quiet: bool,
+    started: float,
+) -> None:
+    """Show the demo's jobs until none is pending or held."""
+    from .model import Job
+
+    title = "sqla-jobqueue demo (Ctrl-C to stop)"
+    refresh = 0.2
+
+    def frame() -> Snapshot:
+        # Jobs per second over the last five seconds, or since the start when sooner.
+        window = timedelta(seconds=min(5.0, max(0.5, time.monotonic() - started)))
+        with Session(engine) as session:
+            return take_snapshot(session, Job, ids=ids, limit=12, window=window)
+
+    def live_jobs(snapshot: Snapshot) -> int:
+        t = snapshot.totals
+        return t["pending"] + t["claimed"] + t["running"]
+
+    if quiet or not console.is_terminal:
+        last_line = 0.0
+        while True:
+            snapshot = frame()
+            now = time.monotonic()
+            if not quiet and (now - last_line >= 1.0 or not live_jobs(snapshot)):
+                t = snapshot.totals
+                console.print(
+                    f"{now - started:5.1f}s  done {t['completed']} · failed {t['failed']} · "
+                    f"running {t['running']} · pending {t['pending']} of {len(ids)} · "
+                    f"{snapshot.jobs_per_second:.1f} jobs/s"
+                )
+                last_line = now
+            if not live_jobs(snapshot):
+                return
+            time.sleep(refresh)
+    from rich.live import Live
+
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+        while True:
+            snapshot = frame()
+            live.update(render_snapshot(snapshot, title=title, total=len(ids)), refresh=True)
+            if not live_jobs(snapshot):
+                return
+            time.sleep(refresh)
+
+
+def _demo_summary(session: Session, ids: Sequence[uuid.UUID]) -> dict[str, dict[str, Any]]:
+    """Per job type: priority, counts by state, retried jobs, mean run time and start."""
+    from .model import Job
+
+    ours = Job.id.in_(list(ids))
+    first = select(func.min(Job.started_at)).where(ours).scalar_subquery()
+    rows = session.execute(
+        select(
+            Job.job_type,
+            func.max(Job.priority).label("priority"),
+            func.count().label("jobs"),
+            func.count().filter(Job.attempts > 1).label("retried"),
+            func.avg(func.extract("epoch", Job.completed_at - Job.started_at))
+            .filter(Job.status == JobStatus.COMPLETED.value)
+            .label("mean_seconds"),
+            func.avg(func.extract("epoch", Job.started_at - first)).label("mean_start"),
+        )
+        .where(ours)
+        .group_by(Job.job_type)
+        .order_by(func.max(Job.priority).desc())
+    ).all()
+    summary: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        summary[row.job_type] = {
+            "priority": int(row.priority),
+            "jobs": int(row.jobs),
+            **{status: 0 for status in _STATUSES},
+            "retried": int(row.retried),
+            "mean_run_seconds": None if row.mean_seconds is None else float(row.mean_seconds),
+            "mean_start_seconds": None if row.mean_start is None else float(row.mean_start),
+        }
+    for job_type, status, count in session.execute(
+        select(Job.job_type, Job.status, func.count())
+        .where(ours)
+        .group_by(Job.job_type, Job.status)
+    ):
+        summary[job_type][JobStatus(status).value] = int(count)
+    return summary
+
+
+def _print_demo_summary(
+    console: Console,
+    summary: dict[str, dict[str, Any]],
+    totals: dict[str, int],
+    elapsed: float,
+) -> None:
+    from rich.table import Table
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}s"
+
+    table = Table(title="Demo summary", title_justify="left")
+    for name, justify in (
+        ("type", "left"), ("priority", "right"), ("jobs", "right"), ("completed", "right"),
+        ("failed", "right"), ("retried", "right"), ("mean run", "right"),
+        ("mean start after first", "right"),
+    ):  # fmt: skip
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for job_type, row in summary.items():
+        table.add_row(
+            job_type,
+            str(row["priority"]),
+            str(row["jobs"]),
+            str(row["completed"]),
+            str(row["failed"]),
+            str(row["retried"]),
+            seconds(row["mean_run_seconds"]),
+            seconds(row["mean_start_seconds"]),
+        )
+    table.add_section()
+    finished = totals["completed"] + totals["failed"] + totals["cancelled"]
+    table.add_row(
+        "total",
+        "",
+        str(sum(row["jobs"] for row in summary.values())),
+        str(totals["completed"]),
+        str(totals["failed"]),
+        str(sum(row["retried"] for row in summary.values())),
+        "",
+        "",
+        style="bold",
+    )
+    console.print(table)
+    rate = finished / elapsed if elapsed > 0 else 0.0
+    console.print(
+        f"{finished} jobs finished in {elapsed:.1f}s ({rate:.1f} jobs/s). Higher priorities "
+        "started first; failed jobs used all their attempts and keep their last_error "
+        "(sqla-jobqueue list --status failed)."
+    )
 
 
 # -------------------------------------------------------------------------- main

@@ -38,13 +38,19 @@ from sqlalchemy import (
     Uuid,
     any_,
     bindparam,
+    false,
     func,
     literal_column,
+    null,
     select,
+    true,
+    type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import Grouping
 
 from .model import HELD_STATUSES, JobStatus
 
@@ -54,9 +60,11 @@ ClaimedRow = Any
 """A row of ``id, job_type, data, attempts, max_attempts, priority, created_at``."""
 
 _MAX_INT32 = 2_147_483_647
+_CLAIMED_COLUMNS = ("id", "job_type", "data", "attempts", "max_attempts", "priority", "created_at")
 
 
-_HELD = [status.value for status in HELD_STATUSES]
+# Literals, not parameters: the status list selects the partial index of held jobs.
+_HELD: list[Any] = [literal_column(f"'{status.value}'") for status in HELD_STATUSES]
 
 
 class LeaseStatements:
@@ -75,9 +83,7 @@ class LeaseStatements:
         self.worker_id = worker_id
         c = table.c
         now = func.statement_timestamp()
-        returning = (
-            c.id, c.job_type, c.data, c.attempts, c.max_attempts, c.priority, c.created_at
-        )  # fmt: skip
+        returning = [c[name] for name in _CLAIMED_COLUMNS]
 
         def claim(typed: bool) -> Any:
             candidates = (
@@ -97,7 +103,9 @@ class LeaseStatements:
                 )
             return (
                 update(table)
-                .where(c.id.in_(candidates.scalar_subquery()))
+                # id = ANY(ARRAY(…)) rather than IN (…): the planner then fetches the few
+                # claimed rows by primary key instead of hashing a scan of the whole table.
+                .where(c.id == any_(func.array(candidates.scalar_subquery())))
                 .values(
                     status=literal_column(f"'{JobStatus.RUNNING.value}'"),
                     worker_id=bindparam("p_worker_id", type_=String()),
@@ -112,31 +120,46 @@ class LeaseStatements:
         self._claim_typed = claim(True)
         self._claim_all = claim(False)
 
-        done = (
-            func.unnest(
-                bindparam("p_ids", type_=ARRAY(Uuid())),
-                bindparam("p_attempts", type_=ARRAY(Integer())),
-                sql_cast(bindparam("p_results", type_=ARRAY(Text())), ARRAY(JSONB())),
-            )
-            .table_valued("id", "attempt", "result")
-            .render_derived(name="done")
+        ids = bindparam("p_ids", type_=ARRAY(Uuid()))
+        # Each job's attempt and result are looked up by its position in the id array:
+        # a join with unnest() is planned as a nested loop over the whole batch per row.
+        position = func.array_position(ids, c.id)
+        attempts = type_coerce(
+            Grouping(bindparam("p_attempts", type_=ARRAY(Integer()))), ARRAY(Integer())
+        )
+        results = type_coerce(
+            Grouping(sql_cast(bindparam("p_results", type_=ARRAY(Text())), ARRAY(JSONB()))),
+            ARRAY(JSONB()),
         )
         self._complete_many = (
             update(table)
             .where(
-                c.id == done.c.id,
-                c.attempts == done.c.attempt,
-                c.worker_id == bindparam("p_worker_id", type_=String()),
+                c.id == any_(ids),
+                c.attempts == attempts[position],
+                # Not indexable on purpose: the primary key is the way to these rows.
+                func.coalesce(c.worker_id, "") == bindparam("p_worker_id", type_=String()),
                 c.status.in_(_HELD),
             )
             .values(
                 status=JobStatus.COMPLETED.value,
                 progress=100,
                 completed_at=now,
-                result=done.c.result,
+                result=results[position],
             )
             .returning(c.id)
         )
+
+        def round_trip(claim_statement: Any) -> Any:
+            completed = self._complete_many.cte("completed")
+            claimed = claim_statement.cte("claimed")
+            blanks = [null().label(name) for name in _CLAIMED_COLUMNS[1:]]
+            return union_all(
+                select(true().label("completed"), completed.c.id, *blanks),
+                select(false(), *(claimed.c[name] for name in _CLAIMED_COLUMNS)),
+            )
+
+        self._round_typed = round_trip(self._claim_typed)
+        self._round_all = round_trip(self._claim_all)
 
         fenced = (
             c.id == bindparam("p_id", type_=Uuid()),
@@ -181,6 +204,42 @@ class LeaseStatements:
             rows = list(connection.execute(self._claim_typed, params))
         rows.sort(key=lambda row: (-row.priority, row.created_at, row.id))
         return rows
+
+    def complete_and_claim(
+        self,
+        connection: Connection,
+        ids: Sequence[uuid.UUID],
+        attempts: Sequence[int],
+        results: Sequence[str | None],
+        limit: int,
+        job_types: Sequence[str] | None,
+    ) -> tuple[set[uuid.UUID], list[ClaimedRow]]:
+        """:meth:`complete_many` and :meth:`claim_running` in one statement.
+
+        One round trip (and, on an autocommit connection, one implicit transaction) per
+        round of the worker. Returns the ids completed and the rows claimed, in claim order.
+        """
+        params: dict[str, Any] = {
+            "p_ids": list(ids),
+            "p_attempts": list(attempts),
+            "p_results": list(results),
+            "p_limit": limit,
+            "p_worker_id": self.worker_id,
+        }
+        if job_types is None:
+            statement = self._round_all
+        else:
+            params["p_job_types"] = list(job_types)
+            statement = self._round_typed
+        done: set[uuid.UUID] = set()
+        claimed: list[ClaimedRow] = []
+        for row in connection.execute(statement, params):
+            if row.completed:
+                done.add(row.id)
+            else:
+                claimed.append(row)
+        claimed.sort(key=lambda row: (-row.priority, row.created_at, row.id))
+        return done, claimed
 
     def complete_many(
         self,

@@ -317,6 +317,8 @@ class Worker:
         self.listener: Listener | None = None
 
         self._leases = LeaseStatements(self.table, self.worker_id)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._uncertain = False
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._active: dict[uuid.UUID, _Run] = {}
@@ -511,6 +513,7 @@ class Worker:
                 try:
                     claimed = self._record_and_claim(want)
                 except Exception as exc:
+                    self._uncertain = True
                     backoff = min(max(backoff * 2, 0.1), _MAX_BACKOFF)
                     self._log_db_error("recording outcomes and claiming", exc, backoff)
                     self._abort.wait(backoff)
@@ -568,10 +571,46 @@ class Worker:
             self._spawn_thread(len(self._threads) + 1000)
 
     def _record_and_claim(self, want: int) -> list[ClaimedRow]:
+        """Write the pending outcomes and claim ``want`` jobs, in one transaction.
+
+        The common round (plain completions and a claim) is a single statement on an
+        autocommit connection; failures, retries and cancellations add a statement each
+        in an explicit transaction.
+        """
         pending = self._pending
-        with self._write_lock, self.engine.connect() as connection, connection.begin():
-            self._record(connection, pending)
-            claimed = self._leases.claim_running(connection, want, self.job_types) if want else []
+        completions = [o for o in pending if o.kind == _COMPLETED]
+        more = any(o.kind in (_FAILED, _RETRY, _CANCELLED) for o in pending)
+        claimed: list[ClaimedRow] = []
+        if completions or more or want:
+            arrays = (
+                [o.run.ctx.job_id for o in completions],
+                [o.run.ctx.attempt for o in completions],
+                [o.result_json for o in completions],
+            )
+            with self._write_lock:
+                if more:
+                    with self.engine.connect() as connection, connection.begin():
+                        done, claimed = self._leases.complete_and_claim(
+                            connection, *arrays, want, self.job_types
+                        )
+                        self._record(connection, pending)
+                else:
+                    with self._autocommit.connect() as connection:
+                        done, claimed = self._leases.complete_and_claim(
+                            connection, *arrays, want, self.job_types
+                        )
+            refused = [o for o in completions if o.run.ctx.job_id not in done]
+            if refused and self._uncertain:
+                done |= self._confirm_completed(refused)
+            for outcome in completions:
+                done_here = outcome.run.ctx.job_id in done
+                outcome.final_status = JobStatus.COMPLETED.value if done_here else _LOST
+        self._uncertain = False
+        for outcome in pending:
+            if outcome.kind == _DONE:
+                outcome.final_status = JobStatus.COMPLETED.value
+            elif outcome.kind == _LOST:
+                outcome.final_status = _LOST
         self._pending = []
         with self._lock:
             for outcome in pending:
@@ -580,20 +619,22 @@ class Worker:
             self._log_outcome(outcome)
         return claimed
 
+    def _confirm_completed(self, refused: list[_Outcome]) -> set[uuid.UUID]:
+        """Which refused completions were written by an earlier try whose answer was lost."""
+        c = self.table.c
+        attempts = {o.run.ctx.job_id: o.run.ctx.attempt for o in refused}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(c.id, c.attempts).where(
+                    c.id.in_(list(attempts)),
+                    c.status == JobStatus.COMPLETED.value,
+                    c.worker_id == self.worker_id,
+                )
+            ).all()
+        return {row.id for row in rows if attempts[row.id] == row.attempts}
+
     def _record(self, connection: Any, pending: list[_Outcome]) -> None:
-        completions = [o for o in pending if o.kind == _COMPLETED]
-        if completions:
-            done = self._leases.complete_many(
-                connection,
-                [o.run.ctx.job_id for o in completions],
-                [o.run.ctx.attempt for o in completions],
-                [o.result_json for o in completions],
-            )
-            for outcome in completions:
-                if outcome.run.ctx.job_id in done:
-                    outcome.final_status = JobStatus.COMPLETED.value
-                else:
-                    outcome.final_status = _LOST
+        """Write failures, retries and cancellations (completions are written already)."""
         session: Session | None = None
         try:
             for outcome in pending:
@@ -621,10 +662,6 @@ class Worker:
                     reason = outcome.error or "cancelled by its handler"
                     held = self._leases.cancel(connection, ctx.job_id, ctx.attempt, reason)
                     outcome.final_status = JobStatus.CANCELLED.value if held else _LOST
-                elif outcome.kind == _DONE:
-                    outcome.final_status = JobStatus.COMPLETED.value
-                elif outcome.kind == _LOST:
-                    outcome.final_status = _LOST
         finally:
             if session is not None:
                 session.close()

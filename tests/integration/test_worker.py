@@ -9,12 +9,26 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, func, select, text, update
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Job, JobQueue, JobStatus
 from sqla_jobqueue.errors import InvalidJobError
 from sqla_jobqueue.handlers import JobContext, Registry
+from sqla_jobqueue.listener import APPLICATION_NAME
 from sqla_jobqueue.worker import Worker, load_registry
 
 WAIT = 30.0
@@ -232,7 +246,7 @@ def test_a_long_job_of_a_live_worker_is_never_rescued(
 
 
 def test_killed_connections_do_not_stop_the_worker(
-    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+    database_url: URL, session_factory: sessionmaker[Session], registry: Registry
 ) -> None:
     calls: list[str] = []
     lock = threading.Lock()
@@ -248,15 +262,18 @@ def test_killed_connections_do_not_stop_the_worker(
 
     kill = text(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        "WHERE datname = current_database() AND application_name IN ('victim', :listener)"
     )
+    # The worker's own engine, so that only its connections are killed.
+    engine = create_engine(database_url, connect_args={"application_name": "victim"})
     options = {"stale_timeout": 1, "heartbeat_interval": 0.2, "rescue_interval": 0.2}
     with fast_worker(engine, registry, concurrency=4, **options) as worker:
         for _ in range(5):
             target = len(calls) + 20
             wait_for(lambda: len(calls) > target, what="progress between kills")  # noqa: B023
-            with engine.connect() as connection:
-                connection.execute(kill)
+            with session_factory() as session:
+                assert session.execute(kill, {"listener": APPLICATION_NAME}).scalar_one() > 0
         wait_for(lambda: statuses(session_factory) == {"completed": 300}, what="all completed")
+    engine.dispose()
     assert worker.stats.completed == 300  # each recorded once: none double-completed
     assert len(set(calls)) == 300

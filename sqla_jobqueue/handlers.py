@@ -38,6 +38,7 @@ that (any keyword given explicitly wins); a job enqueued by :meth:`JobQueue.enqu
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -264,7 +265,7 @@ class JobContext:
 
     Attributes
     ----------
-    job_id, job_type, data, attempt, max_attempts:
+    job_id, job_type, attempt, max_attempts:
         The job as claimed; ``attempt`` counts from 1.
     worker_id:
         The identity of the worker running it.
@@ -275,7 +276,7 @@ class JobContext:
         *,
         job_id: uuid.UUID,
         job_type: str,
-        data: dict[str, Any],
+        data: dict[str, Any] | str,
         attempt: int,
         max_attempts: int,
         worker_id: str,
@@ -283,7 +284,7 @@ class JobContext:
     ) -> None:
         self.job_id = job_id
         self.job_type = job_type
-        self.data = data
+        self._data = data
         self.attempt = attempt
         self.max_attempts = max_attempts
         self.worker_id = worker_id
@@ -295,6 +296,14 @@ class JobContext:
         self._events = 0
         self._dirty = False
         self._abandoned = False
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The job's arguments (decoded from JSON on first use)."""
+        data = self._data
+        if isinstance(data, str):
+            data = self._data = json.loads(data)
+        return data
 
     # -------------------------------------------------------------- reporting
 

@@ -741,7 +741,8 @@ class Worker:
                             run.ctx.attempt, outcome.duration)  # fmt: skip
                 return
             self._outcomes.put(outcome)
-            self._wake.set()
+            if not self._wake.is_set():
+                self._wake.set()
 
     def _execute(self, run: _Run) -> _Outcome:
         ctx = run.ctx

@@ -129,11 +129,15 @@ class WorkerStats:
     """Outcomes discarded because the job was no longer this worker's (rescued, cancelled)."""
 
     def add(self, kind: str) -> None:
-        attribute = {
-            _COMPLETED: "completed", _DONE: "completed", _FAILED: "failed",
-            _RETRY: "retried", _CANCELLED: "cancelled", _LOST: "lost",
-        }[kind]  # fmt: skip
+        """Count one outcome (internal)."""
+        attribute = _STAT_OF_KIND[kind]
         setattr(self, attribute, getattr(self, attribute) + 1)
+
+
+_STAT_OF_KIND = {
+    _COMPLETED: "completed", _DONE: "completed", _FAILED: "failed",
+    _RETRY: "retried", _CANCELLED: "cancelled", _LOST: "lost",
+}  # fmt: skip
 
 
 class _Run:

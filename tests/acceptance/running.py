@@ -1,0 +1,75 @@
+"""Helpers to run ``sqla-jobqueue`` as a separate process, the way a user does.
+
+The command is the console script installed next to the running Python (what
+``pip install -e .`` puts on the PATH).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def cli_command() -> list[str]:
+    """``sqla-jobqueue`` as installed beside this interpreter."""
+    script = Path(sys.executable).parent / "sqla-jobqueue"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "sqla_jobqueue.cli"]
+
+
+def base_environment(**changes: str | None) -> dict[str, str]:
+    """This process's environment without database variables, wide output, then changes."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "SQLA_JOBQUEUE_TEST_DATABASE_URL")
+    }
+    env["COLUMNS"] = "200"
+    env["PYTHONUNBUFFERED"] = "1"
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def run_cli(
+    *args: str,
+    env: Mapping[str, str],
+    timeout: float = 120,
+    cwd: str | Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the command line to completion and return what it printed."""
+    return subprocess.run(
+        [*cli_command(), *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def url_text(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The command failed with ``code`` and a single line on stderr, no traceback."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("sqla-jobqueue"), lines[0]
+    assert "error:" in lines[0]
+    return lines[0]

@@ -1,0 +1,271 @@
+"""The operator commands, run as a user runs them: happy paths and bad input."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from sqla_jobqueue import Job, JobQueue, JobStatus
+
+from .running import CliRunner, assert_one_line_error, base_environment, run_cli, url_text
+
+
+def ok_json(result: object) -> object:
+    assert getattr(result, "returncode", None) == 0, result
+    return json.loads(result.stdout)  # type: ignore[attr-defined]
+
+
+def enqueue(cli: CliRunner, *args: str) -> dict[str, object]:
+    job = ok_json(cli("enqueue", *args, "--json"))
+    assert isinstance(job, dict)
+    return job
+
+
+def test_enqueue_show_and_list(cli: CliRunner) -> None:
+    first = enqueue(cli, "send_receipt", "--data", '{"order_id": 7}', "--priority", "explicit")
+    later = enqueue(cli, "nightly", "--run-at", "10m", "--unique-key", "n-1", "--max-attempts", "5")
+    assert first["status"] == "pending" and first["priority"] == 150
+    assert first["data"] == {"order_id": 7}
+    assert later["max_attempts"] == 5 and later["unique_key"] == "n-1"
+    again = enqueue(cli, "nightly", "--unique-key", "n-1")
+    assert again["id"] == later["id"], "a live unique_key returns the existing job"
+
+    shown = ok_json(cli("show", str(first["id"]), "--json"))
+    assert shown == first
+
+    listed = ok_json(cli("list", "--type", "send_receipt", "--status", "pending", "--json"))
+    assert [job["id"] for job in listed] == [first["id"]]  # type: ignore[index, union-attr]
+    both = ok_json(cli("list", "--json", "--limit", "1"))
+    assert [job["id"] for job in both] == [later["id"]]  # type: ignore[index, union-attr]
+
+    human = cli("list")
+    assert human.returncode == 0, human.stderr
+    assert str(first["id"]) in human.stdout and "send_receipt" in human.stdout
+    human = cli("show", str(first["id"]))
+    assert human.returncode == 0, human.stderr
+    assert '{"order_id": 7}' in human.stdout and "send_receipt" in human.stdout
+
+    plain = cli("enqueue", "hello")
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.startswith("Enqueued ") and "hello" in plain.stdout
+
+
+def test_status_counts_throughput_and_stale(
+    cli: CliRunner, session_factory: sessionmaker[Session]
+) -> None:
+    for _ in range(3):
+        enqueue(cli, "a")
+    enqueue(cli, "b", "--priority", "backfill")
+    with session_factory.begin() as session:
+        queue = JobQueue(session, worker_id="w-1")
+        claimed = queue.claim(["a"], batch_size=2)
+        queue.complete(claimed[0], {"ok": True})
+        queue.start(claimed[1])
+        session.execute(
+            text("UPDATE jobs SET heartbeat_at = now() - interval '10 minutes' WHERE id = :id"),
+            {"id": claimed[1].id},
+        )
+
+    report = ok_json(cli("status", "--json"))
+    assert isinstance(report, dict)
+    assert report["counts"] == {
+        "a": {"pending": 1, "completed": 1, "running": 1},
+        "b": {"pending": 1},
+    }
+    assert report["totals"]["pending"] == 2
+    assert report["last_minute"] == {"completed": 1, "failed": 0}
+    assert report["stale"] == 1
+    assert report["oldest_pending_age_seconds"] >= 0
+
+    fresh = ok_json(cli("status", "--json", "--stale-after", "1h"))
+    assert fresh["stale"] == 0  # type: ignore[index]
+
+    human = cli("status")
+    assert human.returncode == 0, human.stderr
+    assert "Jobs by type and state" in human.stdout
+    assert "Stale (no heartbeat for 5m00s): 1" in human.stdout
+
+
+def test_cancel_and_retry(cli: CliRunner, session_factory: sessionmaker[Session]) -> None:
+    job = enqueue(cli, "doomed", "--max-attempts", "1")
+    job_id = str(job["id"])
+
+    refused = cli("retry", job_id)
+    line = assert_one_line_error(refused, 1)
+    assert "it is 'pending'" in line and "retry needs 'failed'" in line
+
+    with session_factory.begin() as session:
+        queue = JobQueue(session, worker_id="w-1")
+        (claimed,) = queue.claim(["doomed"])
+        queue.start(claimed)
+        queue.fail(claimed, "boom")
+    failed = ok_json(cli("show", job_id, "--json"))
+    assert failed["status"] == "failed" and failed["last_error"] == "boom"  # type: ignore[index]
+
+    retried = ok_json(cli("retry", job_id, "--json"))
+    assert retried["status"] == "pending" and retried["attempts"] == 0  # type: ignore[index]
+
+    human = cli("cancel", job_id)
+    assert human.returncode == 0, human.stderr
+    assert f"Job {job_id} (doomed) is now cancelled." in human.stdout
+
+    line = assert_one_line_error(cli("cancel", job_id), 1)
+    assert "it is 'cancelled'" in line
+
+
+def test_unknown_job_id(cli: CliRunner) -> None:
+    missing = str(uuid.uuid4())
+    for command in ("show", "cancel", "retry"):
+        line = assert_one_line_error(cli(command, missing), 1)
+        assert f"no job with id {missing}" in line
+
+
+def test_recover_returns_stale_jobs(cli: CliRunner, session_factory: sessionmaker[Session]) -> None:
+    job = enqueue(cli, "slow")
+    with session_factory.begin() as session:
+        queue = JobQueue(session, worker_id="dead-worker")
+        (claimed,) = queue.claim(["slow"])
+        queue.start(claimed)
+        session.execute(
+            text("UPDATE jobs SET heartbeat_at = now() - interval '10 minutes' WHERE id = :id"),
+            {"id": claimed.id},
+        )
+    assert ok_json(cli("recover", "--timeout", "15m", "--json"))["recovered"] == 0  # type: ignore[index]
+    assert ok_json(cli("recover", "--timeout", "5m", "--json"))["recovered"] == 1  # type: ignore[index]
+    shown = ok_json(cli("show", str(job["id"]), "--json"))
+    assert shown["status"] == "pending" and shown["worker_id"] is None  # type: ignore[index]
+    human = cli("recover")
+    assert human.returncode == 0 and "Recovered 0 jobs" in human.stdout
+
+
+def test_prune_deletes_old_finished_jobs(
+    cli: CliRunner, session_factory: sessionmaker[Session]
+) -> None:
+    old, recent = enqueue(cli, "x"), enqueue(cli, "x")
+    with session_factory.begin() as session:
+        queue = JobQueue(session, worker_id="w")
+        for job in queue.claim(["x"], batch_size=2):
+            queue.complete(job)
+        session.execute(
+            text("UPDATE jobs SET completed_at = now() - interval '8 days' WHERE id = :id"),
+            {"id": uuid.UUID(str(old["id"]))},
+        )
+    assert ok_json(cli("prune", "--older-than", "7d", "--json"))["deleted"] == 1  # type: ignore[index]
+    assert_one_line_error(cli("show", str(old["id"])), 1)
+    assert ok_json(cli("show", str(recent["id"]), "--json"))["status"] == "completed"  # type: ignore[index]
+    human = cli("prune", "--older-than", "1w", "--limit", "10")
+    assert human.returncode == 0 and "Deleted 0 finished jobs" in human.stdout
+
+
+def test_migrate_an_empty_database(empty_database_url: URL) -> None:
+    env = base_environment(DATABASE_URL=url_text(empty_database_url))
+    before = run_cli("status", env=env)
+    line = assert_one_line_error(before, 1)
+    assert "sqla-jobqueue migrate" in line
+
+    migrated = run_cli("migrate", "--json", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert json.loads(migrated.stdout)["revision"]
+    again = run_cli("migrate", env=env)
+    assert again.returncode == 0 and "(head)" in again.stdout
+    assert run_cli("status", "--json", env=env).returncode == 0
+
+
+def test_init_alembic(tmp_path: Path) -> None:
+    env = base_environment()
+    made = run_cli("init-alembic", "migrations", "--json", env=env, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "alembic.ini").is_file()
+    assert (tmp_path / "migrations" / "env.py").is_file()
+    assert list((tmp_path / "migrations" / "versions").glob("*.py"))
+    line = assert_one_line_error(run_cli("init-alembic", "migrations", env=env, cwd=tmp_path), 2)
+    assert "exists" in line
+
+
+def test_unreachable_database() -> None:
+    env = base_environment(DATABASE_URL="postgresql://postgres@127.0.0.1:1/nowhere")
+    line = assert_one_line_error(run_cli("status", env=env), 1)
+    assert "cannot reach the database" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], "required: COMMAND"),
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["status", "--stale-after", "soon"], "invalid duration 'soon'"),
+        (["watch", "--interval", "0s"], "must be more than zero"),
+        (["watch", "--count", "0"], "must be at least 1"),
+        (["list", "--status", "done"], "unknown status 'done'"),
+        (["list", "--limit", "many"], "'many' is not a whole number"),
+        (["show"], "required: id"),
+        (["show", "42"], "'42' is not a job id"),
+        (["enqueue"], "required: TYPE"),
+        (["enqueue", "x", "--data", "{oops"], "not valid JSON"),
+        (["enqueue", "x", "--data", "[1, 2]"], "must be a JSON object"),
+        (["enqueue", "x", "--priority", "urgent"], "'urgent' is not a priority"),
+        (["enqueue", "x", "--priority", "99999999999"], "outside the int32 range"),
+        (["enqueue", "x", "--run-at", "2030-01-01T09:00:00"], "has no time zone"),
+        (["enqueue", "x", "--run-at", "tomorrow"], "neither a delay"),
+        (["enqueue", ""], "job_type must not be empty"),
+        (["enqueue", "t" * 51], "job_type"),
+        (["cancel", "not-a-uuid"], "is not a job id"),
+        (["retry"], "required: id"),
+        (["recover", "--timeout", "5 minutes"], "invalid duration"),
+        (["prune"], "required: --older-than"),
+        (["prune", "--older-than", "-7d"], "expected one argument"),
+        (["status", "--database-url", "nope://x"], "invalid database URL"),
+        (["status", "--model", "no_such_module:Job"], "cannot import 'no_such_module'"),
+        (["status", "--model", "sqla_jobqueue:Priority"], "not a mapped JobMixin class"),
+        (["worker"], "required: TARGET"),
+        (["worker", "no_such_module:registry"], "no_such_module"),
+        (["worker", "sqla_jobqueue.demo:registry", "--concurrency", "0"], "at least 1"),
+        (["demo", "--jobs", "0"], "must be at least 1"),
+        (["init-alembic"], "required: DIR"),
+    ],
+)
+def test_bad_arguments_get_one_line_and_exit_2(
+    cli: CliRunner, args: list[str], expected: str
+) -> None:
+    line = assert_one_line_error(cli(*args), 2)
+    assert expected in line
+
+
+def test_watch_shows_running_jobs(
+    cli: CliRunner, session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    job = enqueue(cli, "resize", "--priority", "explicit")
+    enqueue(cli, "resize")
+    with session_factory.begin() as session:
+        queue = JobQueue(session, Job, worker_id="host-7:1234:cafe")
+        (held,) = queue.claim(["resize"], batch_size=1)
+        assert str(held.id) == job["id"]
+        queue.start(held)
+        queue.update_progress(held, 40, stage="resizing images")
+
+    frames = cli("watch", "--count", "3", "--interval", "200ms")
+    assert frames.returncode == 0, frames.stderr
+    assert frames.stdout.count("resizing images") == 3
+    assert frames.stdout.count("40%") == 3
+    assert "host-7:1234:cafe" in frames.stdout
+    assert "pending 1" in frames.stdout and "running 1" in frames.stdout
+
+    lines = cli("watch", "--count", "2", "--interval", "100ms", "--json").stdout.splitlines()
+    assert len(lines) == 2
+    snapshot = json.loads(lines[-1])
+    assert snapshot["totals"]["running"] == 1
+    (running,) = snapshot["running"]
+    assert running["id"] == job["id"]
+    assert running["stage"] == "resizing images" and running["progress"] == 40
+    assert running["status"] == JobStatus.RUNNING.value
+
+    with session_factory.begin() as session:
+        JobQueue(session, Job, worker_id="host-7:1234:cafe").complete(held.id)
+    quiet = cli("watch", "--count", "1", "--type", "resize")
+    assert quiet.returncode == 0 and "no job is running" in quiet.stdout

@@ -1,0 +1,170 @@
+"""``sqla-jobqueue demo`` and ``sqla-jobqueue worker``, run as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.engine import URL
+
+from sqla_jobqueue import Job
+
+from .running import (
+    CliRunner,
+    assert_one_line_error,
+    base_environment,
+    cli_command,
+    run_cli,
+    url_text,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(Job.status, func.count()).group_by(Job.status))
+        return {str(getattr(status, "value", status)): int(n) for status, n in rows}
+
+
+def test_demo_runs_to_the_end_on_the_embedded_postgres(tmp_path: Path) -> None:
+    data_dir = tmp_path / "pg"
+    env = base_environment(XDG_DATA_HOME=str(tmp_path / "xdg"))
+    demo = run_cli("demo", "--jobs", "50", "--data-dir", str(data_dir), env=env, timeout=180)
+    assert demo.returncode == 0, demo.stderr
+    assert f"Using the embedded PostgreSQL in {data_dir} (started;" in demo.stderr
+    assert "Traceback" not in demo.stderr
+    assert "Demo summary" in demo.stdout
+    for job_type in ("render_report", "sync_feed", "backfill_thumbnails"):
+        assert job_type in demo.stdout
+    assert not (data_dir / "postmaster.pid").exists(), "the demo stops the server it started"
+
+    status = run_cli("status", "--json", "--data-dir", str(data_dir), env=env, timeout=120)
+    assert status.returncode == 0, status.stderr
+    totals = json.loads(status.stdout)["totals"]
+    assert totals["pending"] == totals["claimed"] == totals["running"] == 0
+    assert totals["completed"] + totals["failed"] == 50
+    assert totals["failed"] >= 1, "the demo's always-failing feed ends failed"
+
+
+def test_demo_json_summary_shows_priorities(cli: CliRunner) -> None:
+    result = cli("demo", "--jobs", "30", "--workers", "2", "--json", timeout=180)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["jobs"] == 30 and summary["interrupted"] is False
+    totals = summary["totals"]
+    assert totals["completed"] + totals["failed"] == 30
+    by_type = summary["by_type"]
+    assert {t: row["priority"] for t, row in by_type.items()} == {
+        "render_report": 150,
+        "sync_feed": 100,
+        "backfill_thumbnails": 30,
+    }
+    assert by_type["sync_feed"]["retried"] >= 1
+    # Claims take the highest priority first: reports all start before backfills on average.
+    assert (
+        by_type["render_report"]["mean_start_seconds"]
+        < by_type["backfill_thumbnails"]["mean_start_seconds"]
+    )
+
+
+def test_demo_ctrl_c_stops_cleanly(database_url: URL, engine: Engine) -> None:
+    env = base_environment(DATABASE_URL=url_text(database_url))
+    # A terminal's Ctrl-C signals the whole foreground process group: do the same.
+    process = subprocess.Popen(
+        [*cli_command(), "demo", "--jobs", "600", "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: counts(engine).get("completed", 0) >= 5, "the demo to get going")
+        os.killpg(process.pid, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, (stdout, stderr)
+    assert "Traceback" not in stderr
+    assert "Interrupted" in stderr and "Stopped early" in stdout
+    after = counts(engine)
+    assert after.get("claimed", 0) == after.get("running", 0) == 0, after
+    assert after.get("pending", 0) > 0
+    assert sum(after.values()) == 600
+
+
+WORKER_MODULE = """
+from sqla_jobqueue.handlers import JobContext, Registry
+
+registry = Registry()
+
+
+@registry.handler("greet")
+def greet(ctx: JobContext) -> dict[str, str]:
+    ctx.progress(50, stage="greeting")
+    return {"greeting": "hello " + ctx.data["name"]}
+"""
+
+
+def test_worker_runs_jobs_and_stops_on_sigterm(
+    tmp_path: Path, cli: CliRunner, cli_env: dict[str, str], engine: Engine
+) -> None:
+    (tmp_path / "myjobs.py").write_text(WORKER_MODULE)
+    ids = []
+    for name in ("ada", "grace", "edsger"):
+        job = json.loads(
+            cli("enqueue", "greet", "--data", json.dumps({"name": name}), "--json").stdout
+        )
+        ids.append(job["id"])
+    process = subprocess.Popen(
+        [*cli_command(), "worker", "myjobs:registry", "--concurrency", "2", "--types", "greet"],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: counts(engine).get("completed", 0) == 3, "the worker to run the jobs")
+        process.send_signal(signal.SIGTERM)
+        _stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    for job_id in ids:
+        assert job_id in stderr, "one log line per job outcome, with its id"
+    with engine.connect() as connection:
+        results = connection.execute(text("SELECT result->>'greeting' FROM jobs")).scalars()
+        assert sorted(results) == ["hello ada", "hello edsger", "hello grace"]
+
+
+def test_worker_bad_arguments(cli: CliRunner) -> None:
+    line = assert_one_line_error(cli("worker", "sqla_jobqueue.demo:registry", "--types", "x"), 2)
+    assert "no handler for" in line
+    line = assert_one_line_error(cli("worker", "sqla_jobqueue.demo:DEMO_TYPES"), 2)
+    assert "not a Registry" in line
+    line = assert_one_line_error(cli("worker", "no-colon"), 2)
+    assert "module:attribute" in line
+    line = assert_one_line_error(cli("demo", "--workers", "99"), 2)
+    assert "at most 16" in line

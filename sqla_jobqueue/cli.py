@@ -41,6 +41,7 @@ from .errors import (
     JobQueueError,
     ModelError,
 )
+from .maintenance.rescuer import DEFAULT_STALE_TIMEOUT
 from .model import HELD_STATUSES, Job, JobMixin, JobStatus, Priority
 from .queue import JobQueue
 
@@ -866,9 +867,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--stale-after",
         type=_duration,
-        default=timedelta(minutes=5),
+        default=DEFAULT_STALE_TIMEOUT,
         metavar="DURATION",
-        help="a held job with no heartbeat for this long is stale (default 5m)",
+        help="a held job with no heartbeat for this long is stale (default 1m, as workers)",
     )
 
     sub = command("watch", _cmd_watch, "live progress bars of running jobs until Ctrl-C", [db, js])
@@ -955,9 +956,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--timeout",
         type=_duration,
-        default=timedelta(minutes=5),
+        default=DEFAULT_STALE_TIMEOUT,
         metavar="DURATION",
-        help="no heartbeat for this long (default 5m)",
+        help="no heartbeat for this long (default 1m, the workers' stale timeout)",
     )
 
     sub = command("prune", _cmd_prune, "delete finished jobs older than a duration", [db, js])
@@ -1022,6 +1023,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="look for due jobs at least this often (LISTEN wakes it sooner)",
     )
     sub.add_argument(
+        "--grace-period",
+        type=_duration,
+        metavar="DURATION",
+        help="on SIGTERM, how long running jobs may take to finish (default 30s)",
+    )
+    sub.add_argument(
+        "--stale-timeout",
+        type=_duration,
+        metavar="DURATION",
+        help="heartbeat age after which a job is rescued (default 1m)",
+    )
+    sub.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -1076,8 +1089,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     options: dict[str, Any] = {}
-    if args.poll_interval is not None:
-        options["poll_interval"] = args.poll_interval
+    for name in ("poll_interval", "grace_period", "stale_timeout"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     with _database(args, pool_size=args.concurrency + 3) as engine:
         worker = Worker(
             engine,
@@ -1122,7 +1136,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 concurrency=_DEMO_CONCURRENCY,
                 poll_interval=timedelta(milliseconds=200),
                 progress_interval=timedelta(milliseconds=100),
-                maintenance=False,
+                # Rescue stuck jobs like any worker, but never prune someone's history.
+                retention=None,
                 worker_id=f"demo-{index + 1}:{os.getpid()}",
                 grace_period=timedelta(seconds=10),
             )

@@ -76,9 +76,11 @@ class Backoff:
         cap = self.cap.total_seconds()
         exponent = func.greatest(attempts - 1, 0)
         # Capping the exponent first keeps power() finite for any attempts count.
-        max_exponent = math.log(cap / self.base.total_seconds(), self.factor) + 1 if (
-            self.base.total_seconds() > 0 and self.factor > 1
-        ) else 0
+        max_exponent = (
+            math.log(cap / self.base.total_seconds(), self.factor) + 1
+            if (self.base.total_seconds() > 0 and self.factor > 1)
+            else 0
+        )
         grown = literal(self.base.total_seconds(), Float) * func.power(
             literal(self.factor, Float), func.least(exponent, literal(math.ceil(max_exponent)))
         )

@@ -85,9 +85,7 @@ J = TypeVar("J", bound=JobMixin)
 JobRef = uuid.UUID | JobMixin
 """A job given by its id or as a model instance (whose ``attempts`` then fences the write)."""
 
-_ENQUEUE_KEYS = frozenset(
-    {"job_type", "data", "priority", "max_attempts", "run_at", "unique_key"}
-)
+_ENQUEUE_KEYS = frozenset({"job_type", "data", "priority", "max_attempts", "run_at", "unique_key"})
 _UNIQUE_RETRIES = 3
 ENQUEUE_PAGE_SIZE = 5_000
 """Most jobs one ``INSERT`` of :meth:`JobQueue.enqueue_many` writes."""
@@ -418,8 +416,7 @@ class JobQueue(Generic[J]):
             retry = [row for row in missing if row["unique_key"] not in live]
             if not retry:
                 return [
-                    row["id"] if row["id"] in inserted else live[row["unique_key"]]
-                    for row in rows
+                    row["id"] if row["id"] in inserted else live[row["unique_key"]] for row in rows
                 ]
             for row in retry:
                 row["id"] = new_job_id()
@@ -685,8 +682,11 @@ class JobQueue(Generic[J]):
         never_started = model.status == JobStatus.CLAIMED.value
         spent = and_(~never_started, model.attempts >= model.max_attempts)
         lost = func.concat(
-            "worker ", model.worker_id, " stopped heartbeating (last at ",
-            model.heartbeat_at, "); rescued by recover_stale",
+            "worker ",
+            model.worker_id,
+            " stopped heartbeating (last at ",
+            model.heartbeat_at,
+            "); rescued by recover_stale",
         )
         statement = (
             update(model)

@@ -113,9 +113,7 @@ def check_json(value: object, what: str, max_bytes: int, *, require_object: bool
     values that are not JSON at all, and payloads larger than ``max_bytes``.
     """
     if require_object and not isinstance(value, Mapping):
-        raise InvalidJobError(
-            f"{what} must be a JSON object (a dict), got {type(value).__name__}"
-        )
+        raise InvalidJobError(f"{what} must be a JSON object (a dict), got {type(value).__name__}")
     try:
         text = _encode(value)
     except ValueError as exc:

@@ -90,7 +90,10 @@ def compare_job_queues(
             log.warning(
                 "the job queue of %s.%s is at version %s, newer than this sqla_jobqueue "
                 "(%s); upgrade sqla_jobqueue before generating revisions",
-                schema, name, found["version"], CURRENT_VERSION,
+                schema,
+                name,
+                found["version"],
+                CURRENT_VERSION,
             )
     for (schema, name), found in installed.items():
         if (schema, name) in wanted:

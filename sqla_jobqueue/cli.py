@@ -1145,15 +1145,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         ]
         started = time.monotonic()
         interrupted = False
+        running: list[Any] = []
         try:
             for worker in workers:
                 worker.start()
+                running.append(worker)
             _demo_progress(engine, ids, console, quiet=args.json, started=started)
         except KeyboardInterrupt:
             interrupted = True
             _say("Interrupted: running jobs finish, the others go back to pending...")
         finally:
-            _stop_workers(workers)
+            _stop_workers(running)
         elapsed = time.monotonic() - started
         with Session(engine) as session:
             summary = _demo_summary(session, ids)
@@ -1186,17 +1188,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _stop_workers(workers: Sequence[Any]) -> None:
-    """Stop every worker gracefully; a second Ctrl-C stops them at once."""
+    """Stop started workers gracefully; a second Ctrl-C (or a stuck one) stops them at once."""
+    if not workers:
+        return
     for worker in workers:
         worker.stop()
+    deadline = time.monotonic() + max(float(w.grace_period) for w in workers) + 30.0
     try:
-        for worker in workers:
-            worker.join()
+        stuck = [w for w in workers if not w.join(max(deadline - time.monotonic(), 0.1))]
     except KeyboardInterrupt:
-        for worker in workers:
-            worker.stop(graceful=False)
-        for worker in workers:
-            worker.join(timeout=10)
+        stuck = list(workers)
+    for worker in stuck:
+        worker.stop(graceful=False)
+    for worker in stuck:
+        if not worker.join(timeout=10):
+            _say(f"worker {worker.worker_id} did not stop; its jobs come back through rescue")
 
 
 def _demo_progress(
@@ -1221,7 +1227,22 @@ def _demo_progress(
 
     def live_jobs(snapshot: Snapshot) -> int:
         t = snapshot.totals
-        return t["pending"] + t["claimed"] + t["running"]
+        left = t["pending"] + t["claimed"] + t["running"]
+        watch_for_stall(left)
+        return left
+
+    stall = {"left": -1, "since": time.monotonic(), "told": False}
+
+    def watch_for_stall(left: int) -> None:
+        now = time.monotonic()
+        if left != stall["left"]:
+            stall.update(left=left, since=now, told=False)
+        elif left and not stall["told"] and now - float(stall["since"]) > 30:
+            stall["told"] = True
+            _say(
+                f"No demo job has finished for 30s ({left} left); `sqla-jobqueue status` "
+                "and `sqla-jobqueue list --status running` show where they are."
+            )
 
     if quiet or not console.is_terminal:
         last_line = 0.0

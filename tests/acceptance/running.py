@@ -49,14 +49,29 @@ def run_cli(
     cwd: str | Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the command line to completion and return what it printed."""
-    return subprocess.run(
-        [*cli_command(), *args],
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        check=False,
+    try:
+        return subprocess.run(
+            [*cli_command(), *args],
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as expired:
+        raise AssertionError(timed_out(expired)) from None
+
+
+def timed_out(expired: subprocess.TimeoutExpired) -> str:
+    """What a command that ran out of time had printed, for the failure message."""
+
+    def text(value: str | bytes | None) -> str:
+        return value.decode(errors="replace") if isinstance(value, bytes) else value or ""
+
+    return (
+        f"{expired.cmd!r} still running after {expired.timeout}s\n"
+        f"--- stdout\n{text(expired.stdout)}\n--- stderr\n{text(expired.stderr)}"
     )
 
 

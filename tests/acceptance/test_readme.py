@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from .running import base_environment, url_text
+from .running import base_environment, timed_out, url_text
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -90,9 +90,12 @@ def spawn(command: str, *, cwd: Path, env: dict[str, str]) -> subprocess.Popen[s
 
 
 def sh(command: str, *, cwd: Path, env: dict[str, str], timeout: float = 180) -> str:
-    result = subprocess.run(
-        command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    try:
+        result = subprocess.run(
+            command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as expired:
+        raise AssertionError(timed_out(expired)) from None
     assert result.returncode == 0, (command, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
     return result.stdout + result.stderr

@@ -329,7 +329,16 @@ def _migrate(engine: Engine) -> str | None:
 
     # Alembic logs each step at INFO; a command line user wants only the outcome.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    upgrade(engine)
+    from alembic.util import CommandError
+
+    try:
+        upgrade(engine)
+    except CommandError as error:
+        # Typically the database's alembic_version belongs to the application's own history.
+        raise JobQueueError(
+            f"the packaged migrations cannot run here ({_one_line(str(error), 160)}); if your "
+            "application has its own Alembic history, run its `alembic upgrade head` instead"
+        ) from None
     with engine.connect() as connection:
         revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     return None if revision is None else str(revision)
@@ -1121,7 +1130,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     console = _console()
     pool = args.workers * (_DEMO_CONCURRENCY + 2)
     with _database(args, pool_size=pool) as engine:
-        _migrate(engine)
+        if not inspect(engine).has_table(Job.__tablename__):
+            _migrate(engine)
         with Session(engine) as session, session.begin():
             ids = demo.enqueue(session, args.jobs)
         if not args.json:

@@ -269,3 +269,18 @@ def test_watch_shows_running_jobs(
         JobQueue(session, Job, worker_id="host-7:1234:cafe").complete(held.id)
     quiet = cli("watch", "--count", "1", "--type", "resize")
     assert quiet.returncode == 0 and "no job is running" in quiet.stdout
+
+
+def test_migrate_refuses_an_applications_own_alembic_history(empty_database_url: URL) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(empty_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE alembic_version (version_num varchar(32))"))
+            connection.execute(text("INSERT INTO alembic_version VALUES ('app0001')"))
+    finally:
+        engine.dispose()
+    env = base_environment(DATABASE_URL=url_text(empty_database_url))
+    line = assert_one_line_error(run_cli("migrate", env=env), 1)
+    assert "'app0001'" in line and "alembic upgrade head" in line

@@ -1,0 +1,274 @@
+"""The JSON and markdown a run writes: numbers, the machine, versions, ratios to targets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+__all__ = ["environment", "markdown", "write"]
+
+PEER_LABELS = {
+    "sqla_jobqueue": "sqla_jobqueue",
+    "pgqueuer": "PGQueuer",
+    "procrastinate": "procrastinate",
+    "pgbench": "pgbench (raw SQL)",
+}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git(*args: str) -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment(server: dict[str, Any], command: str) -> dict[str, Any]:
+    """Machine, versions, date and command of this run."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    dirty = _git("status", "--porcelain", "--", "sqla_jobqueue")
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "machine": {
+            "cpu": _cpu(),
+            "cores": os.cpu_count(),
+            "memory_gib": round(memory / 2**30, 1),
+            "os": platform.platform(),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "sqla_jobqueue": f"{_version('sqla-jobqueue')} @ {_git('rev-parse', '--short', 'HEAD')}"
+            + (" (+ uncommitted changes)" if dirty else ""),
+            "SQLAlchemy": _version("SQLAlchemy"),
+            "psycopg": _version("psycopg"),
+            "pgqueuer": _version("pgqueuer"),
+            "asyncpg": _version("asyncpg"),
+            "procrastinate": _version("procrastinate"),
+            "postgresql": server.get("version"),
+        },
+        "server": server,
+    }
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _cell(s: dict[str, Any] | None, digits: int = 0) -> str:
+    if not s or s.get("median") is None:
+        return "-"
+    if s["n"] == 1:
+        return _fmt(s["median"], digits)
+    return f"{_fmt(s['median'], digits)} ({_fmt(s['min'], digits)}-{_fmt(s['max'], digits)})"
+
+
+def _median(s: dict[str, Any] | None) -> float | None:
+    return None if not s else s.get("median")
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or not b:
+        return None
+    return a / b
+
+
+def _verdict(ok: bool | None) -> str:
+    return "-" if ok is None else ("met" if ok else "**missed**")
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The tables of one run, for docs/benchmarks.md."""
+    env, res = data["environment"], data["results"]
+    systems: list[str] = data["systems"]
+    head = "| measure | " + " | ".join(PEER_LABELS[s] for s in systems) + " |"
+    lines = [head, "|---|" + "---:|" * len(systems)]
+    targets: list[tuple[str, str, str, str]] = []
+
+    def row(label: str, cells: dict[str, str]) -> None:
+        lines.append(f"| {label} | " + " | ".join(cells.get(s, "-") for s in systems) + " |")
+
+    for key, label in (("enqueue_single", "enqueue, one per transaction"),
+                       ("enqueue_bulk", "enqueue, bulk")):  # fmt: skip
+        if key not in res:
+            continue
+        rates = res[key]["rate"]
+        extra = f" ({res[key]['batch']:,} per call)" if key == "enqueue_bulk" else ""
+        row(
+            f"{label}{extra}, {res[key]['jobs']:,} jobs, jobs/s",
+            {s: _cell(rates.get(s)) for s in systems},
+        )
+        ours, pgq = _median(rates.get("sqla_jobqueue")), _median(rates.get("pgqueuer"))
+        factor, floor = (1.5, 150_000) if key == "enqueue_bulk" else (1.3, 5_000)
+        r = _ratio(ours, pgq)
+        targets.append((
+            label,
+            f"≥ {factor} x PGQueuer and ≥ {floor:,}/s",
+            f"{_fmt(r, 2)} x PGQueuer; {_fmt(ours)}/s",
+            _verdict(None if r is None or ours is None else (r >= factor and ours >= floor)),
+        ))  # fmt: skip
+    proc = res.get("processing")
+    if proc:
+        for size, runs in proc["runs"].items():
+            cells = {}
+            for s in systems:
+                if s in runs:
+                    jobs = runs[s]["jobs"]
+                    note = "" if jobs == int(size) else f" [{jobs:,} jobs]"
+                    cells[s] = _cell(runs[s]["rate"]) + note
+            row(f"processing {int(size):,} jobs, 2 workers, jobs/s", cells)
+            row(
+                f"… commits per job ({int(size):,})",
+                {s: _cell(runs[s]["commits_per_job"], 2) for s in systems if s in runs},
+            )
+        row("… best settings (sweep below)", {s: _params(proc["best"].get(s)) for s in systems})
+        first = next(iter(proc["runs"].values()))
+        ours = _median(first.get("sqla_jobqueue", {}).get("rate"))
+        pgq = _median(first.get("pgqueuer", {}).get("rate"))
+        raw = _median(first.get("pgbench", {}).get("rate"))
+        r1, r2 = _ratio(ours, pgq), _ratio(ours, raw)
+        size = next(iter(proc["runs"]))
+        targets.append((
+            f"processing, 2 processes, {int(size):,} no-op jobs",
+            "≥ 1.2 x PGQueuer, ≥ 50 % of pgbench at equal batch",
+            f"{_fmt(r1, 2)} x PGQueuer; {_fmt(None if r2 is None else r2 * 100)} % of pgbench",
+            _verdict(None if r1 is None or r2 is None else (r1 >= 1.2 and r2 >= 0.5)),
+        ))  # fmt: skip
+    lat = res.get("latency")
+    if lat:
+        by_mode: dict[str, dict[str, str]] = {}
+        for key, value in lat["ms"].items():
+            system, _, how = key.partition(" ")
+            by_mode.setdefault(how.strip("()"), {})[system] = (
+                f"{_cell(value['p50'], 2)} / {_cell(value['p99'], 2)}"
+            )
+        for how, cells in by_mode.items():
+            row(f"latency ({how}), enqueue → handler start, p50 / p99 ms", cells)
+        ours = lat["ms"].get("sqla_jobqueue (notify)")
+        if ours:
+            p50, p99 = _median(ours["p50"]), _median(ours["p99"])
+            targets.append((
+                "latency p50 / p99 (LISTEN/NOTIFY)",
+                "≤ 2 ms / ≤ 4 ms",
+                f"{_fmt(p50, 2)} / {_fmt(p99, 2)} ms",
+                _verdict(None if p50 is None or p99 is None else (p50 <= 2 and p99 <= 4)),
+            ))  # fmt: skip
+        else:
+            targets.append(("latency p50 / p99", "≤ 2 ms / ≤ 4 ms", "not measured", "-"))
+    depth = res.get("depth")
+    if depth:
+        cells = {}
+        for s, entry in depth["runs"].items():
+            cells[s] = (
+                f"{_fmt(entry.get('first_window'))} → {_fmt(entry.get('last_window'))}/s "
+                f"({_fmt((entry.get('last_vs_first') or 0) * 100)} %)"
+            )
+        row(f"burn-down {depth['jobs']:,} jobs: first → last {depth['window_s']:g}-s window", cells)
+        ours = depth["runs"].get("sqla_jobqueue", {})
+        if ours:
+            r = ours.get("last_vs_first")
+            targets.append((f"{depth['jobs']:,}-job burn-down, last window vs first", "≥ 70 %",
+                            f"{_fmt(None if r is None else r * 100)} %",
+                            _verdict(None if r is None else r >= 0.7)))  # fmt: skip
+        claim = depth.get("claim_ms") or {}
+        if claim:
+            row(
+                f"claim of 10, p50 ms: {claim['finished_rows']:,} finished rows vs empty table",
+                {"sqla_jobqueue": f"{claim['deep_p50']:.2f} vs {claim['empty_p50']:.2f}"},
+            )
+            targets.append((
+                f"claim with {claim['finished_rows']:,} finished rows vs empty", "≤ 1.5 x",
+                f"{claim['ratio']:.2f} x", _verdict(claim["ratio"] <= 1.5),
+            ))  # fmt: skip
+        rss = ours.get("rss") if ours else None
+        if rss and rss.get("max_growth") is not None:
+            peaks = ", ".join(f"{w['warm_mb']:.0f}→{w['peak_mb']:.0f} MB" for w in rss["workers"])
+            row("worker RSS over the burn-down (warm → peak)", {"sqla_jobqueue": peaks})
+            g = rss["max_growth"]
+            targets.append((f"worker RSS growth over {depth['jobs']:,} jobs", "≤ 10 %",
+                            f"{g * 100:.1f} %", _verdict(g <= 0.10)))  # fmt: skip
+    progress = res.get("progress")
+    if progress and "rate" in progress:
+        rate = progress["rate"]
+        row(
+            f"progress x{progress['updates_per_job']} per job: jobs/s with vs without",
+            {"sqla_jobqueue": f"{_cell(rate['with'])} vs {_cell(rate['without'])}"},
+        )
+        cost = progress.get("cost")
+        targets.append(("progress reporting cost", "≤ 10 % throughput",
+                        f"{_fmt(None if cost is None else cost * 100)} %",
+                        _verdict(None if cost is None else cost <= 0.10)))  # fmt: skip
+    out = [
+        f"Run of {env['date']} on {env['machine']['cpu']} ({env['machine']['cores']} cores, "
+        f"{env['machine']['memory_gib']} GiB), PostgreSQL {env['versions']['postgresql']} "
+        f"({env['server']['source']}).",
+        "",
+        f"Command: `{env['command']}`",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v) + ".",
+        "",
+        "Cells: median (min-max) of the repeats.",
+        "",
+        *lines,
+        "",
+        "| target | wanted | this run | |",
+        "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets],
+    ]
+    if proc:
+        out += [
+            "", "Processing sweep (one run each):", "",
+            "| system | settings | jobs/s | commits/job |", "|---|---|---:|---:|",
+        ]  # fmt: skip
+        for s, entries in proc["sweep"].items():
+            for e in entries:
+                out.append(
+                    f"| {PEER_LABELS[s]} | {_params(e['params'])} | {_fmt(e['rate'])} | "
+                    f"{e['commits_per_job']:.2f} |"
+                )
+        first_runs = next(iter(proc["runs"].values()))
+        mode = first_runs.get("sqla_jobqueue", {}).get("mode")
+        if mode:
+            out += ["", f"sqla_jobqueue processing ran as: {mode}."]
+    return "\n".join(out) + "\n"
+
+
+def _params(params: dict[str, Any] | None) -> str:
+    if not params:
+        return "-"
+    return ", ".join(f"{k} {v}" for k, v in params.items())
+
+
+def write(data: dict[str, Any], directory: Path, name: str) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / f"{name}.json"
+    md_path = directory / f"{name}.md"
+    json_path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    md_path.write_text(markdown(data))
+    return json_path, md_path

@@ -1,0 +1,469 @@
+"""The measurements of issue 6, run side by side on one server.
+
+Every measurement runs ``repeats`` times; within a repeat the systems take turns
+(sqla_jobqueue, PGQueuer, procrastinate, pgbench), each in a fresh database cloned from
+a template holding only its schema, so they meet the same server state and table sizes.
+Each step runs in a child process (:mod:`benchmarks.child`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+
+from .server import Server
+from .stats import percentile, summary
+from .systems import available
+
+__all__ = ["Runner", "Sizes"]
+
+WORKER_TIMEOUT = 3 * 3600
+"""Seconds after which a worker child is killed (the 1M burn-down of a slow system)."""
+ALL_SYSTEMS = ("sqla_jobqueue", "pgqueuer", "procrastinate", "pgbench")
+MEASUREMENTS = (
+    "enqueue_single",
+    "enqueue_bulk",
+    "processing",
+    "latency",
+    "depth",
+    "progress",
+)
+
+
+@dataclass
+class Sizes:
+    """How big each measurement is; ``quick()`` is for the smoke test."""
+
+    repeats: int = 3
+    enqueue_single: int = 20_000
+    enqueue_bulk: int = 200_000
+    bulk_batch: int = 1_000
+    processing: tuple[int, ...] = (20_000, 200_000)
+    sweep_jobs: int = 20_000
+    sqla_jobqueue_sweep: tuple[dict[str, int], ...] = (
+        {"batch": 10, "concurrency": 1},
+        {"batch": 100, "concurrency": 1},
+        {"batch": 100, "concurrency": 2},
+    )
+    pgqueuer_sweep: tuple[dict[str, int], ...] = ({"batch": 10}, {"batch": 100}, {"batch": 500})
+    procrastinate_sweep: tuple[dict[str, int], ...] = ({"concurrency": 10}, {"concurrency": 50})
+    pgbench_sweep: tuple[dict[str, int], ...] = ({"batch": 10}, {"batch": 100})
+    slow_peer_cap: int = 20_000
+    latency_jobs: int = 200
+    latency_gap: float = 0.020
+    depth_jobs: int = 1_000_000
+    depth_window: float = 10.0
+    claim_samples: int = 500
+    progress_jobs: int = 20_000
+    progress_updates: int = 10
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            repeats=1,
+            enqueue_single=200,
+            enqueue_bulk=2_000,
+            processing=(500,),
+            sweep_jobs=500,
+            sqla_jobqueue_sweep=({"batch": 10, "concurrency": 1},),
+            pgqueuer_sweep=({"batch": 10},),
+            procrastinate_sweep=({"concurrency": 10},),
+            pgbench_sweep=({"batch": 10},),
+            slow_peer_cap=500,
+            latency_jobs=10,
+            latency_gap=0.02,
+            depth_jobs=2_000,
+            depth_window=0.5,
+            claim_samples=20,
+            progress_jobs=200,
+        )
+
+
+def _child_command(spec: dict[str, Any]) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.child", json.dumps(spec)]
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _parse(stdout: str) -> Any:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError("child printed no result")
+
+
+def run_child(system: str, action: str, url: str, params: dict[str, Any] | None = None) -> Any:
+    spec = {"system": system, "action": action, "url": url, "params": params or {}}
+    out = subprocess.run(
+        _child_command(spec), capture_output=True, text=True, env=_child_env(), check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{system} {action} failed:\n{out.stderr[-3000:]}")
+    return _parse(out.stdout)
+
+
+def run_workers(
+    system: str,
+    url: str,
+    params: dict[str, Any],
+    workers: int,
+    during: Callable[[], Any] | None = None,
+) -> tuple[list[dict[str, Any]], Any]:
+    """Start ``workers`` drain children, release them together, collect their results."""
+    spec = {"system": system, "action": "drain", "url": url, "params": params}
+    procs = [
+        subprocess.Popen(
+            _child_command(spec),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_child_env(),
+        )
+        for _ in range(workers)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if line.strip() != "READY":
+                err = proc.stderr.read() if proc.stderr else ""
+                raise RuntimeError(f"{system} worker did not start: {line!r}\n{err[-3000:]}")
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        extra = during() if during else None
+        results = []
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=WORKER_TIMEOUT)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{system} worker failed:\n{stderr[-3000:]}")
+            results.append(_parse(stdout))
+        return results, extra
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _commits(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _settle_stats() -> None:
+    # Backends flush their statistics when they exit; give the exits a moment.
+    time.sleep(0.5)
+
+
+@dataclass
+class Runner:
+    """Runs the chosen measurements for the chosen systems and collects raw results."""
+
+    server: Server
+    sizes: Sizes
+    systems: list[str]
+    only: set[str] = field(default_factory=lambda: set(MEASUREMENTS))
+    log: Callable[[str], None] = print
+    templates: dict[str, str] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    # ----------------------------------------------------------------- setup
+
+    def prepare(self) -> None:
+        for system in self.systems:
+            url = self.server.create_database(f"tpl_{system}")
+            run_child(system, "install", url)
+            name = url.rsplit("/", 1)[1].split("?", 1)[0]
+            self.templates[system] = name
+
+    def cleanup(self) -> None:
+        for name in self.templates.values():
+            self.server.drop_database(self.server.database(name))
+
+    def fresh(self, system: str) -> Any:
+        return self.server.scratch(system.replace("_", ""), template=self.templates[system])
+
+    # ----------------------------------------------------------- measurements
+
+    def run(self) -> dict[str, Any]:
+        self.prepare()
+        try:
+            for name in MEASUREMENTS:
+                if name in self.only:
+                    self.log(f"== {name}")
+                    started = time.time()
+                    self.results[name] = getattr(self, f"measure_{name}")()
+                    self.results[name]["seconds"] = round(time.time() - started, 1)
+        finally:
+            self.cleanup()
+        return self.results
+
+    def measure_enqueue_single(self) -> dict[str, Any]:
+        n = self.sizes.enqueue_single
+        rates: dict[str, list[float]] = {s: [] for s in self.systems}
+        for trial in range(self.sizes.repeats):
+            for system in self.systems:
+                with self.fresh(system) as url:
+                    elapsed = run_child(system, "enqueue_single", url, {"n": n})["elapsed"]
+                rates[system].append(n / elapsed)
+                self.log(f"  enqueue_single #{trial} {system}: {n / elapsed:,.0f} jobs/s")
+        return {"jobs": n, "rate": {s: summary(v) for s, v in rates.items()}}
+
+    def measure_enqueue_bulk(self) -> dict[str, Any]:
+        n, batch = self.sizes.enqueue_bulk, self.sizes.bulk_batch
+        rates: dict[str, list[float]] = {s: [] for s in self.systems}
+        for trial in range(self.sizes.repeats):
+            for system in self.systems:
+                with self.fresh(system) as url:
+                    params = {"n": n, "batch": batch}
+                    elapsed = run_child(system, "enqueue_bulk", url, params)["elapsed"]
+                rates[system].append(n / elapsed)
+                self.log(f"  enqueue_bulk #{trial} {system}: {n / elapsed:,.0f} jobs/s")
+        return {"jobs": n, "batch": batch, "rate": {s: summary(v) for s, v in rates.items()}}
+
+    def drain_once(self, system: str, n: int, params: dict[str, Any]) -> dict[str, Any]:
+        """Prefill ``n`` jobs, drain them with 2 workers; rate, commits per job, RSS."""
+        with self.fresh(system) as url:
+            run_child(system, "prefill", url, {"n": n})
+            _settle_stats()
+            before = _commits(url)
+            workers = 1 if system == "pgbench" else 2
+            results, _ = run_workers(system, url, {**params, "expect": n}, workers)
+            _settle_stats()
+            commits = _commits(url) - before
+        start = min(r["start"] for r in results)
+        end = max(r["end"] for r in results)
+        processed = sum(r["processed"] for r in results)
+        return {
+            "rate": n / (end - start),
+            "seconds": end - start,
+            "processed": processed,
+            "complete": processed >= n and not any(r.get("stalled") for r in results),
+            "commits_per_job": commits / n,
+            "mode": results[0].get("mode"),
+        }
+
+    def _sweep(self, system: str) -> list[dict[str, int]]:
+        return list(getattr(self.sizes, f"{system}_sweep"))
+
+    def measure_processing(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"sweep": {}, "best": {}, "runs": {}}
+        n = self.sizes.sweep_jobs
+        for system in self.systems:
+            best: tuple[float, dict[str, int]] | None = None
+            out["sweep"][system] = []
+            for params in self._sweep(system):
+                result = self.drain_once(system, min(n, self._cap(system, n)), params)
+                out["sweep"][system].append({"params": params, **result})
+                self.log(f"  sweep {system} {params}: {result['rate']:,.0f} jobs/s")
+                if best is None or result["rate"] > best[0]:
+                    best = (result["rate"], params)
+            assert best is not None
+            out["best"][system] = best[1]
+        if "pgbench" in self.systems and "sqla_jobqueue" in self.systems:
+            # The target compares with pgbench at the batch size sqla_jobqueue runs best at.
+            out["best"]["pgbench"] = {"batch": out["best"]["sqla_jobqueue"]["batch"]}
+        for size in self.sizes.processing:
+            runs: dict[str, list[dict[str, Any]]] = {s: [] for s in self.systems}
+            for trial in range(self.sizes.repeats):
+                for system in self.systems:
+                    if trial > 0 and self._cap(system, size) < size:
+                        continue
+                    jobs = self._cap(system, size)
+                    result = self.drain_once(system, jobs, out["best"][system])
+                    runs[system].append(result)
+                    self.log(f"  processing {size} #{trial} {system}: {result['rate']:,.0f} jobs/s")
+            out["runs"][str(size)] = {
+                system: {
+                    "jobs": self._cap(system, size),
+                    "rate": summary([r["rate"] for r in rs]),
+                    "commits_per_job": summary([r["commits_per_job"] for r in rs]),
+                    "complete": all(r["complete"] for r in rs),
+                    "mode": rs[0]["mode"] if rs else None,
+                }
+                for system, rs in runs.items()
+            }
+        return out
+
+    def _cap(self, system: str, size: int) -> int:
+        """procrastinate drains ~1.4k jobs/s: its big runs are capped, and said so."""
+        if system == "procrastinate":
+            return min(size, self.sizes.slow_peer_cap)
+        return size
+
+    def measure_latency(self) -> dict[str, Any]:
+        from .systems import ours
+
+        out: dict[str, Any] = {}
+        variants: list[tuple[str, str, dict[str, Any]]] = []
+        if "sqla_jobqueue" in self.systems and ours.worker_available():
+            variants += [
+                ("sqla_jobqueue", "notify", {"listen_notify": True}),
+                ("sqla_jobqueue", "polling", {"listen_notify": False}),
+            ]
+        if "pgqueuer" in self.systems:
+            variants.append(("pgqueuer", "notify", {}))
+        if "procrastinate" in self.systems:
+            variants += [
+                ("procrastinate", "notify", {"listen_notify": True}),
+                ("procrastinate", "polling", {"listen_notify": False, "poll_interval": 0.1}),
+            ]
+        samples: dict[str, list[float]] = {}
+        n, gap = self.sizes.latency_jobs, self.sizes.latency_gap
+        for trial in range(self.sizes.repeats):
+            for system, label, params in variants:
+                key = f"{system} ({label})"
+                with self.fresh(system) as url:
+
+                    def enqueue(system: str = system, url: str = url) -> Any:
+                        time.sleep(1.0)
+                        return run_child(system, "enqueue_timed", url, {"n": n, "gap": gap})
+
+                    params = {**params, "latency": True, "expect": n, "concurrency": 1, "batch": 10}
+                    results, _ = run_workers(system, url, params, 1, during=enqueue)
+                lat = [x * 1000 for x in results[0].get("latencies", [])]
+                samples.setdefault(key, []).extend(lat)
+                out.setdefault(key, {"p50": [], "p99": []})
+                if lat:
+                    out[key]["p50"].append(percentile(lat, 50))
+                    out[key]["p99"].append(percentile(lat, 99))
+                    self.log(
+                        f"  latency #{trial} {key}: p50 {percentile(lat, 50):.2f} ms "
+                        f"p99 {percentile(lat, 99):.2f} ms ({len(lat)} jobs)"
+                    )
+        return {
+            "jobs": n,
+            "gap_ms": gap * 1000,
+            "ms": {k: {"p50": summary(v["p50"]), "p99": summary(v["p99"])} for k, v in out.items()},
+            "skipped": [] if ours.worker_available() else ["sqla_jobqueue: no Worker yet"],
+        }
+
+    def _windows(self, url: str, width: float) -> list[float]:
+        """Jobs completed per second in each ``width``-second window, by the DB clock."""
+        with psycopg.connect(url) as conn:
+            rows = conn.execute(
+                "WITH w AS (SELECT floor(extract(epoch FROM completed_at - "
+                "(SELECT min(completed_at) FROM jobs WHERE status = 'completed')) / %s) AS k "
+                "FROM jobs WHERE status = 'completed') "
+                "SELECT k, count(*) FROM w GROUP BY k ORDER BY k",
+                (width,),
+            ).fetchall()
+        return [count / width for _, count in rows]
+
+    def measure_depth(self) -> dict[str, Any]:
+        """Burn-down of ``depth_jobs`` (ours and pgbench), claim time on a deep table, RSS."""
+        n, width = self.sizes.depth_jobs, self.sizes.depth_window
+        out: dict[str, Any] = {"jobs": n, "window_s": width, "runs": {}, "claim_ms": {}}
+        best = self.results.get("processing", {}).get("best", {})
+        for system in [s for s in ("sqla_jobqueue", "pgbench") if s in self.systems]:
+            params = best.get(system) or self._sweep(system)[-1]
+            with self.fresh(system) as url:
+                run_child(system, "prefill", url, {"n": n})
+                workers = 1 if system == "pgbench" else 2
+                results, _ = run_workers(system, url, {**params, "expect": n}, workers)
+                windows = self._windows(url, width)
+                full = windows[:-1] if len(windows) > 1 else windows
+                entry: dict[str, Any] = {
+                    "params": params,
+                    "rate": n / (max(r["end"] for r in results) - min(r["start"] for r in results)),
+                    "windows": windows,
+                    "first_window": full[0] if full else None,
+                    "last_window": full[-1] if full else None,
+                }
+                if full and full[0]:
+                    entry["last_vs_first"] = full[-1] / full[0]
+                rss = [sample for r in results for sample in r.get("rss", [])]
+                if system != "pgbench" and rss:
+                    entry["rss"] = _rss_growth(results)
+                if system == "sqla_jobqueue":
+                    samples = self.sizes.claim_samples
+                    timing = {
+                        "function": "claim_timing",
+                        "kwargs": {"claims": samples, "batch": 10},
+                    }
+                    run_child(system, "prefill", url, {"n": samples * 10})
+                    deep = run_child(system, "call", url, timing)
+                    with self.fresh(system) as empty:
+                        run_child(system, "prefill", empty, {"n": samples * 10})
+                        shallow = run_child(system, "call", empty, timing)
+                    out["claim_ms"] = {
+                        "deep_p50": percentile(deep, 50) * 1000,
+                        "empty_p50": percentile(shallow, 50) * 1000,
+                        "deep_p99": percentile(deep, 99) * 1000,
+                        "empty_p99": percentile(shallow, 99) * 1000,
+                        "finished_rows": n,
+                    }
+                    out["claim_ms"]["ratio"] = (
+                        out["claim_ms"]["deep_p50"] / out["claim_ms"]["empty_p50"]
+                    )
+            out["runs"][system] = entry
+            self.log(
+                f"  depth {system}: {entry['rate']:,.0f} jobs/s, last/first window "
+                f"{entry.get('last_vs_first', float('nan')):.2f}"
+            )
+        return out
+
+    def measure_progress(self) -> dict[str, Any]:
+        if "sqla_jobqueue" not in self.systems:
+            return {"skipped": "sqla_jobqueue not selected"}
+        n = self.sizes.progress_jobs
+        best = self.results.get("processing", {}).get("best", {}).get("sqla_jobqueue")
+        params = best or self._sweep("sqla_jobqueue")[0]
+        rates: dict[str, list[float]] = {"without": [], "with": []}
+        for _ in range(self.sizes.repeats):
+            for label, updates in (("without", 0), ("with", self.sizes.progress_updates)):
+                result = self.drain_once(
+                    "sqla_jobqueue", n, {**params, "progress_updates": updates}
+                )
+                rates[label].append(result["rate"])
+                self.log(f"  progress {label}: {result['rate']:,.0f} jobs/s")
+        out = {"jobs": n, "updates_per_job": self.sizes.progress_updates, "params": params}
+        out["rate"] = {k: summary(v) for k, v in rates.items()}
+        if rates["without"] and rates["with"]:
+            out["cost"] = 1 - summary(rates["with"])["median"] / summary(rates["without"])["median"]
+        return out
+
+
+def _rss_growth(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per worker: RSS once warmed up (10 % into the run) and the peak after it."""
+    growth = []
+    for r in results:
+        samples = r.get("rss", [])
+        if len(samples) < 2:
+            continue
+        t0, t1 = samples[0][0], samples[-1][0]
+        warm_at = t0 + (t1 - t0) * 0.1
+        warm = next((rss for t, rss in samples if t >= warm_at), samples[0][1])
+        peak = max(rss for t, rss in samples if t >= warm_at)
+        growth.append({"warm_mb": warm / 2**20, "peak_mb": peak / 2**20, "growth": peak / warm - 1})
+    return {"workers": growth, "max_growth": max((g["growth"] for g in growth), default=None)}
+
+
+def asdict_sizes(sizes: Sizes) -> dict[str, Any]:
+    return asdict(sizes)
+
+
+def usable_systems(requested: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``requested`` into (installed, missing) systems."""
+    ok = [s for s in requested if available(s)]
+    return ok, [s for s in requested if s not in ok]

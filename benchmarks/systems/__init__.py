@@ -1,0 +1,49 @@
+"""The queues measured side by side: sqla_jobqueue, PGQueuer, procrastinate, raw SQL.
+
+Each system module offers the same small set of functions, called in a child process
+(:mod:`benchmarks.child`) so that peers never share an interpreter, a connection pool or
+an event loop with each other:
+
+``install(conninfo)``
+    Create the system's schema in an empty database (done once, in a template).
+``enqueue_single(conninfo, n)`` / ``enqueue_bulk(conninfo, n, batch)``
+    Enqueue ``n`` no-op jobs, one transaction per job or ``batch`` per call; return
+    seconds elapsed.
+``prefill(conninfo, n)``
+    Enqueue ``n`` no-op jobs as fast as possible (not timed).
+``drain(conninfo, params, go)``
+    Work jobs until none is left, starting when ``go()`` returns; return timings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from types import ModuleType
+
+__all__ = ["PEERS", "SYSTEMS", "available", "load"]
+
+SYSTEMS: dict[str, str] = {
+    "sqla_jobqueue": "benchmarks.systems.ours",
+    "pgqueuer": "benchmarks.systems.pgq",
+    "procrastinate": "benchmarks.systems.procr",
+    "pgbench": "benchmarks.systems.raw",
+}
+"""System name -> module implementing it."""
+
+PEERS: dict[str, str] = {"pgqueuer": "pgqueuer", "procrastinate": "procrastinate"}
+"""Peer system name -> the distribution it needs."""
+
+
+def available(name: str) -> bool:
+    """Whether the packages that ``name`` needs are importable here."""
+    if name == "pgbench":
+        from ..server import find_pgbench
+
+        return find_pgbench() is not None
+    needs = {"pgqueuer": ["pgqueuer", "asyncpg"], "procrastinate": ["procrastinate"]}
+    return all(importlib.util.find_spec(module) for module in needs.get(name, []))
+
+
+def load(name: str) -> ModuleType:
+    return importlib.import_module(SYSTEMS[name])

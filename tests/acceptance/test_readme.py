@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from .running import base_environment, timed_out, url_text
+from .running import base_environment, default_sigint, timed_out, url_text
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -86,6 +86,7 @@ def spawn(command: str, *, cwd: Path, env: dict[str, str]) -> subprocess.Popen[s
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
 
 

@@ -290,6 +290,13 @@ class Worker:
         self.batch_size = _positive_int(
             self.concurrency if batch_size is None else batch_size, "batch_size"
         )
+        if self.batch_size > self.concurrency:
+            log.info(
+                "batch_size %d is more than concurrency %d: a claim never takes more jobs "
+                "than there are free slots, so at most %d", self.batch_size,
+                self.concurrency, self.concurrency,
+            )  # fmt: skip
+            self.batch_size = self.concurrency
         self.poll_interval = _seconds(poll_interval, "poll_interval")
         self.heartbeat_interval = _seconds(heartbeat_interval, "heartbeat_interval")
         stale = _seconds(stale_timeout, "stale_timeout")

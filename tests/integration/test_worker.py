@@ -277,3 +277,17 @@ def test_killed_connections_do_not_stop_the_worker(
     engine.dispose()
     assert worker.stats.completed == 300  # each recorded once: none double-completed
     assert len(set(calls)) == 300
+
+
+def test_a_worker_on_a_database_without_the_job_table_says_to_migrate(
+    empty_database_url: URL, registry: Registry
+) -> None:
+    from sqla_jobqueue.errors import JobQueueError
+
+    registry.register("x", lambda ctx: None)
+    engine = create_engine(empty_database_url)
+    try:
+        with pytest.raises(JobQueueError, match="run the migrations first"):
+            Worker(engine, registry).start()
+    finally:
+        engine.dispose()

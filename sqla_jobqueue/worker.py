@@ -344,6 +344,7 @@ class Worker:
         self._ready = threading.Event()
         self._finished = threading.Event()
         self._hungry = True
+        self._notified = 0
         self._next_poll = 0.0
         self._grace_deadline = math.inf
         self._started = False
@@ -498,6 +499,7 @@ class Worker:
 
     def _on_notify(self, job_type: str | None) -> None:
         if job_type is None or self.job_types is None or job_type in self.job_types:
+            self._notified += 1
             self._hungry = True
             self._wake.set()
 
@@ -521,6 +523,7 @@ class Worker:
             if not stopping and free > 0 and (self._hungry or now >= self._next_poll):
                 want = min(self.batch_size, free)
             if self._pending or want:
+                notified = self._notified
                 try:
                     claimed = self._record_and_claim(want)
                 except Exception as exc:
@@ -531,7 +534,8 @@ class Worker:
                     continue
                 backoff = 0.0
                 if want:
-                    self._hungry = len(claimed) == want
+                    # A notification during the claim may be for a job it could not see yet.
+                    self._hungry = len(claimed) == want or self._notified != notified
                     if not self._hungry:
                         self._next_poll = time.monotonic() + self.poll_interval
                 self._dispatch(claimed)

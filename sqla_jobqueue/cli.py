@@ -597,6 +597,11 @@ def _cmd_server(args: argparse.Namespace) -> int:
         return EXIT_OK
     with embedded_server(args.data_dir, keep=True) as server:
         _say(server.describe())
+        engine = create_engine(server.url)
+        try:
+            _migrate(engine)  # the URL printed is ready for every command and for workers
+        finally:
+            engine.dispose()
         url = server.url.render_as_string(hide_password=False)
         if args.json:
             _print_json({"url": url, "data_dir": str(server.data_dir)})
@@ -658,6 +663,12 @@ class Snapshot:
                 for job in self.running
             ],
         }
+
+
+def _one_snapshot(engine: Engine) -> Engine:
+    """The engine with REPEATABLE READ, so that the counts and the rows of one frame of the
+    live view are read from the same snapshot and always agree."""
+    return engine.execution_options(isolation_level="REPEATABLE READ")
 
 
 def take_snapshot(
@@ -774,7 +785,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     with _database(args) as engine:
 
         def frame() -> Snapshot:
-            with Session(engine) as session:
+            with Session(_one_snapshot(engine)) as session:
                 return take_snapshot(session, model, job_types=args.type, limit=args.limit)
 
         refreshes = 0
@@ -1232,7 +1243,7 @@ def _demo_progress(
     def frame() -> Snapshot:
         # Jobs per second over the last five seconds, or since the start when sooner.
         window = timedelta(seconds=min(5.0, max(0.5, time.monotonic() - started)))
-        with Session(engine) as session:
+        with Session(_one_snapshot(engine)) as session:
             return take_snapshot(session, Job, ids=ids, limit=12, window=window)
 
     def live_jobs(snapshot: Snapshot) -> int:

@@ -24,13 +24,15 @@ def test_kept_server_is_reused_then_stopped(tmp_path: Path) -> None:
     assert (data_dir / "postmaster.pid").exists()
 
     try:
+        fresh = run_cli("status", "--json", env={**env, "DATABASE_URL": url})
+        assert fresh.returncode == 0, fresh.stderr
         # Another command finds it running, reuses it and leaves it running.
         enqueued = run_cli("enqueue", "hello", *where, "--json", env=env)
         assert enqueued.returncode == 0, enqueued.stderr
         assert "(already running, reused; kept running;" in enqueued.stderr
         assert (data_dir / "postmaster.pid").exists()
 
-        # Its URL works as DATABASE_URL, from any command.
+        # Its URL works as DATABASE_URL, from any command and for workers: it is migrated.
         by_url = run_cli("list", "--json", env={**env, "DATABASE_URL": url})
         assert by_url.returncode == 0, by_url.stderr
         assert [job["job_type"] for job in json.loads(by_url.stdout)] == ["hello"]

@@ -74,6 +74,7 @@ ClaimedRow = Any
 """A claimed row: ``id, job_type, data, attempts, max_attempts, priority, created_at``."""
 
 _MAX_INT32 = 2_147_483_647
+_ARRAY_PARAMS = ("p_ids", "p_attempts", "p_results", "p_job_types")
 _CLAIMED_COLUMNS = ("id", "job_type", "data", "attempts", "max_attempts", "priority", "created_at")
 
 
@@ -267,10 +268,17 @@ class LeaseStatements:
         self, connection: Connection, statement: Any, params: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
         key = (id(statement), connection.dialect.name)
-        compiled = self._cache.get(key)
-        if compiled is None:
-            compiled = self._cache[key] = statement.compile(dialect=connection.dialect)
-        return compiled.string, compiled.construct_params(params)
+        cached = self._cache.get(key)
+        if cached is None:
+            compiled = statement.compile(dialect=connection.dialect)
+            sql = compiled.string
+            if connection.dialect.driver == "psycopg":
+                # psycopg sends lists in binary when asked, several times faster than text.
+                for name in _ARRAY_PARAMS:
+                    sql = sql.replace(f"%({name})s", f"%({name})b")
+            cached = self._cache[key] = (sql, compiled)
+        sql, compiled = cached
+        return sql, compiled.construct_params(params)
 
     def complete_many(
         self,

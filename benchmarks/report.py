@@ -124,6 +124,11 @@ def markdown(data: dict[str, Any]) -> str:
             f"{label}{extra}, {res[key]['jobs']:,} jobs, jobs/s",
             {s: _cell(rates.get(s)) for s in systems},
         )
+        if res[key].get("pgbench_explicit_transaction"):
+            row(
+                "… pgbench with the insert inside BEGIN … COMMIT",
+                {"pgbench": _cell(res[key]["pgbench_explicit_transaction"])},
+            )
         ours, pgq = _median(rates.get("sqla_jobqueue")), _median(rates.get("pgqueuer"))
         factor, floor = (1.5, 150_000) if key == "enqueue_bulk" else (1.3, 5_000)
         r = _ratio(ours, pgq)

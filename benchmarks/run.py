@@ -48,12 +48,19 @@ class Sizes:
     bulk_batch: int = 1_000
     processing: tuple[int, ...] = (20_000, 200_000)
     sweep_jobs: int = 20_000
+    # Worker(concurrency=c, batch_size=b): at most c jobs held, so b <= c is what counts.
     sqla_jobqueue_sweep: tuple[dict[str, int], ...] = (
-        {"batch": 10, "concurrency": 1},
-        {"batch": 100, "concurrency": 1},
-        {"batch": 100, "concurrency": 2},
+        {"batch": 10, "concurrency": 10},
+        {"batch": 32, "concurrency": 32},
+        {"batch": 100, "concurrency": 100},
+        {"batch": 200, "concurrency": 200},
     )
-    pgqueuer_sweep: tuple[dict[str, int], ...] = ({"batch": 10}, {"batch": 100}, {"batch": 500})
+    pgqueuer_sweep: tuple[dict[str, int], ...] = (
+        {"batch": 10},
+        {"batch": 100},
+        {"batch": 500},
+        {"batch": 1000},
+    )
     procrastinate_sweep: tuple[dict[str, int], ...] = ({"concurrency": 10}, {"concurrency": 50})
     pgbench_sweep: tuple[dict[str, int], ...] = ({"batch": 10}, {"batch": 100})
     slow_peer_cap: int = 20_000
@@ -71,19 +78,19 @@ class Sizes:
             repeats=1,
             enqueue_single=200,
             enqueue_bulk=2_000,
-            processing=(500,),
+            processing=(300,),
             sweep_jobs=500,
-            sqla_jobqueue_sweep=({"batch": 10, "concurrency": 1},),
+            sqla_jobqueue_sweep=({"batch": 10, "concurrency": 10},),
             pgqueuer_sweep=({"batch": 10},),
             procrastinate_sweep=({"concurrency": 10},),
             pgbench_sweep=({"batch": 10},),
             slow_peer_cap=500,
             latency_jobs=10,
             latency_gap=0.02,
-            depth_jobs=2_000,
+            depth_jobs=1_000,
             depth_window=0.5,
             claim_samples=20,
-            progress_jobs=200,
+            progress_jobs=100,
         )
 
 
@@ -221,13 +228,23 @@ class Runner:
     def measure_enqueue_single(self) -> dict[str, Any]:
         n = self.sizes.enqueue_single
         rates: dict[str, list[float]] = {s: [] for s in self.systems}
+        explicit: list[float] = []
         for trial in range(self.sizes.repeats):
             for system in self.systems:
                 with self.fresh(system) as url:
                     elapsed = run_child(system, "enqueue_single", url, {"n": n})["elapsed"]
                 rates[system].append(n / elapsed)
                 self.log(f"  enqueue_single #{trial} {system}: {n / elapsed:,.0f} jobs/s")
-        return {"jobs": n, "rate": {s: summary(v) for s, v in rates.items()}}
+                if system == "pgbench":
+                    with self.fresh(system) as url:
+                        spec = {"function": "enqueue_single_tx", "kwargs": {"n": n}}
+                        tx = n / run_child(system, "call", url, spec)
+                    explicit.append(tx)
+                    self.log(f"  enqueue_single #{trial} pgbench BEGIN/COMMIT: {tx:,.0f} jobs/s")
+        out = {"jobs": n, "rate": {s: summary(v) for s, v in rates.items()}}
+        if explicit:
+            out["pgbench_explicit_transaction"] = summary(explicit)
+        return out
 
     def measure_enqueue_bulk(self) -> dict[str, Any]:
         n, batch = self.sizes.enqueue_bulk, self.sizes.bulk_batch

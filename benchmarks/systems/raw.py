@@ -3,7 +3,8 @@
 The table and the claim function are sqla_jobqueue's (installed by its Alembic
 environment); pgbench runs them with prepared statements and no Python in the loop:
 
-* enqueue, one transaction per job: a one-row ``INSERT`` of a no-op job;
+* enqueue, one transaction per job: a one-row ``INSERT`` of a no-op job, in autocommit
+  and inside an explicit ``BEGIN … COMMIT`` (three round trips, like any ORM session);
 * enqueue in bulk: one ``INSERT … SELECT`` of ``batch`` rows;
 * processing: ``claim_job_batch(worker, NULL, batch)`` in one transaction, then one
   ``UPDATE`` completing every job this client holds (the completion of ``JobQueue.complete``,
@@ -32,6 +33,7 @@ INSERT_ONE = """\
 INSERT INTO jobs (id, job_type, data)
 VALUES (gen_random_uuid(), 'noop', jsonb_build_object('i', CAST(:client_id AS int)));
 """
+INSERT_ONE_TX = "BEGIN;\n" + INSERT_ONE + "COMMIT;\n"
 INSERT_BATCH = """\
 INSERT INTO jobs (id, job_type, data)
 SELECT gen_random_uuid(), 'noop', jsonb_build_object('i', g)
@@ -74,6 +76,11 @@ def _pgbench(conninfo: str, script: str, clients: int, transactions: int, batch:
 
 def enqueue_single(conninfo: str, n: int) -> float:
     return _pgbench(conninfo, INSERT_ONE, 1, n, 1)
+
+
+def enqueue_single_tx(conninfo: str, n: int) -> float:
+    """The same insert inside ``BEGIN … COMMIT``: what a caller's own transaction costs."""
+    return _pgbench(conninfo, INSERT_ONE_TX, 1, n, 1)
 
 
 def enqueue_bulk(conninfo: str, n: int, batch: int) -> float:

@@ -37,5 +37,5 @@ def test_quick_run_writes_json_and_markdown(server_url: URL, tmp_path: Path) -> 
     }  # fmt: skip
     for system in data["systems"]:
         assert results["enqueue_single"]["rate"][system]["n"] == 1
-        assert results["processing"]["runs"]["500"][system]["complete"], system
+        assert results["processing"]["runs"]["300"][system]["complete"], system
     assert (tmp_path / "smoke.md").read_text().startswith("Run of ")

@@ -732,9 +732,14 @@ def take_snapshot(
     return Snapshot(totals, running, int(recent), window, at)
 
 
-def render_snapshot(snapshot: Snapshot, *, title: str, total: int | None = None) -> RenderableType:
-    """The live view: a summary line (with an overall bar when ``total`` is known) and
-    one progress bar per held job with its stage, percent, worker and elapsed time."""
+def render_snapshot(
+    snapshot: Snapshot, *, title: str, total: int | None = None, width: int = 120
+) -> RenderableType:
+    """The live view: the totals (with an overall bar when ``total`` is known) and one
+    progress bar per held job with its stage, percent, worker and elapsed time.
+
+    Below 100 columns the worker column is left out so that stage and percent still fit.
+    """
     from rich.console import Group
     from rich.progress_bar import ProgressBar
     from rich.table import Table
@@ -742,41 +747,43 @@ def render_snapshot(snapshot: Snapshot, *, title: str, total: int | None = None)
 
     t = snapshot.totals
     done = t["completed"] + t["failed"] + t["cancelled"]
-    summary = Table.grid(padding=(0, 2))
+    header: list[RenderableType] = [Text(title, style="bold")]
     if total is not None:
-        summary.add_row(
+        overall = Table.grid(padding=(0, 2))
+        overall.add_row(
             ProgressBar(total=max(total, 1), completed=done, width=30),
             Text(f"{done}/{total} finished", style="bold"),
         )
-    summary.add_row(
-        Text(title, style="bold"),
-        Text(
-            f"done {t['completed']} · failed {t['failed']} · cancelled {t['cancelled']} · "
-            f"pending {t['pending']} · claimed {t['claimed']} · running {t['running']} · "
-            f"{snapshot.jobs_per_second:.1f} jobs/s"
-        ),
-    )
+        header.append(overall)
+    counts = [f"done {t['completed']}", f"failed {t['failed']}"]
+    counts += [f"{s} {t[s]}" for s in ("cancelled", "claimed") if t[s]]
+    counts += [f"pending {t['pending']}", f"running {t['running']}"]
+    header.append(Text(" · ".join(counts) + f" · {snapshot.jobs_per_second:.1f} jobs/s"))
+    if not snapshot.running:
+        return Group(*header, Text("no job is running", style="dim"))
+    compact = width < 100
     table = Table(expand=False, show_edge=False, pad_edge=False)
-    table.add_column("job", no_wrap=True)
-    table.add_column("type", no_wrap=True)
-    table.add_column("stage", no_wrap=True, max_width=28, overflow="ellipsis")
-    table.add_column("progress", no_wrap=True)
-    table.add_column("%", justify="right", no_wrap=True)
-    table.add_column("worker", no_wrap=True, max_width=28, overflow="ellipsis")
-    table.add_column("elapsed", justify="right", no_wrap=True)
+    table.add_column("job", no_wrap=True, min_width=8)
+    table.add_column("type", no_wrap=True, min_width=10, max_width=24, overflow="ellipsis")
+    table.add_column("stage", no_wrap=True, min_width=10, max_width=24, overflow="ellipsis")
+    table.add_column("progress", no_wrap=True, min_width=12)
+    table.add_column("%", justify="right", no_wrap=True, min_width=4)
+    if not compact:
+        table.add_column("worker", no_wrap=True, max_width=28, overflow="ellipsis")
+    table.add_column("elapsed", justify="right", no_wrap=True, min_width=7)
     for job in snapshot.running:
-        table.add_row(
-            str(job.id)[-12:],
+        cells: list[RenderableType] = [
+            str(job.id)[-8:],
             job.job_type,
             job.stage or ("(claimed)" if job.status == JobStatus.CLAIMED.value else ""),
-            ProgressBar(total=100, completed=job.progress, width=24),
+            ProgressBar(total=100, completed=job.progress, width=12 if compact else 24),
             f"{job.progress}%",
-            job.worker_id or "",
-            _age(job.elapsed),
-        )
-    if not snapshot.running:
-        return Group(summary, Text("no job is running", style="dim"))
-    return Group(summary, table)
+        ]
+        if not compact:
+            cells.append(job.worker_id or "")
+        cells.append(_age(job.elapsed))
+        table.add_row(*cells)
+    return Group(*header, table)
 
 
 def _cmd_watch(args: argparse.Namespace) -> int:
@@ -805,7 +812,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         if not console.is_terminal:
             # Piped output gets every frame in full, one after the other.
             while more():
-                console.print(render_snapshot(frame(), title=title))
+                console.print(render_snapshot(frame(), title=title, width=console.width))
                 refreshes += 1
                 if more():
                     time.sleep(interval)
@@ -814,7 +821,9 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
         with Live(console=console, auto_refresh=False, transient=False) as live:
             while more():
-                live.update(render_snapshot(frame(), title=title), refresh=True)
+                live.update(
+                    render_snapshot(frame(), title=title, width=console.width), refresh=True
+                )
                 refreshes += 1
                 if more():
                     time.sleep(interval)
@@ -1286,7 +1295,10 @@ def _demo_progress(
     with Live(console=console, auto_refresh=False, transient=False) as live:
         while True:
             snapshot = frame()
-            live.update(render_snapshot(snapshot, title=title, total=len(ids)), refresh=True)
+            live.update(
+                render_snapshot(snapshot, title=title, total=len(ids), width=console.width),
+                refresh=True,
+            )
             if not live_jobs(snapshot):
                 return
             time.sleep(refresh)
@@ -1344,12 +1356,9 @@ def _print_demo_summary(
         return "-" if value is None else f"{value:.2f}s"
 
     table = Table(title="Demo summary", title_justify="left")
-    for name, justify in (
-        ("type", "left"), ("priority", "right"), ("jobs", "right"), ("completed", "right"),
-        ("failed", "right"), ("retried", "right"), ("mean run", "right"),
-        ("mean start after first", "right"),
-    ):  # fmt: skip
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("type", no_wrap=True, min_width=10, overflow="ellipsis")
+    for name in ("prio", "jobs", "done", "failed", "retried", "run", "start"):
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     for job_type, row in summary.items():
         table.add_row(
             job_type,
@@ -1375,6 +1384,10 @@ def _print_demo_summary(
         style="bold",
     )
     console.print(table)
+    console.print(
+        "run: mean time from start to completion; start: mean time after the first job started.",
+        style="dim",
+    )
     rate = finished / elapsed if elapsed > 0 else 0.0
     console.print(
         f"{finished} jobs finished in {elapsed:.1f}s ({rate:.1f} jobs/s). Higher priorities "

@@ -25,11 +25,23 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from sqlalchemy import Engine, create_engine, func, inspect, literal, select, text
+from sqlalchemy import (
+    ARRAY,
+    Engine,
+    Uuid,
+    any_,
+    bindparam,
+    create_engine,
+    func,
+    inspect,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
@@ -48,7 +60,15 @@ from .queue import JobQueue
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-__all__ = ["main", "parse_duration"]
+__all__ = [
+    "RunningJob",
+    "Snapshot",
+    "build_parser",
+    "main",
+    "parse_duration",
+    "render_snapshot",
+    "take_snapshot",
+]
 
 PROG = "sqla-jobqueue"
 EXIT_OK = 0
@@ -68,7 +88,7 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _STATUSES = [s.value for s in JobStatus]
 
 
-class UsageError(Exception):
+class _UsageError(Exception):
     """Bad input found after parsing (exit code 2)."""
 
 
@@ -269,18 +289,18 @@ def _import_from_cwd() -> None:
 def _import_object(spec: str, what: str) -> Any:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise UsageError(f"{what} {spec!r} must be written module:attribute, e.g. myapp.jobs:Job")
+        raise _UsageError(f"{what} {spec!r} must be written module:attribute, e.g. myapp.jobs:Job")
     _import_from_cwd()
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise UsageError(f"cannot import {module_name!r} for {what} {spec!r}: {error}") from None
+        raise _UsageError(f"cannot import {module_name!r} for {what} {spec!r}: {error}") from None
     try:
         value = module
         for name in attribute.split("."):
             value = getattr(value, name)
     except AttributeError:
-        raise UsageError(f"{module_name!r} has no {attribute!r} (for {what} {spec!r})") from None
+        raise _UsageError(f"{module_name!r} has no {attribute!r} (for {what} {spec!r})") from None
     return value
 
 
@@ -290,7 +310,7 @@ def _model(args: argparse.Namespace) -> type[JobMixin]:
         return Job
     model = _import_object(spec, "--model")
     if not (isinstance(model, type) and issubclass(model, JobMixin)):
-        raise UsageError(f"--model {spec!r} is not a mapped JobMixin class")
+        raise _UsageError(f"--model {spec!r} is not a mapped JobMixin class")
     return model
 
 
@@ -305,7 +325,7 @@ def _database(
             url = sqlalchemy_url(given)
             engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size)
         except (ArgumentError, NoSuchModuleError, ValueError) as error:
-            raise UsageError(f"invalid database URL: {error}") from None
+            raise _UsageError(f"invalid database URL: {error}") from None
         try:
             yield engine
         finally:
@@ -573,7 +593,7 @@ def _cmd_init_alembic(args: argparse.Namespace) -> int:
     try:
         ini = copy_template(args.directory, ini_path=args.ini)
     except FileExistsError as error:
-        raise UsageError(str(error)) from None
+        raise _UsageError(str(error)) from None
     if args.json:
         _print_json({"directory": str(args.directory), "ini": str(ini)})
     else:
@@ -636,7 +656,6 @@ class Snapshot:
     recent_finished: int
     window: timedelta
     at: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def jobs_per_second(self) -> float:
@@ -665,6 +684,11 @@ class Snapshot:
         }
 
 
+def _id_in(model: type[JobMixin], ids: Sequence[uuid.UUID]) -> Any:
+    """``id = ANY(:ids)``: one array parameter however many ids."""
+    return model.id == any_(bindparam("ids", list(ids), type_=ARRAY(Uuid())))
+
+
 def _one_snapshot(engine: Engine) -> Engine:
     """The engine with REPEATABLE READ, so that the counts and the rows of one frame of the
     live view are read from the same snapshot and always agree."""
@@ -683,7 +707,7 @@ def take_snapshot(
     """Read counts by state and the held jobs (running first, longest first)."""
     conditions: list[Any] = []
     if ids is not None:
-        conditions.append(model.id.in_(list(ids)))
+        conditions.append(_id_in(model, ids))
     if job_types:
         conditions.append(model.job_type.in_(list(job_types)))
     now = func.statement_timestamp()
@@ -1107,7 +1131,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     registry = load_registry(args.target)
     unknown = [t for t in args.types or () if t not in registry]
     if unknown:
-        raise UsageError(
+        raise _UsageError(
             f"--types names {', '.join(unknown)}, which {args.target} has no handler for; "
             f"it handles {', '.join(registry.job_types)}"
         )
@@ -1134,6 +1158,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         return worker.run()
 
 
+DEMO_MAX_JOBS = 20_000
+"""Most jobs ``demo`` enqueues."""
 DEMO_MAX_WORKERS = 16
 """Most workers ``demo`` runs (each holds a few connections and a LISTEN connection)."""
 _DEMO_CONCURRENCY = 2
@@ -1144,9 +1170,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .worker import Worker
 
     if args.workers > DEMO_MAX_WORKERS:
-        raise UsageError(f"--workers must be at most {DEMO_MAX_WORKERS}, got {args.workers}")
-    if args.jobs > 100_000:
-        raise UsageError(f"--jobs must be at most 100000, got {args.jobs}")
+        raise _UsageError(f"--workers must be at most {DEMO_MAX_WORKERS}, got {args.workers}")
+    if args.jobs > DEMO_MAX_JOBS:
+        raise _UsageError(f"--jobs must be at most {DEMO_MAX_JOBS}, got {args.jobs}")
     console = _console()
     pool = args.workers * (_DEMO_CONCURRENCY + 2)
     with _database(args, pool_size=pool) as engine:
@@ -1308,7 +1334,7 @@ def _demo_summary(session: Session, ids: Sequence[uuid.UUID]) -> dict[str, dict[
     """Per job type: priority, counts by state, retried jobs, mean run time and start."""
     from .model import Job
 
-    ours = Job.id.in_(list(ids))
+    ours = _id_in(Job, ids)
     first = select(func.min(Job.started_at)).where(ours).scalar_subquery()
     rows = session.execute(
         select(
@@ -1422,7 +1448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = f"{PROG} {args.command}: error:"
     try:
         return int(args.handler(args))
-    except (UsageError, InvalidJobError, ModelError) as error:
+    except (_UsageError, InvalidJobError, ModelError) as error:
         _say(f"{prefix} {_one_line(str(error))}")
         return EXIT_USAGE
     except (JobNotFoundError, InvalidTransitionError) as error:

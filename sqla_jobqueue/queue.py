@@ -451,8 +451,8 @@ class JobQueue(Generic[J]):
     def claim(self, job_types: Sequence[str] | None = None, batch_size: int = 10) -> list[J]:
         """Claim up to ``batch_size`` due pending jobs for this queue's worker.
 
-        One statement: ``UPDATE … WHERE id IN (SELECT … FOR NO KEY UPDATE SKIP LOCKED)
-        RETURNING``. Jobs are taken highest priority first, then oldest, then by id;
+        One statement: ``UPDATE … WHERE id = ANY(ARRAY(SELECT … FOR NO KEY UPDATE SKIP
+        LOCKED)) RETURNING``. Jobs are taken highest priority first, then oldest, then by id;
         jobs locked by a concurrent claim are skipped, never waited for. Each claimed job
         becomes ``claimed`` by this worker with ``attempts`` increased by one. The list is
         in claim order.
@@ -487,7 +487,8 @@ class JobQueue(Generic[J]):
         now = func.statement_timestamp()
         statement = (
             update(model)
-            .where(model.id.in_(candidates.scalar_subquery()))
+            # id = ANY(ARRAY(…)), not IN (…): IN plans as a hash join over the whole table.
+            .where(model.id == any_(func.array(candidates.scalar_subquery())))
             .values(
                 status=literal_column(f"'{JobStatus.CLAIMED.value}'"),
                 worker_id=self.worker_id,

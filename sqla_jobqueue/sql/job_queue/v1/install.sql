@@ -39,8 +39,8 @@ BEGIN
         claimed_at = statement_timestamp(),
         heartbeat_at = statement_timestamp(),
         attempts = job.attempts + 1
-    FROM claimable
-    WHERE job.id = claimable.id
+    -- An array, not a join: a join to the CTE plans as a hash join over the whole table.
+    WHERE job.id = ANY (ARRAY(SELECT claimable.id FROM claimable))
     RETURNING job.*;
 END;
 $claim$

@@ -1,0 +1,167 @@
+"""Measured alternatives behind the proposals in ``docs/benchmarks.md``.
+
+``python -m benchmarks.experiments [--database-url URL]`` times, on a fresh database of a
+private embedded server, variants of the enqueue paths of sqla_jobqueue that a change of
+``sqla_jobqueue/queue.py`` could adopt. Nothing here is used by the library; each variant
+writes the same rows as the public call it stands beside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import sessionmaker
+
+from sqla_jobqueue import JobQueue
+from sqla_jobqueue.database import sqlalchemy_url
+from sqla_jobqueue.ids import new_job_id
+
+from .server import start_server
+from .systems import ours
+
+__all__ = ["main"]
+
+INSERT_ONE = (
+    "INSERT INTO jobs (id, job_type, data, priority, max_attempts, run_at, unique_key) "
+    "VALUES (%(id)s, %(job_type)s, %(data)s::jsonb, %(priority)s, %(max_attempts)s, "
+    "statement_timestamp(), NULL)"
+)
+INSERT_MANY = (
+    "INSERT INTO jobs (id, job_type, data, priority, max_attempts, run_at) "
+    "SELECT id, job_type, data::jsonb, priority, max_attempts, statement_timestamp() "
+    "FROM unnest(%(ids){f}, %(types){f}, %(datas){f}, %(prios){f}, %(maxes){f}) "
+    "AS t(id, job_type, data, priority, max_attempts)"
+)
+
+
+def _time(label: str, n: int, run: Callable[[], None], results: dict[str, float]) -> None:
+    started = time.perf_counter()
+    run()
+    rate = n / (time.perf_counter() - started)
+    results[label] = rate
+    print(f"{label:70s} {rate:>10,.0f} jobs/s", flush=True)
+
+
+def single(url: str, n: int) -> dict[str, float]:
+    """One job per transaction: the public call and leaner spellings of the same insert."""
+    results: dict[str, float] = {}
+    engine = create_engine(sqlalchemy_url(url), pool_size=2)
+    factory = sessionmaker(engine, expire_on_commit=False)
+
+    def public() -> None:
+        for i in range(n):
+            with factory.begin() as session:
+                JobQueue(session).enqueue("noop", {"i": i})
+
+    def core() -> None:
+        statement = text(INSERT_ONE.replace("%(", ":").replace(")s", ""))
+        for i in range(n):
+            with engine.begin() as connection:
+                connection.execute(
+                    statement,
+                    {"id": new_job_id(), "job_type": "noop", "data": json.dumps({"i": i}),
+                     "priority": 100, "max_attempts": 3},
+                )  # fmt: skip
+
+    def driver(pipeline: bool) -> Callable[[], None]:
+        def run() -> None:
+            with psycopg.connect(url) as conn:
+                for i in range(n):
+                    params = {
+                        "id": new_job_id(),
+                        "job_type": "noop",
+                        "data": json.dumps({"i": i}),
+                        "priority": 100,
+                        "max_attempts": 3,
+                    }
+                    if pipeline:
+                        with conn.pipeline(), conn.transaction():
+                            conn.execute(INSERT_ONE, params)
+                    else:
+                        with conn.transaction():
+                            conn.execute(INSERT_ONE, params)
+
+        return run
+
+    _time("JobQueue.enqueue in Session.begin() (ORM, RETURNING the row)", n, public, results)
+    _time("Core text() insert in engine.begin(), no RETURNING", n, core, results)
+    _time("psycopg BEGIN / INSERT / COMMIT (3 round trips)", n, driver(False), results)
+    _time("psycopg pipeline: BEGIN+INSERT+COMMIT in one round trip", n, driver(True), results)
+    engine.dispose()
+    return results
+
+
+def bulk(url: str, n: int, batch: int) -> dict[str, float]:
+    """1,000 jobs per call: ``enqueue_many`` beside the same unnest insert, text vs binary."""
+    results: dict[str, float] = {}
+    engine = create_engine(sqlalchemy_url(url), pool_size=2)
+    factory = sessionmaker(engine, expire_on_commit=False)
+
+    def public() -> None:
+        for first in range(0, n, batch):
+            specs = [{"job_type": "noop", "data": {"i": i}} for i in range(first, first + batch)]
+            with factory.begin() as session:
+                JobQueue(session).enqueue_many(specs)
+
+    def driver(binary: bool) -> Callable[[], None]:
+        sql = INSERT_MANY.format(f="b" if binary else "s")
+
+        def run() -> None:
+            with psycopg.connect(url) as conn:
+                for first in range(0, n, batch):
+                    rng = range(first, first + batch)
+                    params: dict[str, Any] = {
+                        "ids": [new_job_id() for _ in rng],
+                        "types": ["noop"] * batch,
+                        "datas": [json.dumps({"i": i}) for i in rng],
+                        "prios": [100] * batch,
+                        "maxes": [3] * batch,
+                    }
+                    with conn.transaction():
+                        conn.execute(sql, params)
+
+        return run
+
+    def validation_only() -> None:
+        queue = JobQueue.__new__(JobQueue)
+        queue.max_payload_bytes = 65536
+        for first in range(0, n, batch):
+            for i in range(first, first + batch):
+                queue._row({"job_type": "noop", "data": {"i": i}})
+
+    _time("JobQueue.enqueue_many (1,000 per call)", n, public, results)
+    _time("same unnest INSERT, psycopg, text-format arrays", n, driver(False), results)
+    _time("same unnest INSERT, psycopg, binary arrays (%(x)b)", n, driver(True), results)
+    _time("JobQueue._row checks alone (no database)", n, validation_only, results)
+    engine.dispose()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.experiments")
+    parser.add_argument("--database-url")
+    parser.add_argument("--single", type=int, default=5_000)
+    parser.add_argument("--bulk", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    out: dict[str, Any] = {}
+    with start_server(args.database_url) as server:
+        template = server.create_database("tpl_exp")
+        ours.install(template)
+        name = template.rsplit("/", 1)[1].split("?", 1)[0]
+        for label, call in (("single", lambda u: single(u, args.single)),
+                            ("bulk", lambda u: bulk(u, args.bulk, 1_000))):  # fmt: skip
+            with server.scratch("exp", template=name) as url:
+                out[label] = call(url)
+        server.drop_database(template)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

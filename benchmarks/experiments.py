@@ -29,13 +29,14 @@ __all__ = ["main"]
 
 INSERT_ONE = (
     "INSERT INTO jobs (id, job_type, data, priority, max_attempts, run_at, unique_key) "
-    "VALUES (%(id)s, %(job_type)s, %(data)s::jsonb, %(priority)s, %(max_attempts)s, "
+    "VALUES (%(id)s, %(job_type)s, CAST(%(data)s AS jsonb), %(priority)s, %(max_attempts)s, "
     "statement_timestamp(), NULL)"
 )
 INSERT_MANY = (
     "INSERT INTO jobs (id, job_type, data, priority, max_attempts, run_at) "
-    "SELECT id, job_type, data::jsonb, priority, max_attempts, statement_timestamp() "
-    "FROM unnest(%(ids){f}, %(types){f}, %(datas){f}, %(prios){f}, %(maxes){f}) "
+    "SELECT id, job_type, CAST(data AS jsonb), priority, max_attempts, statement_timestamp() "
+    "FROM unnest(CAST(%(ids){f} AS uuid[]), CAST(%(types){f} AS text[]), "
+    "CAST(%(datas){f} AS text[]), CAST(%(prios){f} AS int[]), CAST(%(maxes){f} AS int[])) "
     "AS t(id, job_type, data, priority, max_attempts)"
 )
 
@@ -143,11 +144,67 @@ def bulk(url: str, n: int, batch: int) -> dict[str, float]:
     return results
 
 
+CANDIDATES = (
+    "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT id FROM jobs WHERE status = 'pending' "
+    "AND run_at <= statement_timestamp() AND attempts < max_attempts "
+    "ORDER BY priority DESC, created_at, id LIMIT 200"
+)
+TABLE_STATS = (
+    "SELECT n_live_tup, n_dead_tup, autovacuum_count, last_autovacuum IS NOT NULL "
+    "FROM pg_stat_user_tables WHERE relname = 'jobs'"
+)
+AUTOVACUUM_EAGER = (
+    "ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0, "
+    "autovacuum_vacuum_threshold = 20000, autovacuum_vacuum_cost_delay = 0, "
+    "autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 100000)"
+)
+
+
+def burndown(server: Any, template: str, n: int, table_sql: str | None) -> dict[str, Any]:
+    """The depth measurement for sqla_jobqueue, optionally with table options applied first."""
+    from .run import run_child, run_workers
+
+    with server.scratch("burn", template=template) as url:
+        if table_sql:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(table_sql)
+        run_child("sqla_jobqueue", "prefill", url, {"n": n})
+        probes: list[dict[str, Any]] = []
+
+        def probe() -> None:
+            for _ in range(4):
+                time.sleep(12)
+                with psycopg.connect(url, autocommit=True) as conn:
+                    plan = [r[0] for r in conn.execute(CANDIDATES).fetchall()]
+                    stats = conn.execute(TABLE_STATS).fetchone()
+                probes.append({"plan": plan, "table": stats})
+
+        params = {"batch": 200, "concurrency": 200, "expect": n}
+        results, _ = run_workers("sqla_jobqueue", url, params, 2, during=probe)
+        with psycopg.connect(url) as conn:
+            rows = conn.execute(
+                "SELECT floor(extract(epoch FROM completed_at - (SELECT min(completed_at) "
+                "FROM jobs)) / 10) AS k, count(*) FROM jobs GROUP BY k ORDER BY k"
+            ).fetchall()
+    windows = [count / 10 for _, count in rows]
+    rate = n / (max(r["end"] for r in results) - min(r["start"] for r in results))
+    full = windows[:-1]
+    out = {"rate": rate, "windows": windows, "last_vs_first": full[-1] / full[0], "probes": probes}
+    print(f"burn-down {table_sql or 'default'}: {rate:,.0f} jobs/s, windows "
+          f"{[round(w) for w in windows]}, "
+          f"last/first {out['last_vs_first']:.2f}", flush=True)  # fmt: skip
+    for p in probes:
+        print("  table", p["table"], "|", " / ".join(x.strip() for x in p["plan"] if "Buffers" in x
+              or "Index" in x or "Execution" in x)[:400], flush=True)  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.experiments")
     parser.add_argument("--database-url")
     parser.add_argument("--single", type=int, default=5_000)
     parser.add_argument("--bulk", type=int, default=100_000)
+    parser.add_argument("--burndown", type=int, default=0, help="jobs; 0 skips it")
     args = parser.parse_args(argv)
     out: dict[str, Any] = {}
     with start_server(args.database_url) as server:
@@ -156,8 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         name = template.rsplit("/", 1)[1].split("?", 1)[0]
         for label, call in (("single", lambda u: single(u, args.single)),
                             ("bulk", lambda u: bulk(u, args.bulk, 1_000))):  # fmt: skip
+            if (args.single if label == "single" else args.bulk) <= 0:
+                continue
             with server.scratch("exp", template=name) as url:
                 out[label] = call(url)
+        if args.burndown:
+            out["burndown_default"] = burndown(server, name, args.burndown, None)
+            out["burndown_autovacuum"] = burndown(server, name, args.burndown, AUTOVACUUM_EAGER)
         server.drop_database(template)
     print(json.dumps(out, indent=2))
     return 0

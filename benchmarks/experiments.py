@@ -199,12 +199,73 @@ def burndown(server: Any, template: str, n: int, table_sql: str | None) -> dict[
     return out
 
 
+KEYSET_CLAIM_COMPLETE = """\
+WITH candidate AS MATERIALIZED (
+    SELECT id FROM jobs
+    WHERE status = 'pending' AND run_at <= statement_timestamp()
+      AND attempts < max_attempts AND priority = 100
+      AND (created_at, id) > (CAST(:lc AS timestamptz), CAST(:li AS uuid))
+    ORDER BY priority DESC, created_at, id
+    LIMIT CAST(:batch AS int)
+    FOR NO KEY UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs AS job SET status = 'running', worker_id = 'pgbench-' || CAST(:client_id AS text),
+        claimed_at = statement_timestamp(), started_at = statement_timestamp(),
+        heartbeat_at = statement_timestamp(), attempts = job.attempts + 1
+    FROM candidate WHERE job.id = candidate.id
+    RETURNING job.created_at, job.id
+)
+SELECT coalesce(max(created_at), CAST(:lc AS timestamptz)) AS lc,
+       coalesce((array_agg(id ORDER BY created_at DESC, id DESC))[1], CAST(:li AS uuid)) AS li
+FROM claimed
+\\gset
+UPDATE jobs SET status = 'completed', progress = 100, completed_at = statement_timestamp(),
+    result = NULL
+WHERE status IN ('claimed', 'running') AND worker_id = 'pgbench-' || CAST(:client_id AS text);
+"""
+
+
+def keyset(server: Any, template: str, n: int, batch: int = 200) -> dict[str, Any]:
+    """pgbench burn-down: the shipped claim against one bounded below by the last key."""
+    import math
+
+    from .run import run_child
+    from .systems import raw
+
+    out: dict[str, Any] = {}
+    rounds = math.ceil(n / (2 * batch)) + 2
+    variants = (("claim_job_batch", raw.CLAIM_COMPLETE, {}),
+                ("keyset lower bound", KEYSET_CLAIM_COMPLETE,
+                 {"lc": "-infinity", "li": "00000000-0000-0000-0000-000000000000"}))  # fmt: skip
+    for label, script, defines in variants:
+        with server.scratch("keyset", template=template) as url:
+            run_child("sqla_jobqueue", "prefill", url, {"n": n})
+            elapsed = raw._pgbench(url, script, 2, rounds, batch, defines)
+            with psycopg.connect(url) as conn:
+                rows = conn.execute(
+                    "SELECT floor(extract(epoch FROM completed_at - (SELECT min(completed_at) "
+                    "FROM jobs)) / 5) AS k, count(*) FROM jobs WHERE status = 'completed' "
+                    "GROUP BY k ORDER BY k"
+                ).fetchall()
+                done = conn.execute("SELECT count(*) FROM jobs WHERE status = 'completed'")
+                completed = done.fetchone()[0]  # type: ignore[index]
+        windows = [count / 5 for _, count in rows]
+        full = windows[:-1] or windows
+        out[label] = {"rate": completed / elapsed, "completed": completed, "windows": windows,
+                      "last_vs_first": full[-1] / full[0]}  # fmt: skip
+        rounded = [round(w) for w in windows]
+        print(f"pgbench {label}: {completed:,} jobs at {completed / elapsed:,.0f}/s, 5-s windows "
+              f"{rounded}, last/first {full[-1] / full[0]:.2f}", flush=True)  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.experiments")
     parser.add_argument("--database-url")
     parser.add_argument("--single", type=int, default=5_000)
     parser.add_argument("--bulk", type=int, default=100_000)
     parser.add_argument("--burndown", type=int, default=0, help="jobs; 0 skips it")
+    parser.add_argument("--keyset", type=int, default=0, help="jobs; 0 skips it")
     args = parser.parse_args(argv)
     out: dict[str, Any] = {}
     with start_server(args.database_url) as server:
@@ -217,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             with server.scratch("exp", template=name) as url:
                 out[label] = call(url)
+        if args.keyset:
+            out["keyset"] = keyset(server, name, args.keyset)
         if args.burndown:
             out["burndown_default"] = burndown(server, name, args.burndown, None)
             out["burndown_autovacuum"] = burndown(server, name, args.burndown, AUTOVACUUM_EAGER)

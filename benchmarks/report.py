@@ -170,21 +170,29 @@ def markdown(data: dict[str, Any]) -> str:
         by_mode: dict[str, dict[str, str]] = {}
         for key, value in lat["ms"].items():
             system, _, how = key.partition(" ")
-            by_mode.setdefault(how.strip("()"), {})[system] = (
+            how, _, base = how.partition(")")
+            label = f"latency ({how.strip('(')}), " + (
+                "enqueue commit → handler start" if base.strip() else "enqueue call → handler start"
+            )
+            by_mode.setdefault(label, {})[system] = (
                 f"{_cell(value['p50'], 2)} / {_cell(value['p99'], 2)}"
             )
-        for how, cells in by_mode.items():
-            row(f"latency ({how}), enqueue → handler start, p50 / p99 ms", cells)
-        ours = lat["ms"].get("sqla_jobqueue (notify)")
-        if ours:
+        for label, cells in by_mode.items():
+            row(f"{label}, p50 / p99 ms", cells)
+        variants = (("sqla_jobqueue (notify)", "from the enqueue call"),
+                    ("sqla_jobqueue (notify) from commit", "from the enqueue commit"))  # fmt: skip
+        for key, what in variants:
+            ours = lat["ms"].get(key)
+            if not ours:
+                continue
             p50, p99 = _median(ours["p50"]), _median(ours["p99"])
             targets.append((
-                "latency p50 / p99 (LISTEN/NOTIFY)",
+                f"latency p50 / p99 (LISTEN/NOTIFY), {what}",
                 "≤ 2 ms / ≤ 4 ms",
                 f"{_fmt(p50, 2)} / {_fmt(p99, 2)} ms",
                 _verdict(None if p50 is None or p99 is None else (p50 <= 2 and p99 <= 4)),
             ))  # fmt: skip
-        else:
+        if "sqla_jobqueue (notify)" not in lat["ms"]:
             targets.append(("latency p50 / p99", "≤ 2 ms / ≤ 4 ms", "not measured", "-"))
     depth = res.get("depth")
     if depth:

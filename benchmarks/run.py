@@ -345,7 +345,6 @@ class Runner:
                 ("procrastinate", "notify", {"listen_notify": True}),
                 ("procrastinate", "polling", {"listen_notify": False, "poll_interval": 0.1}),
             ]
-        samples: dict[str, list[float]] = {}
         n, gap = self.sizes.latency_jobs, self.sizes.latency_gap
         for trial in range(self.sizes.repeats):
             for system, label, params in variants:
@@ -357,16 +356,26 @@ class Runner:
                         return run_child(system, "enqueue_timed", url, {"n": n, "gap": gap})
 
                     params = {**params, "latency": True, "expect": n, "concurrency": 1, "batch": 10}
-                    results, _ = run_workers(system, url, params, 1, during=enqueue)
-                lat = [x * 1000 for x in results[0].get("latencies", [])]
-                samples.setdefault(key, []).extend(lat)
-                out.setdefault(key, {"p50": [], "p99": []})
+                    results, sent = run_workers(system, url, params, 1, during=enqueue)
+                committed = {before: after for before, after in sent["sent"]}
+                seen = results[0].get("latencies", [])
+                lat = [(started - before) * 1000 for before, started in seen]
+                from_commit = [
+                    (started - committed[before]) * 1000
+                    for before, started in seen
+                    if before in committed
+                ]
+                for name, values in (("", lat), ("from commit ", from_commit)):
+                    entry = out.setdefault(f"{key} {name}".strip(), {"p50": [], "p99": []})
+                    if values:
+                        entry["p50"].append(percentile(values, 50))
+                        entry["p99"].append(percentile(values, 99))
                 if lat:
-                    out[key]["p50"].append(percentile(lat, 50))
-                    out[key]["p99"].append(percentile(lat, 99))
+                    p50, p99 = percentile(from_commit, 50), percentile(from_commit, 99)
                     self.log(
                         f"  latency #{trial} {key}: p50 {percentile(lat, 50):.2f} ms "
-                        f"p99 {percentile(lat, 99):.2f} ms ({len(lat)} jobs)"
+                        f"p99 {percentile(lat, 99):.2f} ms ({len(lat)} jobs); "
+                        f"from commit p50 {p50:.2f} p99 {p99:.2f}"
                     )
         return {
             "jobs": n,

@@ -90,7 +90,7 @@ def worker_available() -> bool:
     return True
 
 
-def enqueue_timed(conninfo: str, n: int, gap: float) -> list[float]:
+def enqueue_timed(conninfo: str, n: int, gap: float) -> list[tuple[float, float]]:
     """Enqueue ``n`` jobs ``gap`` seconds apart, each carrying its enqueue time."""
     engine = _engine(conninfo)
     factory = sessionmaker(engine, expire_on_commit=False)
@@ -99,7 +99,7 @@ def enqueue_timed(conninfo: str, n: int, gap: float) -> list[float]:
         stamp = time.time()
         with factory.begin() as session:
             JobQueue(session).enqueue(JOB_TYPE, {"t": stamp})
-        sent.append(stamp)
+        sent.append((stamp, time.time()))
         time.sleep(gap)
     engine.dispose()
     return sent
@@ -141,12 +141,12 @@ def _drain_with_worker(
     latency = bool(params.get("latency", False))
     expect = int(params.get("expect", 0))
     counter = itertools.count()
-    seen: list[float] = []
+    seen: list[tuple[float, float]] = []
     done = [0]
 
     def noop(ctx: JobContext) -> None:
         if latency:
-            seen.append(time.time() - float(ctx.data["t"]))
+            seen.append((float(ctx.data["t"]), time.time()))
         for step in range(progress_updates):
             ctx.progress((step + 1) * 100 // (progress_updates + 1))
         done[0] = next(counter) + 1

@@ -77,18 +77,18 @@ def prefill(conninfo: str, n: int) -> None:
     enqueue_bulk(conninfo, n, 5_000)
 
 
-def enqueue_timed(conninfo: str, n: int, gap: float) -> list[float]:
+def enqueue_timed(conninfo: str, n: int, gap: float) -> list[tuple[float, float]]:
     """Enqueue ``n`` jobs ``gap`` seconds apart, each carrying its enqueue time."""
     from pgqueuer import AsyncpgDriver, Queries
 
-    async def run() -> list[float]:
+    async def run() -> list[tuple[float, float]]:
         connection = await _connect(conninfo)
         queries = Queries(AsyncpgDriver(connection))
         sent = []
         for _ in range(n):
             stamp = time.time()
             await queries.enqueue(JOB_TYPE, json.dumps({"t": stamp}).encode(), 0)
-            sent.append(stamp)
+            sent.append((stamp, time.time()))
             await asyncio.sleep(gap)
         await connection.close()
         return sent
@@ -104,7 +104,7 @@ def drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) -> dict
     batch = int(params.get("batch", 10))
     latency = bool(params.get("latency", False))
     expect = int(params.get("expect", 0))
-    seen: list[float] = []
+    seen: list[tuple[float, float]] = []
 
     async def run() -> dict[str, Any]:
         connection = await _connect(conninfo)
@@ -116,7 +116,7 @@ def drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) -> dict
             nonlocal count
             count += 1
             if latency and job.payload:
-                seen.append(time.time() - json.loads(job.payload)["t"])
+                seen.append((json.loads(job.payload)["t"], time.time()))
                 if len(seen) >= expect:
                     pgq.shutdown.set()
 

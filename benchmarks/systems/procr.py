@@ -17,7 +17,7 @@ from typing import Any
 __all__ = ["drain", "enqueue_bulk", "enqueue_single", "install", "prefill"]
 
 JOB_TYPE = "noop"
-_seen: list[float] = []
+_seen: list[tuple[float, float]] = []
 _count = [0]
 
 
@@ -32,7 +32,7 @@ def _app(conninfo: str, max_size: int = 4) -> Any:
     async def noop(i: int = 0, t: float | None = None) -> None:
         _count[0] += 1
         if t is not None:
-            _seen.append(time.time() - t)
+            _seen.append((t, time.time()))
 
     app.noop = noop  # type: ignore[attr-defined]
     return app
@@ -77,15 +77,15 @@ def prefill(conninfo: str, n: int) -> None:
     enqueue_bulk(conninfo, n, 5_000)
 
 
-def enqueue_timed(conninfo: str, n: int, gap: float) -> list[float]:
-    async def run() -> list[float]:
+def enqueue_timed(conninfo: str, n: int, gap: float) -> list[tuple[float, float]]:
+    async def run() -> list[tuple[float, float]]:
         app = _app(conninfo)
         sent = []
         async with app.open_async():
             for _ in range(n):
                 stamp = time.time()
                 await app.noop.defer_async(t=stamp)
-                sent.append(stamp)
+                sent.append((stamp, time.time()))
                 await asyncio.sleep(gap)
         return sent
 

@@ -51,7 +51,14 @@ install = ours.install
 prefill = ours.prefill
 
 
-def _pgbench(conninfo: str, script: str, clients: int, transactions: int, batch: int) -> float:
+def _pgbench(
+    conninfo: str,
+    script: str,
+    clients: int,
+    transactions: int,
+    batch: int,
+    defines: dict[str, str] | None = None,
+) -> float:
     """Run ``script``; return the seconds its transactions took (connections excluded)."""
     pgbench = find_pgbench()
     if pgbench is None:
@@ -63,6 +70,8 @@ def _pgbench(conninfo: str, script: str, clients: int, transactions: int, batch:
             str(pgbench), "-n", "-M", "prepared", "-c", str(clients), "-j", str(clients),
             "-t", str(transactions), "-D", f"batch={batch}", "-f", str(path), conninfo,
         ]  # fmt: skip
+        for name, value in (defines or {}).items():
+            command[-1:-1] = ["-D", f"{name}={value}"]
         started = time.perf_counter()
         out = subprocess.run(command, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - started

@@ -45,7 +45,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
+from .errors import ModelError
 from .ids import new_job_id
+from .sql import MAX_IDENTIFIER_LENGTH
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -59,6 +61,7 @@ __all__ = [
     "claim_function_name",
     "is_job_table",
     "metadata",
+    "status_list_sql",
 ]
 
 
@@ -98,18 +101,17 @@ FINISHED_STATUSES: tuple[JobStatus, ...] = (
 )
 """Final states; ``completed_at`` records when a job reached one of them."""
 
-UNIQUE_KEY_PREDICATE = (
-    f"unique_key IS NOT NULL AND status IN ({', '.join(repr(s.value) for s in LIVE_STATUSES)})"
-)
+def status_list_sql(statuses: tuple[JobStatus, ...]) -> str:
+    """``'pending', 'claimed'``: statuses as SQL literals, for predicates that select a
+    partial index (a bound parameter would hide the constant from the planner)."""
+    return ", ".join(f"'{s.value}'" for s in statuses)
+
+
+UNIQUE_KEY_PREDICATE = f"unique_key IS NOT NULL AND status IN ({status_list_sql(LIVE_STATUSES)})"
 """Where ``unique_key`` must be unique: among live jobs that have a key."""
 
 _INFO_KEY = "sqla_jobqueue"
 _DEFAULT_IX_CONVENTION = "ix_%(column_0_label)s"
-_MAX_IDENTIFIER = 63
-
-
-def _sql_list(statuses: tuple[JobStatus, ...]) -> str:
-    return ", ".join(f"'{s.value}'" for s in statuses)
 
 
 def _timestamp(**kwargs: Any) -> Any:
@@ -166,12 +168,12 @@ class JobMixin:
     def __table_args__(cls) -> tuple[Any, ...]:
         table = cls.__dict__.get("__tablename__") or getattr(cls, "__tablename__", None)
         if not isinstance(table, str):
-            raise TypeError(f"{cls.__name__} maps JobMixin but has no __tablename__")
+            raise ModelError(f"{cls.__name__} maps JobMixin but has no __tablename__")
         metadata: MetaData = getattr(cls, "metadata")  # noqa: B009 - set by DeclarativeBase
         convention = metadata.naming_convention
         function = cls.__claim_function__ or default_claim_function_name(table)
-        if len(function) > _MAX_IDENTIFIER:
-            raise ValueError(
+        if len(function.encode()) > MAX_IDENTIFIER_LENGTH:
+            raise ModelError(
                 f"claim function name {function!r} is longer than PostgreSQL's 63 characters; "
                 f"set {cls.__name__}.__claim_function__ to a shorter name"
             )
@@ -190,7 +192,7 @@ class JobMixin:
             kwargs["schema"] = cls.__table_schema__
         return (
             CheckConstraint(
-                f"status IN ({_sql_list(tuple(JobStatus))})", name=check_name("status")
+                f"status IN ({status_list_sql(tuple(JobStatus))})", name=check_name("status")
             ),
             CheckConstraint("progress BETWEEN 0 AND 100", name=check_name("progress")),
             Index(
@@ -203,7 +205,7 @@ class JobMixin:
             Index(
                 index_name("held_by_worker"),
                 "worker_id",
-                postgresql_where=text(f"status IN ({_sql_list(HELD_STATUSES)})"),
+                postgresql_where=text(f"status IN ({status_list_sql(HELD_STATUSES)})"),
             ),
             Index(
                 index_name("unique_key"),

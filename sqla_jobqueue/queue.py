@@ -103,10 +103,6 @@ def _unique_contended(unique_key: object) -> JobQueueError:
     )
 
 
-def _status_in(statuses: Sequence[JobStatus]) -> str:
-    return ", ".join(f"'{s.value}'" for s in statuses)
-
-
 _RECORD_COLUMNS = (
     ("id", Uuid()),
     ("job_type", String()),
@@ -153,6 +149,7 @@ def _insert_statement(table: Table, *, unique: bool, entity: Any = None) -> Any:
     return statement.returning(table.c.id) if unique else statement
 
 
+_MICROSECOND = timedelta(microseconds=1)
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -188,7 +185,7 @@ def _jobs_json(rows: list[dict[str, Any]]) -> str:
             f'"data":{row["data_json"]},"priority":{row["priority"]},'
             f'"max_attempts":{row["max_attempts"]},'
             f'"run_at":{"null" if run_at is None else dumps(run_at.isoformat())},'
-            f'"run_in":"{row["run_in"].total_seconds()} seconds",'
+            f'"run_in":"{row["run_in"] // _MICROSECOND} microseconds",'
             f'"unique_key":{dumps(row["unique_key"])}}}'
         )
     return "[" + ",".join(parts) + "]"

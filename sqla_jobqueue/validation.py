@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "INT32_MAX",
     "INT32_MIN",
+    "MAX_DELAY",
     "check_batch_size",
     "check_finite_delay",
     "check_int32",
@@ -35,6 +36,8 @@ __all__ = [
 
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
+MAX_DELAY = timedelta(days=100 * 366)
+"""The farthest a ``run_at`` given as a delay may reach, either way."""
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 """Payloads are references, not blobs: store large data elsewhere and enqueue its key."""
 
@@ -141,7 +144,14 @@ def check_json(value: object, what: str, max_bytes: int, *, require_object: bool
 
 def check_run_at(value: object) -> datetime | timedelta | None:
     """An aware datetime, a delay from the database's clock, or ``None`` for now."""
-    if value is None or isinstance(value, timedelta):
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        if abs(value) > MAX_DELAY:
+            raise InvalidJobError(
+                f"run_at delay {value} is more than {MAX_DELAY.days} days away; "
+                "pass an aware datetime for a fixed time"
+            )
         return value
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:

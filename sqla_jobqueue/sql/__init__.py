@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 
 __all__ = [
     "CURRENT_VERSION",
+    "MAX_IDENTIFIER_LENGTH",
     "QueueObjects",
     "available_versions",
     "format_table",
@@ -34,7 +35,8 @@ CURRENT_VERSION = 1
 
 _STATEMENT_SEPARATOR = re.compile(r"^-- statement\s*$", re.MULTILINE)
 _COMMENT_PREFIX = "sqla_jobqueue "
-_MAX_IDENTIFIER = 63
+MAX_IDENTIFIER_LENGTH = 63
+"""PostgreSQL's longest identifier, in bytes (NAMEDATALEN - 1)."""
 _preparer = PGDialect().identifier_preparer  # type: ignore[no-untyped-call]
 
 
@@ -62,10 +64,10 @@ def _literal(value: str) -> str:
 def _short(name: str, suffix: str) -> str:
     """``name + suffix`` cut to PostgreSQL's identifier length, kept unique by a hash."""
     full = name + suffix
-    if len(full.encode()) <= _MAX_IDENTIFIER:
+    if len(full.encode()) <= MAX_IDENTIFIER_LENGTH:
         return full
     digest = hashlib.sha1(full.encode()).hexdigest()[:8]
-    return full[: _MAX_IDENTIFIER - len(suffix) - 9] + "_" + digest + suffix
+    return full[: MAX_IDENTIFIER_LENGTH - len(suffix) - 9] + "_" + digest + suffix
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class QueueObjects:
     def channel(self) -> str:
         """The LISTEN/NOTIFY channel on which enqueues of this table are announced."""
         name = f"sqla_jobqueue.{self.schema}.{self.table}"
-        if len(name.encode()) <= _MAX_IDENTIFIER:
+        if len(name.encode()) <= MAX_IDENTIFIER_LENGTH:
             return name
         return "sqla_jobqueue." + hashlib.sha1(name.encode()).hexdigest()[:32]
 

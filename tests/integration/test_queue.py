@@ -10,7 +10,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Job, JobQueue, JobStatus, Priority
-from sqla_jobqueue.errors import InvalidTransitionError, JobNotFoundError, LeaseLostError
+from sqla_jobqueue.errors import (
+    InvalidJobError,
+    InvalidTransitionError,
+    JobNotFoundError,
+    LeaseLostError,
+)
 
 
 def count_jobs(engine: Engine, where: str = "true") -> int:
@@ -476,3 +481,26 @@ def test_enqueue_notifies_each_type_on_commit(
             assert list(listener.notifies(timeout=0.2, stop_after=1)) == [], "only on commit"
         received = {n.payload for n in listener.notifies(timeout=5, stop_after=2)}
     assert received == {"email", "sms"}
+
+
+@pytest.mark.parametrize(
+    "delay",
+    [timedelta(microseconds=50), timedelta(days=3, microseconds=7), -timedelta(minutes=5)],
+    ids=["tiny", "odd", "past"],
+)
+def test_run_at_delays_are_exact_to_the_microsecond(
+    session_factory: sessionmaker[Session], delay: timedelta
+) -> None:
+    with session_factory.begin() as session:
+        queue = JobQueue(session)
+        many = queue.get(queue.enqueue_many([{"job_type": "t", "run_at": delay}])[0])
+        single = queue.enqueue("t", run_at=delay)
+        now = session.execute(text("SELECT statement_timestamp()")).scalar_one()
+    # Each INSERT ran after the transaction began (created_at) and before `now`.
+    for job in (many, single):
+        assert job.created_at + delay <= job.run_at <= now + delay
+
+
+def test_a_delay_beyond_a_century_is_refused(session_factory: sessionmaker[Session]) -> None:
+    with session_factory() as session, pytest.raises(InvalidJobError, match="days away"):
+        JobQueue(session).enqueue("t", run_at=timedelta(days=999_999_999))

@@ -196,3 +196,51 @@ def test_template_is_part_of_the_package() -> None:
     assert names >= {"env.py", "script.py.mako", "versions"}
     assert CreateJobQueueOp("jobs").reverse().to_diff_tuple()[0] == "drop_job_queue"
     assert sqla_jobqueue.alembic.render is not None
+
+
+def test_a_job_table_left_out_by_include_object_keeps_its_function(
+    alembic_engine: Engine,
+) -> None:
+    command.upgrade(package_config(alembic_engine), "head")
+
+    def include_object(obj: object, name: str, type_: str, reflected: bool, other: object) -> bool:
+        return not (type_ == "table" and name == "jobs")
+
+    with alembic_engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"include_object": include_object})
+        ops = produce_migrations(context, metadata).upgrade_ops.ops
+    assert ops == []
+
+
+def test_renaming_the_claim_function_drops_the_old_one_first(alembic_engine: Engine) -> None:
+    from sqlalchemy import MetaData
+    from sqlalchemy.orm import DeclarativeBase
+
+    from sqla_jobqueue import JobMixin
+
+    command.upgrade(package_config(alembic_engine), "head")
+
+    class Base(DeclarativeBase):
+        metadata = MetaData()
+
+    class Renamed(JobMixin, Base):
+        __tablename__ = "jobs"
+        __claim_function__ = "take_jobs"
+
+    with alembic_engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        ops = list(produce_migrations(context, Base.metadata).upgrade_ops.ops)
+    assert [(type(op).__name__, op.function_name) for op in ops] == [  # type: ignore[attr-defined]
+        ("DropJobQueueOp", "claim_job_batch"),
+        ("CreateJobQueueOp", "take_jobs"),
+    ]
+    with alembic_engine.begin() as connection:
+        from alembic.operations import Operations
+
+        operations = Operations(MigrationContext.configure(connection))
+        for op in ops:
+            operations.invoke(op)
+    with alembic_engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        assert list(produce_migrations(context, Base.metadata).upgrade_ops.ops) == []
+    assert objects(alembic_engine)["functions"] == ["jobs_notify_enqueued", "take_jobs"]

@@ -9,6 +9,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from sqla_jobqueue import Job, JobMixin, JobStatus, Priority
+from sqla_jobqueue.errors import ModelError
 from sqla_jobqueue.model import claim_function_name, is_job_table
 
 
@@ -112,7 +113,7 @@ def test_over_long_claim_function_name_is_refused() -> None:
     class Base(DeclarativeBase):
         pass
 
-    with pytest.raises(ValueError, match="longer than PostgreSQL's 63"):
+    with pytest.raises(ModelError, match="longer than PostgreSQL's 63"):
 
         class Long(JobMixin, Base):
             __tablename__ = "t" * 60

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Backoff, Cancel, Job, JobContext, JobQueue, JobStatus, Registry, Retry
-from tests.integration.test_worker import WAIT, fast_worker, wait_for
+from tests.helpers import WAIT, fast_worker, wait_for
 
 domain = MetaData()
 receipts = Table(

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import JobQueue, Registry
 from sqla_jobqueue.listener import APPLICATION_NAME
-from tests.integration.test_worker import fast_worker, statuses, wait_for
+from tests.helpers import fast_worker, statuses, wait_for
 
 
 def test_notify_wakes_an_idle_worker_and_a_killed_listener_reconnects(

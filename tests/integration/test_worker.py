@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -30,38 +29,7 @@ from sqla_jobqueue.errors import InvalidJobError
 from sqla_jobqueue.handlers import JobContext, Registry
 from sqla_jobqueue.listener import APPLICATION_NAME
 from sqla_jobqueue.worker import Worker, load_registry
-
-WAIT = 30.0
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = WAIT, what: str = "") -> Any:
-    """Poll ``condition`` until it is truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(0.02)
-
-
-def statuses(factory: sessionmaker[Session]) -> dict[str, int]:
-    with factory() as session:
-        counts = JobQueue(session).stats().counts
-    total: dict[str, int] = {}
-    for by_status in counts.values():
-        for status, n in by_status.items():
-            total[status] = total.get(status, 0) + n
-    return total
-
-
-def fast_worker(engine: Engine, registry: Registry, **options: Any) -> Worker:
-    options.setdefault("poll_interval", 0.05)
-    options.setdefault("heartbeat_interval", 0.2)
-    options.setdefault("stale_timeout", 5)
-    options.setdefault("progress_interval", 0.05)
-    return Worker(engine, registry, **options)
+from tests.helpers import WAIT, fast_worker, statuses, wait_for
 
 
 @pytest.fixture

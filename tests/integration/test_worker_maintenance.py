@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqla_jobqueue import Job, JobQueue, JobStatus, Registry
 from sqla_jobqueue.errors import InvalidJobError
 from sqla_jobqueue.maintenance import Pruner, PrunerConfig, Rescuer, RescuerConfig, try_lock
-from tests.integration.test_worker import WAIT, fast_worker, wait_for
+from tests.helpers import WAIT, fast_worker, wait_for
 
 
 def stale_running_job(factory: sessionmaker[Session]) -> Job:

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Job, JobQueue, JobStatus, Priority
-from tests.integration.test_worker import wait_for
+from tests.helpers import wait_for
 from tests.reliability.conftest import Spawn
 from tests.reliability.worker_process import effects, registry
 

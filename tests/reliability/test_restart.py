@@ -19,7 +19,7 @@ from sqlalchemy.orm import sessionmaker
 from sqla_jobqueue import Job, JobQueue
 from sqla_jobqueue.alembic import upgrade
 from sqla_jobqueue.database import sqlalchemy_url
-from tests.integration.test_worker import wait_for
+from tests.helpers import wait_for
 from tests.reliability.conftest import reap, spawner
 from tests.reliability.worker_process import effects, registry
 

@@ -60,11 +60,17 @@ from types import FrameType
 from typing import Any
 
 from sqlalchemy import Engine, Table, select
-from sqlalchemy.exc import DBAPIError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import validation as check
-from .errors import InvalidJobError, InvalidTransitionError, JobQueueError, ModelError
+from .errors import (
+    InvalidJobError,
+    InvalidTransitionError,
+    JobNotFoundError,
+    JobQueueError,
+    ModelError,
+)
 from .handlers import Cancel, Handler, JobContext, Registry, Retry
 from .leases import ClaimedRow, LeaseStatements
 from .listener import Listener
@@ -86,6 +92,7 @@ DEFAULT_RETENTION = timedelta(days=7)
 _MAX_ERROR_CHARS = 8000
 _MAX_BACKOFF = 5.0
 _IDLE_CAP = 1.0
+_MAX_RECORD_TRIES = 5
 
 Duration = timedelta | float | int
 """A duration: a :class:`~datetime.timedelta` or a number of seconds."""
@@ -126,7 +133,8 @@ class WorkerStats:
     retried: int = 0
     cancelled: int = 0
     lost: int = 0
-    """Outcomes discarded because the job was no longer this worker's (rescued, cancelled)."""
+    """Outcomes discarded: the job was no longer this worker's (rescued, cancelled, deleted),
+    or its outcome could not be written."""
 
     def add(self, kind: str) -> None:
         """Count one outcome (internal)."""
@@ -166,6 +174,15 @@ class _Outcome:
     final_status: str = field(default="")
     summary: str = ""
     """One line for the log; ``error`` holds the whole story for ``last_error``."""
+    tries: int = 0
+    """Rounds in which writing this outcome failed with a non-transient error."""
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether a database error is about the connection rather than the statement."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -608,8 +625,9 @@ class Worker:
                         done, claimed = self._leases.complete_and_claim(
                             connection, *arrays, want, self.job_types
                         )
-                        self._record(connection, pending)
+                        again = self._record(connection, pending)
                 else:
+                    again = []
                     with self._autocommit.connect() as connection:
                         done, claimed = self._leases.complete_and_claim(
                             connection, *arrays, want, self.job_types
@@ -626,11 +644,14 @@ class Worker:
                 outcome.final_status = JobStatus.COMPLETED.value
             elif outcome.kind == _LOST:
                 outcome.final_status = _LOST
-        self._pending = []
+        # An outcome refused for a non-transient reason is tried again next round, alone
+        # in its savepoint, so that it never holds back the others.
+        self._pending = again
+        written = [o for o in pending if o not in again]
         with self._lock:
-            for outcome in pending:
+            for outcome in written:
                 self._active.pop(outcome.run.ctx.job_id, None)
-        for outcome in pending:
+        for outcome in written:
             self._log_outcome(outcome)
         return claimed
 
@@ -648,38 +669,64 @@ class Worker:
             ).all()
         return {row.id for row in rows if attempts[row.id] == row.attempts}
 
-    def _record(self, connection: Any, pending: list[_Outcome]) -> None:
-        """Write failures, retries and cancellations (completions are written already)."""
-        session: Session | None = None
-        try:
-            for outcome in pending:
+    def _record(self, connection: Any, pending: list[_Outcome]) -> list[_Outcome]:
+        """Write failures, retries and cancellations (completions are written already).
+
+        Each outcome is written in its own savepoint. A job that is gone (deleted while it
+        ran) or no longer held is lost. An outcome whose write fails for another reason
+        that is not the connection's is returned to be tried again next round, and given
+        up (logged, counted as lost) after ``_MAX_RECORD_TRIES`` rounds.
+        """
+        again: list[_Outcome] = []
+        for outcome in pending:
+            if outcome.kind not in (_FAILED, _RETRY, _CANCELLED):
+                continue
+            savepoint = connection.begin_nested()
+            try:
+                outcome.final_status = self._record_one(connection, outcome)
+                savepoint.commit()
+            except (JobNotFoundError, InvalidTransitionError):
+                savepoint.rollback()
+                outcome.final_status = _LOST
+            except Exception as exc:
+                if _transient(exc) or not savepoint.is_active:
+                    raise
+                savepoint.rollback()
+                outcome.tries += 1
                 ctx = outcome.run.ctx
-                if outcome.kind == _FAILED:
-                    if session is None:
-                        session = Session(bind=connection)
-                    jobs = JobQueue(session, self.model, worker_id=self.worker_id)
-                    try:
-                        job = jobs.fail(
-                            ctx.job_id,
-                            outcome.error or "failed",
-                            backoff=outcome.run.spec.retry,
-                            retry_in=outcome.after,
-                            attempt=ctx.attempt,
-                        )
-                        outcome.final_status = JobStatus(job.status).value
-                    except InvalidTransitionError:
-                        outcome.final_status = _LOST
-                elif outcome.kind == _RETRY:
-                    after = outcome.after or timedelta(0)
-                    held = self._leases.snooze(connection, ctx.job_id, ctx.attempt, after)
-                    outcome.final_status = JobStatus.PENDING.value if held else _LOST
-                elif outcome.kind == _CANCELLED:
-                    reason = outcome.error or "cancelled by its handler"
-                    held = self._leases.cancel(connection, ctx.job_id, ctx.attempt, reason)
-                    outcome.final_status = JobStatus.CANCELLED.value if held else _LOST
-        finally:
-            if session is not None:
-                session.close()
+                if outcome.tries < _MAX_RECORD_TRIES:
+                    log.warning("job %s type=%s attempt=%d: writing its outcome %s failed "
+                                "(%s); trying again next round", ctx.job_id, ctx.job_type,
+                                ctx.attempt, outcome.kind, _first_line(exc))  # fmt: skip
+                    again.append(outcome)
+                else:
+                    log.error("job %s type=%s attempt=%d: writing its outcome %s failed %d "
+                              "times (%s); giving it up: the job comes back through rescue",
+                              ctx.job_id, ctx.job_type, ctx.attempt, outcome.kind,
+                              outcome.tries, _first_line(exc))  # fmt: skip
+                    outcome.final_status = _LOST
+        return again
+
+    def _record_one(self, connection: Any, outcome: _Outcome) -> str:
+        ctx = outcome.run.ctx
+        if outcome.kind == _FAILED:
+            # The savepoint is ours: the session neither commits nor ends it.
+            with Session(bind=connection, join_transaction_mode="rollback_only") as session:
+                job = JobQueue(session, self.model, worker_id=self.worker_id).fail(
+                    ctx.job_id,
+                    outcome.error or "failed",
+                    backoff=outcome.run.spec.retry,
+                    retry_in=outcome.after,
+                    attempt=ctx.attempt,
+                )
+                return JobStatus(job.status).value
+        if outcome.kind == _RETRY:
+            after = outcome.after or timedelta(0)
+            held = self._leases.snooze(connection, ctx.job_id, ctx.attempt, after)
+            return JobStatus.PENDING.value if held else _LOST
+        reason = outcome.error or "cancelled by its handler"
+        held = self._leases.cancel(connection, ctx.job_id, ctx.attempt, reason)
+        return JobStatus.CANCELLED.value if held else _LOST
 
     def _dispatch(self, claimed: list[ClaimedRow]) -> None:
         if not claimed:
@@ -711,7 +758,7 @@ class Worker:
         if kind == _LOST:
             log.warning(
                 "job %s type=%s attempt=%d: outcome %s discarded after %.3fs: this worker no "
-                "longer holds the job (rescued after a stale heartbeat, or cancelled)",
+                "longer holds the job (rescued after a stale heartbeat, cancelled or deleted)",
                 ctx.job_id, ctx.job_type, ctx.attempt, outcome.kind, outcome.duration,
             )  # fmt: skip
             return
@@ -793,7 +840,7 @@ class Worker:
                 ctx.job_id, value, attempt=ctx.attempt
             )
             session.commit()
-        except InvalidTransitionError as exc:
+        except (JobNotFoundError, InvalidTransitionError) as exc:
             session.rollback()
             return self._outcome(run, _LOST, error=str(exc))
         except Exception as exc:

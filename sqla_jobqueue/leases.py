@@ -36,6 +36,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    all_,
     any_,
     bindparam,
     false,
@@ -201,6 +202,37 @@ class LeaseStatements:
             )
             .returning(c.id)
         )
+        mine = (
+            c.worker_id == bindparam("p_worker_id", type_=String()),
+            c.status.in_(_HELD),
+        )
+        # SKIP LOCKED: a heartbeat never waits for a row another transaction of this worker
+        # is writing (that row is being completed, failed or given progress anyway), so it
+        # is never delayed by the dispatcher and can take part in no lock cycle.
+        beating = (
+            select(c.id)
+            .where(c.id == any_(bindparam("p_ids", type_=ARRAY(Uuid()))), *mine)
+            .with_for_update(skip_locked=True, key_share=True)
+        )
+        self._heartbeat = (
+            update(table)
+            .where(c.id == any_(func.array(beating.scalar_subquery())), *mine)
+            .values(heartbeat_at=now)
+        )
+        self._give_back = (
+            update(table)
+            .where(*mine, c.id != all_(bindparam("p_known", type_=ARRAY(Uuid()))))
+            .values(
+                status=JobStatus.PENDING.value,
+                attempts=func.greatest(c.attempts - 1, 0),
+                worker_id=None,
+                claimed_at=None,
+                heartbeat_at=None,
+                started_at=None,
+                run_at=func.least(c.run_at, now),
+            )
+            .returning(c.id)
+        )
         self._cancel = (
             update(table)
             .where(*fenced)
@@ -297,6 +329,25 @@ class LeaseStatements:
             "p_worker_id": self.worker_id,
         }
         return set(connection.execute(self._complete_many, params).scalars())
+
+    def heartbeat(self, connection: Connection, ids: Sequence[uuid.UUID]) -> int:
+        """Refresh ``heartbeat_at`` of the held jobs among ``ids`` that no transaction is
+        writing; return how many were refreshed."""
+        if not ids:
+            return 0
+        params = {"p_ids": sorted(ids), "p_worker_id": self.worker_id}
+        return int(getattr(connection.execute(self._heartbeat, params), "rowcount", 0))
+
+    def give_back(self, connection: Connection, known: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        """Return this worker's held jobs that are not in ``known`` to ``pending``, refunding
+        the attempt of their claim; return their ids.
+
+        After a round whose commit happened but whose answer was lost, the database may
+        hold jobs for this worker that it never started: they were not run, so they are
+        not charged.
+        """
+        params = {"p_known": list(known), "p_worker_id": self.worker_id}
+        return list(connection.execute(self._give_back, params).scalars())
 
     def snooze(
         self, connection: Connection, job_id: uuid.UUID, attempt: int, after: timedelta

@@ -23,8 +23,12 @@ How it works (the guarantees are stated in ``docs/reliability.md``):
   together. Every write is fenced by ``worker_id`` and attempt: a worker whose job was
   rescued and claimed again cannot complete it.
 - **Progress and heartbeats.** A ticker thread writes coalesced ``ctx.progress()`` /
-  ``ctx.event()`` values (at most one write per job per ``progress_interval``) and refreshes
+  ``ctx.event()`` values (at most one write per job per ``progress_interval``). A heartbeat
+  thread, on a connection of its own and waiting for no other thread, refreshes
   ``heartbeat_at`` of the jobs this worker is running every ``heartbeat_interval``.
+- **Uncertain rounds.** When a round's commit may have happened but its answer was lost,
+  the next round first gives back (to ``pending``, attempt refunded) every job the
+  database says this worker holds but it is not running.
 - **Maintenance.** A maintenance thread runs the rescuer and the pruner
   (:mod:`sqla_jobqueue.maintenance`); each round is done by one worker at a time.
 - **Wake-up.** A :class:`~sqla_jobqueue.listener.Listener` wakes the dispatcher when a job is
@@ -205,7 +209,7 @@ class Worker:
     bind:
         An :class:`~sqlalchemy.engine.Engine`, or a :class:`~sqlalchemy.orm.sessionmaker`
         bound to one (then ``ctx.session`` comes from it). Its pool should allow
-        ``concurrency + 3`` connections when handlers use ``ctx.session``.
+        ``concurrency + 4`` connections when handlers use ``ctx.session``.
     registry:
         The handlers.
     model:
@@ -494,7 +498,7 @@ class Worker:
                 backoff = min(backoff * 2, _MAX_BACKOFF)
         for index in range(self.concurrency):
             self._spawn_thread(index)
-        background = [("ticker", self._tick_loop)]
+        background = [("ticker", self._tick_loop), ("heartbeat", self._heartbeat_loop)]
         if self.duties:
             background.append(("maintenance", self._maintenance_loop))
         for name, target in background:
@@ -609,6 +613,8 @@ class Worker:
         autocommit connection; failures, retries and cancellations add a statement each
         in an explicit transaction.
         """
+        if self._uncertain:
+            self._give_back_unknown()
         pending = self._pending
         completions = [o for o in pending if o.kind == _COMPLETED]
         more = any(o.kind in (_FAILED, _RETRY, _CANCELLED) for o in pending)
@@ -654,6 +660,16 @@ class Worker:
         for outcome in written:
             self._log_outcome(outcome)
         return claimed
+
+    def _give_back_unknown(self) -> None:
+        """Give back the jobs the database says this worker holds but it is not running."""
+        with self._lock:
+            known = list(self._active)
+        with self._write_lock, self._autocommit.connect() as connection:
+            given = self._leases.give_back(connection, known)
+        if given:
+            log.warning("gave back %d jobs claimed by a round whose answer was lost: %s",
+                        len(given), ", ".join(map(str, given)))  # fmt: skip
 
     def _confirm_completed(self, refused: list[_Outcome]) -> set[uuid.UUID]:
         """Which refused completions were written by an earlier try whose answer was lost."""
@@ -861,31 +877,45 @@ class Worker:
     # ------------------------------------------------------ ticker, maintenance
 
     def _tick_loop(self) -> None:
-        next_heartbeat = time.monotonic() + self.heartbeat_interval
         backoff = 0.0
         while not self._background_stop.wait(backoff or self.progress_interval):
             try:
                 self._write_progress()
-                if time.monotonic() >= next_heartbeat:
-                    self._heartbeat()
-                    next_heartbeat = time.monotonic() + self.heartbeat_interval
                 backoff = 0.0
             except Exception as exc:
                 backoff = min(max(backoff * 2, 0.5), _MAX_BACKOFF)
-                self._log_db_error("writing heartbeats and progress", exc, backoff)
+                self._log_db_error("writing progress", exc, backoff)
+
+    def _heartbeat_loop(self) -> None:
+        # Its own connection, kept: a heartbeat waits neither for the dispatcher nor for a
+        # pool emptied by handlers, so a live worker's jobs are not rescued.
+        connection: Any = None
+        backoff = 0.0
+        try:
+            while not self._background_stop.wait(backoff or self.heartbeat_interval):
+                ids = self._held_ids()
+                if not ids:
+                    continue
+                try:
+                    if connection is None:
+                        connection = self._autocommit.connect()
+                    self._leases.heartbeat(connection, ids)
+                    backoff = 0.0
+                except Exception as exc:
+                    if connection is not None:
+                        with contextlib.suppress(Exception):
+                            connection.close()
+                        connection = None
+                    backoff = min(max(backoff * 2, 0.1), self.heartbeat_interval)
+                    self._log_db_error("writing heartbeats", exc, backoff)
+        finally:
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.close()
 
     def _held_ids(self) -> list[uuid.UUID]:
         with self._lock:
             return [job_id for job_id, run in self._active.items() if not run.timed_out]
-
-    def _heartbeat(self) -> None:
-        # Only the jobs this process knows it runs: a job whose claim committed while the
-        # answer was lost is not kept alive, so the rescuer gives it back.
-        ids = self._held_ids()
-        if not ids:
-            return
-        with self._write_lock, Session(self.engine) as session, session.begin():
-            JobQueue(session, self.model, worker_id=self.worker_id).heartbeat(sorted(ids))
 
     def _write_progress(self) -> None:
         with self._lock:
@@ -952,12 +982,8 @@ class Worker:
             )
         for attempt in range(5):
             try:
-                if self._pending:
+                if self._pending or self._uncertain:
                     self._record_and_claim(0)
-                with self._write_lock, Session(self.engine) as session, session.begin():
-                    released = JobQueue(session, self.model, worker_id=self.worker_id).release()
-                if released:
-                    log.info("released %d claimed jobs not started", released)
                 break
             except Exception as exc:
                 self._log_db_error("recording final outcomes", exc, 0.5 * (attempt + 1))

@@ -23,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Job, JobQueue, JobStatus
@@ -294,3 +295,56 @@ def test_a_job_deleted_while_it_runs_is_lost_and_other_jobs_still_complete(
         wait_for(lambda: statuses(session_factory) == {"completed": 5}, what="the others done")
         wait_for(lambda: worker.stats.completed == 5 and not worker.running_jobs)
     assert worker.stats.lost == 1
+
+
+def heartbeat_of(factory: sessionmaker[Session], job_id: Any) -> Any:
+    with factory() as session:
+        return session.execute(select(Job.heartbeat_at).where(Job.id == job_id)).scalar_one()
+
+
+def test_heartbeats_go_on_while_the_dispatcher_is_stuck_writing(
+    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+) -> None:
+    release = threading.Event()
+    registry.register("long", lambda ctx: release.wait(WAIT) and None)
+    with session_factory.begin() as session:
+        job_id = JobQueue(session).enqueue("long").id
+    with fast_worker(engine, registry) as worker:
+        wait_for(lambda: worker.running_jobs == [job_id])
+        # As if the dispatcher were stuck in a slow connect or a long transaction.
+        with worker._write_lock:
+            first = heartbeat_of(session_factory, job_id)
+            wait_for(
+                lambda: heartbeat_of(session_factory, job_id) > first,
+                what="a heartbeat while the dispatcher holds its lock",
+            )
+        release.set()
+        wait_for(lambda: statuses(session_factory) == {"completed": 1})
+
+
+def test_jobs_claimed_by_a_round_whose_answer_was_lost_are_given_back_uncharged(
+    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+) -> None:
+    ran: list[int] = []
+    registry.register("x", lambda ctx: ran.append(ctx.attempt))
+    worker = fast_worker(engine, registry, concurrency=2, maintenance=False)
+    real = worker._leases.complete_and_claim
+    lost_once: list[bool] = []
+
+    def commit_then_lose_the_answer(*args: Any) -> Any:
+        answer = real(*args)
+        if answer[1] and not lost_once:
+            lost_once.append(True)
+            raise OperationalError("claim", {}, Exception("connection lost after commit"))
+        return answer
+
+    worker._leases.complete_and_claim = commit_then_lose_the_answer  # type: ignore[method-assign]
+    with session_factory.begin() as session:
+        ids = registry.enqueue_many(JobQueue(session), [{"job_type": "x"}] * 2)
+    with worker:
+        wait_for(lambda: statuses(session_factory) == {"completed": 2}, what="both completed")
+    assert lost_once
+    with session_factory() as session:
+        queue = JobQueue(session)
+        assert {queue.get(job_id).attempts for job_id in ids} == {1}
+    assert ran == [1, 1]

@@ -1,18 +1,28 @@
 """Fixtures of the acceptance tests: the command line against this test's own database.
 
 Each test's database is handed over through ``DATABASE_URL``; tests of the embedded
-default remove it and pass a private ``--data-dir`` (and ``XDG_DATA_HOME``), so they never
-touch the user's own embedded server.
+default use ``embedded_env``: no DATABASE_URL, a private ``XDG_DATA_HOME`` and
+``XDG_RUNTIME_DIR`` (and a private ``--data-dir``), so they never touch the user's own
+embedded server nor wait for another one, and every server they start is stopped at the end.
 """
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import URL
 
-from .running import CliRunner, base_environment, run_cli, url_text
+from .running import (
+    CliRunner,
+    base_environment,
+    embedded_environment,
+    run_cli,
+    stop_embedded_servers,
+    url_text,
+)
 
 
 @pytest.fixture
@@ -29,3 +39,14 @@ def cli(cli_env: dict[str, str]) -> CliRunner:
         return run_cli(*args, env=cli_env, timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def embedded_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An environment for the embedded default, private to this test (see
+    :func:`embedded_environment`); embedded servers left under ``tmp_path`` are stopped."""
+    env = embedded_environment(tmp_path)
+    try:
+        yield env
+    finally:
+        stop_embedded_servers(tmp_path, env)

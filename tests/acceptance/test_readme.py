@@ -126,13 +126,13 @@ def test_the_install_lines_are_what_ci_runs() -> None:
     assert script.value == "sqla_jobqueue.cli:main"
 
 
-def test_the_demo_command_verbatim(tmp_path: Path) -> None:
+def test_the_demo_command_verbatim(tmp_path: Path, embedded_env: dict[str, str]) -> None:
     """``sqla-jobqueue demo`` as written: the embedded server under the user's data
     directory (here a temporary XDG_DATA_HOME), the default workload, exit code 0."""
     (demo,) = [line.split("&&")[1].strip() for line in TWO_COMMANDS if "demo" in line]
-    env = shell_environment(XDG_DATA_HOME=str(tmp_path / "data"), DATABASE_URL=None)
+    env = shell_environment(**embedded_env)
     output = sh(demo, cwd=tmp_path, env=env, timeout=240)
-    data_dir = tmp_path / "data" / "sqla-jobqueue" / "postgres"
+    data_dir = Path(embedded_env["XDG_DATA_HOME"]) / "sqla-jobqueue" / "postgres"
     assert f"Using the embedded PostgreSQL in {data_dir}" in output
     assert "Demo summary" in output and "300 jobs finished" in output
 

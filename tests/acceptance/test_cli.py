@@ -59,23 +59,32 @@ def test_enqueue_show_and_list(cli: CliRunner) -> None:
 def test_status_counts_throughput_and_stale(
     cli: CliRunner, session_factory: sessionmaker[Session]
 ) -> None:
-    for _ in range(3):
+    for _ in range(4):
         enqueue(cli, "a")
     enqueue(cli, "b", "--priority", "backfill")
     with session_factory.begin() as session:
         queue = JobQueue(session, worker_id="w-1")
-        claimed = queue.claim(["a"], batch_size=2)
+        claimed = queue.claim(["a"], batch_size=3)
         queue.complete(claimed[0], {"ok": True})
+        queue.complete(claimed[2], {"ok": True})
         queue.start(claimed[1])
         session.execute(
             text("UPDATE jobs SET heartbeat_at = now() - interval '10 minutes' WHERE id = :id"),
             {"id": claimed[1].id},
         )
+        # Completion times set apart from the wall clock, so the count of the last minute does
+        # not depend on how soon the command runs: one well inside it (ahead of the clock),
+        # one well before it.
+        for job, moment in ((claimed[0], "now() + interval '1 hour'"),
+                            (claimed[2], "now() - interval '2 minutes'")):  # fmt: skip
+            session.execute(
+                text(f"UPDATE jobs SET completed_at = {moment} WHERE id = :id"), {"id": job.id}
+            )
 
     report = ok_json(cli("status", "--json"))
     assert isinstance(report, dict)
     assert report["counts"] == {
-        "a": {"pending": 1, "completed": 1, "running": 1},
+        "a": {"pending": 1, "completed": 2, "running": 1},
         "b": {"pending": 1},
     }
     assert report["totals"]["pending"] == 2
@@ -186,11 +195,17 @@ def test_init_alembic(tmp_path: Path) -> None:
     assert list((tmp_path / "migrations" / "versions").glob("*.py"))
     line = assert_one_line_error(run_cli("init-alembic", "migrations", env=env, cwd=tmp_path), 2)
     assert "exists" in line
+    (tmp_path / "a_file").write_text("")
+    line = assert_one_line_error(run_cli("init-alembic", "a_file", env=env, cwd=tmp_path), 2)
+    assert "Not a directory" in line
+
+
+UNCONTACTED = base_environment(DATABASE_URL="postgresql://postgres@127.0.0.1:1/nowhere")
+"""DATABASE_URL names a port where no server listens: a command that connects fails."""
 
 
 def test_unreachable_database() -> None:
-    env = base_environment(DATABASE_URL="postgresql://postgres@127.0.0.1:1/nowhere")
-    line = assert_one_line_error(run_cli("status", env=env), 1)
+    line = assert_one_line_error(run_cli("status", env=UNCONTACTED), 1)
     assert "cannot reach the database" in line
 
 
@@ -230,11 +245,64 @@ def test_unreachable_database() -> None:
         (["init-alembic"], "required: DIR"),
     ],
 )
-def test_bad_arguments_get_one_line_and_exit_2(
-    cli: CliRunner, args: list[str], expected: str
-) -> None:
-    line = assert_one_line_error(cli(*args), 2)
+def test_bad_arguments_get_one_line_and_exit_2(args: list[str], expected: str) -> None:
+    # Bad arguments are refused before any connection: the server named is never contacted
+    # (if it were, the error would be "cannot reach the database", exit code 1).
+    line = assert_one_line_error(run_cli(*args, env=UNCONTACTED), 2)
     assert expected in line
+
+
+BAD_MODULE = """
+raise RuntimeError("the settings module needs SECRET_KEY")
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["worker", "badmodule:registry"],
+        ["status", "--model", "badmodule:Job"],
+        ["enqueue", "x", "--model", "badmodule:Job"],
+    ],
+)
+def test_a_module_that_raises_on_import_gets_one_line(tmp_path: Path, args: list[str]) -> None:
+    (tmp_path / "badmodule.py").write_text(BAD_MODULE)
+    line = assert_one_line_error(run_cli(*args, env=UNCONTACTED, cwd=tmp_path), 2)
+    assert "badmodule" in line
+    assert "RuntimeError: the settings module needs SECRET_KEY" in line
+
+
+WORKER_TARGET = ("worker", "sqla_jobqueue.demo:registry")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["enqueue", "x", "--priority", "99999999999"], "outside the int32 range"),
+        (["enqueue", "t" * 51], "job_type is 51 characters long"),
+        (["enqueue", "x", "--data", '{"ratio": NaN}'], "NaN is not a JSON number"),
+        (["enqueue", "x", "--data", '{"big": "' + "x" * 70_000 + '"}'], "over the limit"),
+        (["enqueue", "x", "--unique-key", "k" * 256], "unique_key is 256 characters"),
+        (["enqueue", "x", "--run-at", "40000d"], "run_at delay"),
+        (
+            [*WORKER_TARGET, "--stale-timeout", "20s"],
+            "at least three heartbeat intervals",
+        ),
+        (
+            [*WORKER_TARGET, "--heartbeat-interval", "10s", "--stale-timeout", "29s"],
+            "at least three heartbeat intervals",
+        ),
+        (["worker", "sqla_jobqueue.demo:DEMO_TYPES"], "not a Registry"),
+    ],
+)
+def test_bad_arguments_never_start_the_embedded_server(
+    tmp_path: Path, embedded_env: dict[str, str], args: list[str], expected: str
+) -> None:
+    data_dir = tmp_path / "pg"
+    line = assert_one_line_error(run_cli(*args, "--data-dir", str(data_dir), env=embedded_env), 2)
+    assert expected in line
+    assert not data_dir.exists(), "the data directory was initialised before the check"
+    assert not (tmp_path / "xdg").exists()
 
 
 def test_watch_shows_running_jobs(

@@ -3,8 +3,9 @@
 The migration installs a statement-level trigger that runs ``pg_notify(channel,
 job_type)`` for every distinct type inserted; PostgreSQL delivers the notification when
 the enqueuing transaction commits. A :class:`Listener` holds one psycopg connection
-outside the engine's pool in autocommit mode, ``LISTEN``\\ s on the job table's channel
-(:attr:`QueueObjects.channel <sqla_jobqueue.sql.QueueObjects.channel>`) and calls a
+outside the engine's pool in autocommit mode (the worker has its engine make it, so
+``connect_args``, a ``creator`` and connect events apply), ``LISTEN``\\ s on the job
+table's channel (:attr:`QueueObjects.channel <sqla_jobqueue.sql.QueueObjects.channel>`) and calls a
 callback with the job type of each notification, so an idle worker claims at once
 instead of at its next poll.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -42,8 +44,10 @@ class Listener:
 
     Parameters
     ----------
-    conninfo:
-        A libpq connection string or ``postgresql://`` URL.
+    connect:
+        A libpq connection string or ``postgresql://`` URL, or a function returning a new
+        psycopg connection that nothing else uses (the listener sets it to autocommit and
+        closes it).
     table:
         The job table whose enqueues to listen for; without a schema, the connection's
         ``current_schema()`` resolves it, as the migration did.
@@ -53,9 +57,12 @@ class Listener:
     """
 
     def __init__(
-        self, conninfo: str, table: Table, on_notify: Callable[[str | None], None]
+        self,
+        connect: str | Callable[[], psycopg.Connection[Any]],
+        table: Table,
+        on_notify: Callable[[str | None], None],
     ) -> None:
-        self.conninfo = conninfo
+        self.connect = connect
         self.table = table
         self.channel: str | None = None
         """The channel, known once connected."""
@@ -80,7 +87,21 @@ class Listener:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _channel(self, connection: psycopg.Connection[tuple[object, ...]]) -> str:
+    def _connection(self) -> psycopg.Connection[Any]:
+        if isinstance(self.connect, str):
+            return psycopg.connect(self.connect, autocommit=True, application_name=APPLICATION_NAME)
+        connection = self.connect()
+        try:
+            connection.rollback()
+            connection.autocommit = True
+            connection.execute("SELECT set_config('application_name', %s, false)",
+                               (APPLICATION_NAME,))  # fmt: skip
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _channel(self, connection: psycopg.Connection[Any]) -> str:
         schema = self.table.schema
         if schema is None:
             row = connection.execute("SELECT current_schema()").fetchone()
@@ -92,9 +113,7 @@ class Listener:
         lost = False
         while not self._stop.is_set():
             try:
-                with psycopg.connect(
-                    self.conninfo, autocommit=True, application_name=APPLICATION_NAME
-                ) as connection:
+                with self._connection() as connection:
                     self.channel = self._channel(connection)
                     connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     self.listening.set()

@@ -63,6 +63,7 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, Table, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
@@ -506,11 +507,26 @@ class Worker:
             thread.start()
             self._threads.append(thread)
         if self.listen:
-            url = self.engine.url.set(drivername="postgresql")
-            self.listener = Listener(
-                url.render_as_string(hide_password=False), self.table, self._on_notify
+            if self.engine.dialect.driver == "psycopg":
+                self.listener = Listener(self._listener_connection, self.table, self._on_notify)
+                self.listener.start()
+            else:
+                log.warning("LISTEN needs the psycopg driver, the engine uses %s: finding "
+                            "jobs by polling every %gs only", self.engine.dialect.driver,
+                            self.poll_interval)  # fmt: skip
+
+    def _listener_connection(self) -> psycopg.Connection[Any]:
+        """A new connection made by the engine (its connect_args, creator and events),
+        taken out of its pool for good."""
+        fairy = self.engine.raw_connection()
+        connection = fairy.driver_connection
+        if not isinstance(connection, psycopg.Connection):
+            fairy.close()
+            raise JobQueueError(
+                f"the engine's connections are {type(connection).__name__}, not psycopg"
             )
-            self.listener.start()
+        fairy.detach()
+        return connection
 
     def _spawn_thread(self, index: int) -> None:
         thread = threading.Thread(

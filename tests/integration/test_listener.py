@@ -3,7 +3,9 @@ listener connection."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, text
+import psycopg
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import JobQueue, Registry
@@ -49,3 +51,25 @@ def test_without_listen_jobs_are_found_by_polling(
         with session_factory.begin() as session:
             JobQueue(session).enqueue("ping")
         wait_for(lambda: statuses(session_factory) == {"completed": 1}, what="found by polling")
+
+
+def test_the_listener_connects_like_the_engine_does_not_from_its_url(
+    database_url: URL, session_factory: sessionmaker[Session]
+) -> None:
+    conninfo = database_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    # The URL leads nowhere: only the creator knows the way, as with a password or SSL
+    # settings given in connect_args or a connect event.
+    engine = create_engine(
+        "postgresql+psycopg://nobody@127.0.0.1:9/nowhere",
+        creator=lambda: psycopg.connect(conninfo),
+    )
+    registry = Registry({"ping": lambda ctx: "pong"})
+    try:
+        with fast_worker(engine, registry, poll_interval=3600) as worker:
+            assert worker.listener is not None
+            wait_for(worker.listener.listening.is_set, what="the listener to LISTEN")
+            with session_factory.begin() as session:
+                JobQueue(session).enqueue("ping")
+            wait_for(lambda: statuses(session_factory) == {"completed": 1}, what="woken")
+    finally:
+        engine.dispose()

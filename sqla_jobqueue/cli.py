@@ -25,16 +25,11 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import (
-    ARRAY,
     Engine,
-    Uuid,
-    any_,
-    bindparam,
     create_engine,
     func,
     inspect,
@@ -54,23 +49,29 @@ from .errors import (
     JobQueueError,
     ModelError,
 )
+from .live import STATUSES as _STATUSES
+from .live import (
+    Snapshot,
+    age_text,
+    demo_summary,
+    print_demo_summary,
+    render_snapshot,
+    repeatable_read,
+    take_snapshot,
+)
 from .maintenance.rescuer import DEFAULT_STALE_TIMEOUT
 from .model import HELD_STATUSES, Job, JobMixin, JobStatus, Priority
 from .queue import JobQueue
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
+    from rich.console import Console
 
     from .handlers import Registry
 
 __all__ = [
-    "RunningJob",
-    "Snapshot",
     "build_parser",
     "main",
     "parse_duration",
-    "render_snapshot",
-    "take_snapshot",
 ]
 
 PROG = "sqla-jobqueue"
@@ -88,7 +89,6 @@ _UNITS = {
     "w": timedelta(weeks=1),
 }
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_STATUSES = [s.value for s in JobStatus]
 
 
 class _UsageError(Exception):
@@ -256,21 +256,6 @@ def _print_json(value: Any) -> None:
 def _job_dict(job: JobMixin) -> dict[str, Any]:
     mapper = inspect(type(job))
     return {attr.key: _jsonable(getattr(job, attr.key)) for attr in mapper.column_attrs}
-
-
-def _age(delta: timedelta | None) -> str:
-    if delta is None:
-        return "-"
-    seconds = max(delta.total_seconds(), 0.0)
-    if seconds < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    return f"{hours // 24}d{hours % 24:02d}h"
 
 
 def _when(moment: datetime | None) -> str:
@@ -468,11 +453,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
         (
             "No pending job is due. "
             if stats.oldest_pending_age is None
-            else f"Oldest due pending job has waited {_age(stats.oldest_pending_age)}. "
+            else f"Oldest due pending job has waited {age_text(stats.oldest_pending_age)}. "
         )
         + f"Last minute: {last_minute['completed']} completed, {last_minute['failed']} failed "
         f"({report['jobs_per_second']} jobs/s). "
-        f"Stale (no heartbeat for {_age(args.stale_after)}): {report['stale']}"
+        f"Stale (no heartbeat for {age_text(args.stale_after)}): {report['stale']}"
         + (" — `sqla-jobqueue recover` returns them to pending." if stale else ".")
     )
     return EXIT_OK
@@ -606,7 +591,7 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     else:
         _console().print(
             f"Recovered {count} job{'s' if count != 1 else ''} "
-            f"with no heartbeat for {_age(args.timeout)}."
+            f"with no heartbeat for {age_text(args.timeout)}."
         )
     return EXIT_OK
 
@@ -620,7 +605,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     else:
         _console().print(
             f"Deleted {count} finished job{'s' if count != 1 else ''} "
-            f"older than {_age(args.older_than)}."
+            f"older than {age_text(args.older_than)}."
         )
     return EXIT_OK
 
@@ -681,193 +666,13 @@ def _cmd_server(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# ----------------------------------------------------------------- live view
-
-
-@dataclass(frozen=True)
-class RunningJob:
-    """A held job as the live view shows it."""
-
-    id: uuid.UUID
-    job_type: str
-    status: str
-    stage: str | None
-    progress: int
-    worker_id: str | None
-    elapsed: timedelta | None
-    attempts: int
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the live view of ``watch`` and ``demo`` shows at one moment."""
-
-    totals: dict[str, int]
-    running: list[RunningJob]
-    recent_finished: int
-    window: timedelta
-    at: datetime | None = None
-
-    @property
-    def jobs_per_second(self) -> float:
-        """Jobs finished (completed or failed) per second over the recent window."""
-        return self.recent_finished / self.window.total_seconds()
-
-    def as_json(self) -> dict[str, Any]:
-        """The snapshot as plain JSON values."""
-        return {
-            "at": _jsonable(self.at),
-            "totals": self.totals,
-            "jobs_per_second": round(self.jobs_per_second, 2),
-            "running": [
-                {
-                    "id": str(job.id),
-                    "job_type": job.job_type,
-                    "status": job.status,
-                    "stage": job.stage,
-                    "progress": job.progress,
-                    "worker_id": job.worker_id,
-                    "elapsed_seconds": _jsonable(job.elapsed),
-                    "attempts": job.attempts,
-                }
-                for job in self.running
-            ],
-        }
-
-
-def _id_in(model: type[JobMixin], ids: Sequence[uuid.UUID]) -> Any:
-    """``id = ANY(:ids)``: one array parameter however many ids."""
-    return model.id == any_(bindparam("ids", list(ids), type_=ARRAY(Uuid())))
-
-
-def _one_snapshot(engine: Engine) -> Engine:
-    """The engine with REPEATABLE READ, so that the counts and the rows of one frame of the
-    live view are read from the same snapshot and always agree."""
-    return engine.execution_options(isolation_level="REPEATABLE READ")
-
-
-def take_snapshot(
-    session: Session,
-    model: type[JobMixin],
-    *,
-    ids: Sequence[uuid.UUID] | None = None,
-    job_types: Sequence[str] | None = None,
-    limit: int = 20,
-    window: timedelta = timedelta(seconds=10),
-) -> Snapshot:
-    """Read counts by state and the held jobs (running first, longest first)."""
-    conditions: list[Any] = []
-    if ids is not None:
-        conditions.append(_id_in(model, ids))
-    if job_types:
-        conditions.append(model.job_type.in_(list(job_types)))
-    now = func.statement_timestamp()
-    totals = {status: 0 for status in _STATUSES}
-    for status, count in session.execute(
-        select(model.status, func.count()).where(*conditions).group_by(model.status)
-    ):
-        totals[JobStatus(status).value] = int(count)
-    recent = session.execute(
-        select(func.count()).where(
-            *conditions,
-            model.status.in_([JobStatus.COMPLETED.value, JobStatus.FAILED.value]),
-            model.completed_at >= now - literal(window),
-        )
-    ).scalar_one()
-    rows = session.execute(
-        select(
-            model.id,
-            model.job_type,
-            model.status,
-            model.current_stage,
-            model.progress,
-            model.worker_id,
-            (now - model.started_at).label("elapsed"),
-            model.attempts,
-            now.label("at"),
-        )
-        .where(*conditions, model.status.in_([s.value for s in HELD_STATUSES]))
-        .order_by(model.status.desc(), model.started_at, model.claimed_at, model.id)
-        .limit(limit)
-    ).all()
-    at = rows[0].at if rows else session.execute(select(now)).scalar_one()
-    running = [
-        RunningJob(
-            row.id,
-            row.job_type,
-            JobStatus(row.status).value,
-            row.current_stage,
-            int(row.progress or 0),
-            row.worker_id,
-            row.elapsed,
-            int(row.attempts),
-        )
-        for row in rows
-    ]
-    return Snapshot(totals, running, int(recent), window, at)
-
-
-def render_snapshot(
-    snapshot: Snapshot, *, title: str, total: int | None = None, width: int = 120
-) -> RenderableType:
-    """The live view: the totals (with an overall bar when ``total`` is known) and one
-    progress bar per held job with its stage, percent, worker and elapsed time.
-
-    Below 100 columns the worker column is left out so that stage and percent still fit.
-    """
-    from rich.console import Group
-    from rich.progress_bar import ProgressBar
-    from rich.table import Table
-    from rich.text import Text
-
-    t = snapshot.totals
-    done = t["completed"] + t["failed"] + t["cancelled"]
-    header: list[RenderableType] = [Text(title, style="bold")]
-    if total is not None:
-        overall = Table.grid(padding=(0, 2))
-        overall.add_row(
-            ProgressBar(total=max(total, 1), completed=done, width=30),
-            Text(f"{done}/{total} finished", style="bold"),
-        )
-        header.append(overall)
-    counts = [f"done {t['completed']}", f"failed {t['failed']}"]
-    counts += [f"{s} {t[s]}" for s in ("cancelled", "claimed") if t[s]]
-    counts += [f"pending {t['pending']}", f"running {t['running']}"]
-    header.append(Text(" · ".join(counts) + f" · {snapshot.jobs_per_second:.1f} jobs/s"))
-    if not snapshot.running:
-        return Group(*header, Text("no job is running", style="dim"))
-    compact = width < 100
-    table = Table(expand=False, show_edge=False, pad_edge=False)
-    table.add_column("job", no_wrap=True, min_width=8)
-    table.add_column("type", no_wrap=True, min_width=10, max_width=24, overflow="ellipsis")
-    table.add_column("stage", no_wrap=True, min_width=10, max_width=24, overflow="ellipsis")
-    table.add_column("progress", no_wrap=True, min_width=12)
-    table.add_column("%", justify="right", no_wrap=True, min_width=4)
-    if not compact:
-        table.add_column("worker", no_wrap=True, max_width=28, overflow="ellipsis")
-    table.add_column("elapsed", justify="right", no_wrap=True, min_width=7)
-    for job in snapshot.running:
-        cells: list[RenderableType] = [
-            str(job.id)[-8:],
-            job.job_type,
-            job.stage or ("(claimed)" if job.status == JobStatus.CLAIMED.value else ""),
-            ProgressBar(total=100, completed=job.progress, width=12 if compact else 24),
-            f"{job.progress}%",
-        ]
-        if not compact:
-            cells.append(job.worker_id or "")
-        cells.append(_age(job.elapsed))
-        table.add_row(*cells)
-    return Group(*header, table)
-
-
 def _cmd_watch(args: argparse.Namespace) -> int:
     model = _model(args)
     interval = args.interval.total_seconds()
     with _database(args) as engine:
 
         def frame() -> Snapshot:
-            with Session(_one_snapshot(engine)) as session:
+            with Session(repeatable_read(engine)) as session:
                 return take_snapshot(session, model, job_types=args.type, limit=args.limit)
 
         refreshes = 0
@@ -1235,6 +1040,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     console = _console()
     pool = args.workers * (_DEMO_CONCURRENCY + 2)
     with _database(args, pool_size=pool) as engine:
+        # The embedded database is migrated by _database(); a database given by URL is not,
+        # and the demo must also run on a fresh one.
         if not inspect(engine).has_table(Job.__tablename__):
             _migrate(engine)
         with Session(engine) as session, session.begin():
@@ -1273,7 +1080,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             _stop_workers(running)
         elapsed = time.monotonic() - started
         with Session(engine) as session:
-            summary = _demo_summary(session, ids)
+            summary = demo_summary(session, ids)
     totals = {status: 0 for status in _STATUSES}
     for row in summary.values():
         for status in _STATUSES:
@@ -1292,7 +1099,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             }
         )
     else:
-        _print_demo_summary(console, summary, totals, elapsed)
+        print_demo_summary(console, summary, totals, elapsed)
         if interrupted:
             left = totals["pending"] + totals["claimed"] + totals["running"]
             console.print(
@@ -1337,7 +1144,7 @@ def _demo_progress(
     def frame() -> Snapshot:
         # Jobs per second over the last five seconds, or since the start when sooner.
         window = timedelta(seconds=min(5.0, max(0.5, time.monotonic() - started)))
-        with Session(_one_snapshot(engine)) as session:
+        with Session(repeatable_read(engine)) as session:
             return take_snapshot(session, Job, ids=ids, limit=12, window=window)
 
     def live_jobs(snapshot: Snapshot) -> int:
@@ -1387,98 +1194,6 @@ def _demo_progress(
             if not live_jobs(snapshot):
                 return
             time.sleep(refresh)
-
-
-def _demo_summary(session: Session, ids: Sequence[uuid.UUID]) -> dict[str, dict[str, Any]]:
-    """Per job type: priority, counts by state, retried jobs, mean run time and start."""
-    from .model import Job
-
-    ours = _id_in(Job, ids)
-    first = select(func.min(Job.started_at)).where(ours).scalar_subquery()
-    rows = session.execute(
-        select(
-            Job.job_type,
-            func.max(Job.priority).label("priority"),
-            func.count().label("jobs"),
-            func.count().filter(Job.attempts > 1).label("retried"),
-            func.avg(func.extract("epoch", Job.completed_at - Job.started_at))
-            .filter(Job.status == JobStatus.COMPLETED.value)
-            .label("mean_seconds"),
-            func.avg(func.extract("epoch", Job.started_at - first)).label("mean_start"),
-        )
-        .where(ours)
-        .group_by(Job.job_type)
-        .order_by(func.max(Job.priority).desc())
-    ).all()
-    summary: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        summary[row.job_type] = {
-            "priority": int(row.priority),
-            "jobs": int(row.jobs),
-            **{status: 0 for status in _STATUSES},
-            "retried": int(row.retried),
-            "mean_run_seconds": None if row.mean_seconds is None else float(row.mean_seconds),
-            "mean_start_seconds": None if row.mean_start is None else float(row.mean_start),
-        }
-    for job_type, status, count in session.execute(
-        select(Job.job_type, Job.status, func.count())
-        .where(ours)
-        .group_by(Job.job_type, Job.status)
-    ):
-        summary[job_type][JobStatus(status).value] = int(count)
-    return summary
-
-
-def _print_demo_summary(
-    console: Console,
-    summary: dict[str, dict[str, Any]],
-    totals: dict[str, int],
-    elapsed: float,
-) -> None:
-    from rich.table import Table
-
-    def seconds(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}s"
-
-    table = Table(title="Demo summary", title_justify="left")
-    table.add_column("type", no_wrap=True, min_width=10, overflow="ellipsis")
-    for name in ("prio", "jobs", "done", "failed", "retried", "run", "start"):
-        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
-    for job_type, row in summary.items():
-        table.add_row(
-            job_type,
-            str(row["priority"]),
-            str(row["jobs"]),
-            str(row["completed"]),
-            str(row["failed"]),
-            str(row["retried"]),
-            seconds(row["mean_run_seconds"]),
-            seconds(row["mean_start_seconds"]),
-        )
-    table.add_section()
-    finished = totals["completed"] + totals["failed"] + totals["cancelled"]
-    table.add_row(
-        "total",
-        "",
-        str(sum(row["jobs"] for row in summary.values())),
-        str(totals["completed"]),
-        str(totals["failed"]),
-        str(sum(row["retried"] for row in summary.values())),
-        "",
-        "",
-        style="bold",
-    )
-    console.print(table)
-    console.print(
-        "run: mean time from start to completion; start: mean time after the first job started.",
-        style="dim",
-    )
-    rate = finished / elapsed if elapsed > 0 else 0.0
-    console.print(
-        f"{finished} jobs finished in {elapsed:.1f}s ({rate:.1f} jobs/s). Higher priorities "
-        "started first; failed jobs used all their attempts and keep their last_error "
-        "(sqla-jobqueue list --status failed)."
-    )
 
 
 # -------------------------------------------------------------------------- main

@@ -1,0 +1,321 @@
+"""The live view of ``sqla-jobqueue watch`` and ``demo``: snapshots of the job table and
+their rendering with rich, and the demo's closing summary.
+
+A :class:`Snapshot` is read in one REPEATABLE READ transaction (:func:`repeatable_read`),
+so its counts and its rows agree; :func:`render_snapshot` turns it into progress bars.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ARRAY, Engine, Uuid, any_, bindparam, func, literal, select
+from sqlalchemy.orm import Session
+
+from .model import HELD_STATUSES, Job, JobMixin, JobStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+__all__ = [
+    "RunningJob",
+    "Snapshot",
+    "age_text",
+    "demo_summary",
+    "id_in",
+    "print_demo_summary",
+    "render_snapshot",
+    "repeatable_read",
+    "take_snapshot",
+]
+
+STATUSES = [s.value for s in JobStatus]
+"""Every job state, in the order the tables show them."""
+
+
+def age_text(delta: timedelta | None) -> str:
+    """A duration for people: ``4.2s``, ``12s``, ``3m05s``, ``2h10m``, ``3d04h``."""
+    if delta is None:
+        return "-"
+    seconds = max(delta.total_seconds(), 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A held job as the live view shows it."""
+
+    id: uuid.UUID
+    job_type: str
+    status: str
+    stage: str | None
+    progress: int
+    worker_id: str | None
+    elapsed: timedelta | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the live view of ``watch`` and ``demo`` shows at one moment."""
+
+    totals: dict[str, int]
+    running: list[RunningJob]
+    recent_finished: int
+    window: timedelta
+    at: datetime | None = None
+
+    @property
+    def jobs_per_second(self) -> float:
+        """Jobs finished (completed or failed) per second over the recent window."""
+        return self.recent_finished / self.window.total_seconds()
+
+    def as_json(self) -> dict[str, Any]:
+        """The snapshot as plain JSON values."""
+        return {
+            "at": None if self.at is None else self.at.isoformat(),
+            "totals": self.totals,
+            "jobs_per_second": round(self.jobs_per_second, 2),
+            "running": [
+                {
+                    "id": str(job.id),
+                    "job_type": job.job_type,
+                    "status": job.status,
+                    "stage": job.stage,
+                    "progress": job.progress,
+                    "worker_id": job.worker_id,
+                    "elapsed_seconds": None if job.elapsed is None else job.elapsed.total_seconds(),
+                    "attempts": job.attempts,
+                }
+                for job in self.running
+            ],
+        }
+
+
+def id_in(model: type[JobMixin], ids: Sequence[uuid.UUID]) -> Any:
+    """``id = ANY(:ids)``: one array parameter however many ids."""
+    return model.id == any_(bindparam("ids", list(ids), type_=ARRAY(Uuid())))
+
+
+def repeatable_read(engine: Engine) -> Engine:
+    """The engine with REPEATABLE READ, so that the counts and the rows of one frame of the
+    live view are read from the same snapshot and always agree."""
+    return engine.execution_options(isolation_level="REPEATABLE READ")
+
+
+def take_snapshot(
+    session: Session,
+    model: type[JobMixin],
+    *,
+    ids: Sequence[uuid.UUID] | None = None,
+    job_types: Sequence[str] | None = None,
+    limit: int = 20,
+    window: timedelta = timedelta(seconds=10),
+) -> Snapshot:
+    """Read counts by state and the held jobs (running first, longest first)."""
+    conditions: list[Any] = []
+    if ids is not None:
+        conditions.append(id_in(model, ids))
+    if job_types:
+        conditions.append(model.job_type.in_(list(job_types)))
+    now = func.statement_timestamp()
+    totals = {status: 0 for status in STATUSES}
+    for status, count in session.execute(
+        select(model.status, func.count()).where(*conditions).group_by(model.status)
+    ):
+        totals[JobStatus(status).value] = int(count)
+    recent = session.execute(
+        select(func.count()).where(
+            *conditions,
+            model.status.in_([JobStatus.COMPLETED.value, JobStatus.FAILED.value]),
+            model.completed_at >= now - literal(window),
+        )
+    ).scalar_one()
+    rows = session.execute(
+        select(
+            model.id,
+            model.job_type,
+            model.status,
+            model.current_stage,
+            model.progress,
+            model.worker_id,
+            (now - model.started_at).label("elapsed"),
+            model.attempts,
+            now.label("at"),
+        )
+        .where(*conditions, model.status.in_([s.value for s in HELD_STATUSES]))
+        .order_by(model.status.desc(), model.started_at, model.claimed_at, model.id)
+        .limit(limit)
+    ).all()
+    at = rows[0].at if rows else session.execute(select(now)).scalar_one()
+    running = [
+        RunningJob(
+            row.id,
+            row.job_type,
+            JobStatus(row.status).value,
+            row.current_stage,
+            int(row.progress or 0),
+            row.worker_id,
+            row.elapsed,
+            int(row.attempts),
+        )
+        for row in rows
+    ]
+    return Snapshot(totals, running, int(recent), window, at)
+
+
+def render_snapshot(
+    snapshot: Snapshot, *, title: str, total: int | None = None, width: int = 120
+) -> RenderableType:
+    """The live view: the totals (with an overall bar when ``total`` is known) and one
+    progress bar per held job with its stage, percent, worker and elapsed time.
+
+    Below 100 columns the worker column is left out so that stage and percent still fit.
+    """
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    t = snapshot.totals
+    done = t["completed"] + t["failed"] + t["cancelled"]
+    header: list[RenderableType] = [Text(title, style="bold")]
+    if total is not None:
+        overall = Table.grid(padding=(0, 2))
+        overall.add_row(
+            ProgressBar(total=max(total, 1), completed=done, width=30),
+            Text(f"{done}/{total} finished", style="bold"),
+        )
+        header.append(overall)
+    counts = [f"done {t['completed']}", f"failed {t['failed']}"]
+    counts += [f"{s} {t[s]}" for s in ("cancelled", "claimed") if t[s]]
+    counts += [f"pending {t['pending']}", f"running {t['running']}"]
+    header.append(Text(" · ".join(counts) + f" · {snapshot.jobs_per_second:.1f} jobs/s"))
+    if not snapshot.running:
+        return Group(*header, Text("no job is running", style="dim"))
+    compact = width < 100
+    table = Table(expand=False, show_edge=False, pad_edge=False)
+    table.add_column("job", no_wrap=True, min_width=8)
+    table.add_column("type", no_wrap=True, min_width=10, max_width=24, overflow="ellipsis")
+    table.add_column("stage", no_wrap=True, min_width=10, max_width=24, overflow="ellipsis")
+    table.add_column("progress", no_wrap=True, min_width=12)
+    table.add_column("%", justify="right", no_wrap=True, min_width=4)
+    if not compact:
+        table.add_column("worker", no_wrap=True, max_width=28, overflow="ellipsis")
+    table.add_column("elapsed", justify="right", no_wrap=True, min_width=7)
+    for job in snapshot.running:
+        cells: list[RenderableType] = [
+            str(job.id)[-8:],
+            job.job_type,
+            job.stage or ("(claimed)" if job.status == JobStatus.CLAIMED.value else ""),
+            ProgressBar(total=100, completed=job.progress, width=12 if compact else 24),
+            f"{job.progress}%",
+        ]
+        if not compact:
+            cells.append(job.worker_id or "")
+        cells.append(age_text(job.elapsed))
+        table.add_row(*cells)
+    return Group(*header, table)
+
+
+def demo_summary(session: Session, ids: Sequence[uuid.UUID]) -> dict[str, dict[str, Any]]:
+    """Per job type: priority, counts by state, retried jobs, mean run time and start."""
+    ours = id_in(Job, ids)
+    first = select(func.min(Job.started_at)).where(ours).scalar_subquery()
+    rows = session.execute(
+        select(
+            Job.job_type,
+            func.max(Job.priority).label("priority"),
+            func.count().label("jobs"),
+            func.count().filter(Job.attempts > 1).label("retried"),
+            func.avg(func.extract("epoch", Job.completed_at - Job.started_at))
+            .filter(Job.status == JobStatus.COMPLETED.value)
+            .label("mean_seconds"),
+            func.avg(func.extract("epoch", Job.started_at - first)).label("mean_start"),
+        )
+        .where(ours)
+        .group_by(Job.job_type)
+        .order_by(func.max(Job.priority).desc())
+    ).all()
+    summary: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        summary[row.job_type] = {
+            "priority": int(row.priority),
+            "jobs": int(row.jobs),
+            **{status: 0 for status in STATUSES},
+            "retried": int(row.retried),
+            "mean_run_seconds": None if row.mean_seconds is None else float(row.mean_seconds),
+            "mean_start_seconds": None if row.mean_start is None else float(row.mean_start),
+        }
+    for job_type, status, count in session.execute(
+        select(Job.job_type, Job.status, func.count())
+        .where(ours)
+        .group_by(Job.job_type, Job.status)
+    ):
+        summary[job_type][JobStatus(status).value] = int(count)
+    return summary
+
+
+def print_demo_summary(
+    console: Console,
+    summary: dict[str, dict[str, Any]],
+    totals: dict[str, int],
+    elapsed: float,
+) -> None:
+    """The demo's closing table and a line on what it shows."""
+    from rich.table import Table
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}s"
+
+    table = Table(title="Demo summary", title_justify="left")
+    table.add_column("type", no_wrap=True, min_width=10, overflow="ellipsis")
+    for name in ("prio", "jobs", "done", "failed", "retried", "run", "start"):
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+    for job_type, row in summary.items():
+        table.add_row(
+            job_type,
+            str(row["priority"]),
+            str(row["jobs"]),
+            str(row["completed"]),
+            str(row["failed"]),
+            str(row["retried"]),
+            seconds(row["mean_run_seconds"]),
+            seconds(row["mean_start_seconds"]),
+        )
+    table.add_section()
+    finished = totals["completed"] + totals["failed"] + totals["cancelled"]
+    table.add_row(
+        "total",
+        "",
+        str(sum(row["jobs"] for row in summary.values())),
+        str(totals["completed"]),
+        str(totals["failed"]),
+        str(sum(row["retried"] for row in summary.values())),
+        "",
+        "",
+        style="bold",
+    )
+    console.print(table)
+    console.print(
+        "run: mean time from start to completion; start: mean time after the first job started.",
+        style="dim",
+    )
+    rate = finished / elapsed if elapsed > 0 else 0.0
+    console.print(
+        f"{finished} jobs finished in {elapsed:.1f}s ({rate:.1f} jobs/s). Higher priorities "
+        "started first; failed jobs used all their attempts and keep their last_error "
+        "(sqla-jobqueue list --status failed)."
+    )

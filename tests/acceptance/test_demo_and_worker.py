@@ -65,8 +65,10 @@ def test_demo_runs_to_the_end_on_the_embedded_postgres(
     assert totals["failed"] >= 1, "the demo's always-failing feed ends failed"
 
 
-def test_demo_json_summary_shows_priorities(cli: CliRunner) -> None:
-    result = cli("demo", "--jobs", "30", "--workers", "2", "--json", timeout=180)
+def test_demo_json_summary_shows_priorities(empty_database_url: URL) -> None:
+    # A database given by URL with no jobs table yet: the demo migrates it first.
+    env = base_environment(DATABASE_URL=url_text(empty_database_url))
+    result = run_cli("demo", "--jobs", "30", "--workers", "2", "--json", env=env, timeout=180)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["jobs"] == 30 and summary["interrupted"] is False

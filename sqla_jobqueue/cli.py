@@ -60,8 +60,8 @@ from .live import (
     take_snapshot,
 )
 from .maintenance.rescuer import DEFAULT_STALE_TIMEOUT
-from .model import HELD_STATUSES, Job, JobMixin, JobStatus, Priority
-from .queue import JobQueue
+from .model import Job, JobMixin, JobStatus, Priority
+from .queue import JobQueue, check_job, stale_condition
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -416,11 +416,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
             )
         }
         stale = session.execute(
-            select(func.count()).where(
-                model.status.in_([s.value for s in HELD_STATUSES]),
-                func.coalesce(model.heartbeat_at, model.claimed_at)
-                < now - literal(args.stale_after),
-            )
+            select(func.count()).where(stale_condition(model, args.stale_after))
         ).scalar_one()
     last_minute = {"completed": finished.get("completed", 0), "failed": finished.get("failed", 0)}
     totals = {status: stats.total(status) for status in _STATUSES}
@@ -526,16 +522,16 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _check_enqueue(args: argparse.Namespace) -> None:
     """The checks ``JobQueue.enqueue`` makes, before the embedded server is started."""
-    from . import validation as check
-
-    check.check_job_type(args.job_type)
-    check.check_int32(args.priority, "priority")
-    check.check_max_attempts(args.max_attempts)
-    check.check_run_at(args.run_at)
-    if args.unique_key is not None:
-        check.check_text(args.unique_key, "unique_key", 255)
-    if args.data is not None:
-        check.check_json(args.data, "data", check.DEFAULT_MAX_PAYLOAD_BYTES, require_object=True)
+    check_job(
+        {
+            "job_type": args.job_type,
+            "data": args.data,
+            "priority": args.priority,
+            "max_attempts": args.max_attempts,
+            "run_at": args.run_at,
+            "unique_key": args.unique_key,
+        }
+    )
 
 
 def _cmd_enqueue(args: argparse.Namespace) -> int:

@@ -78,7 +78,15 @@ from .model import (
 )
 from .sql import format_table
 
-__all__ = ["JobQueue", "JobRef", "QueueStats", "default_worker_id"]
+__all__ = [
+    "ENQUEUE_PAGE_SIZE",
+    "JobQueue",
+    "JobRef",
+    "QueueStats",
+    "check_job",
+    "default_worker_id",
+    "stale_condition",
+]
 
 J = TypeVar("J", bound=JobMixin)
 
@@ -113,6 +121,47 @@ _RECORD_COLUMNS = (
     ("run_in", Interval()),
     ("unique_key", String()),
 )
+
+
+def check_job(
+    spec: Mapping[str, Any], *, max_payload_bytes: int = check.DEFAULT_MAX_PAYLOAD_BYTES
+) -> dict[str, Any]:
+    """Check one job's arguments exactly as :meth:`JobQueue.enqueue` does.
+
+    ``spec`` holds the keywords of ``enqueue`` (``job_type`` required). Returns the INSERT
+    parameters, with a new id; raises :class:`~sqla_jobqueue.errors.InvalidJobError`. Use
+    it to refuse bad input before opening a connection at all.
+    """
+    data = spec.get("data")
+    run_at = check.check_run_at(spec.get("run_at"))
+    unique_key = spec.get("unique_key")
+    if unique_key is not None:
+        check.check_text(unique_key, "unique_key", 255)
+    data_json = (
+        "{}"
+        if data is None
+        else check.check_json(data, "data", max_payload_bytes, require_object=True)
+    )
+    return {
+        "id": new_job_id(),
+        "job_type": check.check_job_type(spec.get("job_type")),
+        "data_json": data_json,
+        "priority": check.check_int32(spec.get("priority", Priority.DISCOVERED), "priority"),
+        "max_attempts": check.check_max_attempts(spec.get("max_attempts", 3)),
+        "run_at_abs": run_at if isinstance(run_at, datetime) else None,
+        "run_in": run_at if isinstance(run_at, timedelta) else timedelta(0),
+        "unique_key": unique_key,
+    }
+
+
+def stale_condition(model: type[JobMixin], timeout: timedelta) -> ColumnElement[bool]:
+    """Held jobs whose heartbeat (or claim, before any heartbeat) is older than ``timeout``
+    by the database clock: what :meth:`JobQueue.recover_stale` rescues."""
+    return and_(
+        model.status.in_(HELD_STATUSES),
+        func.coalesce(model.heartbeat_at, model.claimed_at)
+        < func.statement_timestamp() - literal(timeout, Interval()),
+    )
 
 
 @functools.cache
@@ -473,27 +522,7 @@ class JobQueue(Generic[J]):
         raise _unique_contended(retry[0]["unique_key"])
 
     def _row(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        """Check one job's arguments and return the INSERT parameters."""
-        data = spec.get("data")
-        run_at = check.check_run_at(spec.get("run_at"))
-        unique_key = spec.get("unique_key")
-        if unique_key is not None:
-            check.check_text(unique_key, "unique_key", 255)
-        data_json = (
-            "{}"
-            if data is None
-            else check.check_json(data, "data", self.max_payload_bytes, require_object=True)
-        )
-        return {
-            "id": new_job_id(),
-            "job_type": check.check_job_type(spec["job_type"]),
-            "data_json": data_json,
-            "priority": check.check_int32(spec.get("priority", Priority.DISCOVERED), "priority"),
-            "max_attempts": check.check_max_attempts(spec.get("max_attempts", 3)),
-            "run_at_abs": run_at if isinstance(run_at, datetime) else None,
-            "run_in": run_at if isinstance(run_at, timedelta) else timedelta(0),
-            "unique_key": unique_key,
-        }
+        return check_job(spec, max_payload_bytes=self.max_payload_bytes)
 
     # ------------------------------------------------------------------ claim
 
@@ -740,11 +769,7 @@ class JobQueue(Generic[J]):
         )
         statement = (
             update(model)
-            .where(
-                model.status.in_(HELD_STATUSES),
-                func.coalesce(model.heartbeat_at, model.claimed_at)
-                < now - literal(timeout, Interval()),
-            )
+            .where(stale_condition(model, timeout))
             .values(
                 status=case((spent, JobStatus.FAILED.value), else_=JobStatus.PENDING.value),
                 attempts=case(

@@ -98,6 +98,7 @@ _MAX_ERROR_CHARS = 8000
 _MAX_BACKOFF = 5.0
 _IDLE_CAP = 1.0
 _MAX_RECORD_TRIES = 5
+_STOP_WAIT = 10.0
 
 Duration = timedelta | float | int
 """A duration: a :class:`~datetime.timedelta` or a number of seconds."""
@@ -387,7 +388,9 @@ class Worker:
             self._started = True
         previous = self._install_signals()
         try:
-            self._startup()
+            if not self._startup():
+                log.info("worker %s stopped before it started", self.worker_id)
+                return 1
             self._ready.set()
             log.info(
                 "worker %s started: types %s, concurrency %d, batch %d",
@@ -420,6 +423,9 @@ class Worker:
         self._thread = threading.Thread(target=self._run_in_thread, name="sqla_jobqueue-worker")
         self._thread.start()
         if not self._ready.wait(timeout):
+            # Not left retrying in the background after the caller was told it failed.
+            self.stop(graceful=False)
+            self._finished.wait(_STOP_WAIT)
             raise JobQueueError(f"worker did not start within {timeout}s")
         if self._run_error is not None:
             raise JobQueueError(f"worker failed to start: {self._run_error}") from self._run_error
@@ -478,7 +484,8 @@ class Worker:
 
     # ----------------------------------------------------------------- startup
 
-    def _startup(self) -> None:
+    def _startup(self) -> bool:
+        """Wait for the database and start the threads; False when stopped meanwhile."""
         backoff = 0.2
         while True:
             try:
@@ -495,7 +502,7 @@ class Worker:
                 log.warning("database unavailable at startup (%s); retrying in %.1fs",
                             _first_line(exc.orig or exc), backoff)  # fmt: skip
                 if self._stopping.wait(backoff):
-                    return
+                    return False
                 backoff = min(backoff * 2, _MAX_BACKOFF)
         for index in range(self.concurrency):
             self._spawn_thread(index)
@@ -514,6 +521,7 @@ class Worker:
                 log.warning("LISTEN needs the psycopg driver, the engine uses %s: finding "
                             "jobs by polling every %gs only", self.engine.dialect.driver,
                             self.poll_interval)  # fmt: skip
+        return True
 
     def _listener_connection(self) -> psycopg.Connection[Any]:
         """A new connection made by the engine (its connect_args, creator and events),
@@ -871,6 +879,15 @@ class Worker:
             JobQueue(session, self.model, worker_id=self.worker_id).complete(
                 ctx.job_id, value, attempt=ctx.attempt
             )
+            # The commit and the timeout exclude each other: once the dispatcher declared
+            # the attempt timed out (and fails it) the completion is not committed, and
+            # once this commit is decided the dispatcher no longer times it out.
+            with self._lock:
+                timed_out = run.timed_out
+                run.finished = not timed_out
+            if timed_out:
+                session.rollback()
+                return self._outcome(run, _LOST, error="timed out before its commit")
             session.commit()
         except (JobNotFoundError, InvalidTransitionError) as exc:
             session.rollback()

@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Job, JobQueue, JobStatus
-from sqla_jobqueue.errors import InvalidJobError
+from sqla_jobqueue.errors import InvalidJobError, JobQueueError
 from sqla_jobqueue.handlers import JobContext, Registry
 from sqla_jobqueue.listener import APPLICATION_NAME
 from sqla_jobqueue.worker import Worker, load_registry
@@ -348,3 +348,51 @@ def test_jobs_claimed_by_a_round_whose_answer_was_lost_are_given_back_uncharged(
         queue = JobQueue(session)
         assert {queue.get(job_id).attempts for job_id in ids} == {1}
     assert ran == [1, 1]
+
+
+def test_a_timeout_and_the_commit_of_its_completion_exclude_each_other(
+    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+) -> None:
+    locked = threading.Event()
+    returning = threading.Event()
+
+    @registry.handler("late", timeout=timedelta(seconds=0.5))
+    def late(ctx: JobContext) -> str:
+        ctx.session.execute(select(1))
+        assert locked.wait(WAIT)
+        returning.set()
+        return "done"
+
+    with session_factory.begin() as session:
+        job_id = JobQueue(session).enqueue("late").id
+    with fast_worker(engine, registry, maintenance=False) as worker:
+        wait_for(lambda: worker.running_jobs == [job_id], what="the job to run")
+        with session_factory.begin() as blocker:
+            # The handler's completion waits on this lock while its timeout passes.
+            blocker.execute(select(Job.id).where(Job.id == job_id).with_for_update())
+            locked.set()
+            assert returning.wait(WAIT)
+            wait_for(lambda: worker._active[job_id].timed_out, what="the timeout to be declared")
+        wait_for(lambda: job_id not in worker.running_jobs, what="the outcome recorded")
+        with session_factory() as session:
+            job = JobQueue(session).get(job_id)
+    # Whatever won, the worker's account agrees with the table.
+    assert worker.stats.lost == 0
+    if job.status == JobStatus.COMPLETED:
+        assert worker.stats.completed == 1
+    else:
+        assert (job.status, worker.stats.failed) == (JobStatus.PENDING, 1)
+        assert "TimeoutError" in (job.last_error or "")
+
+
+def test_a_worker_that_cannot_start_in_time_stops_trying(registry: Registry) -> None:
+    registry.register("x", lambda ctx: None)
+    engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/nowhere")
+    worker = Worker(engine, registry, listen=False)
+    try:
+        with pytest.raises(JobQueueError, match="did not start within"):
+            worker.start(timeout=0.5)
+        assert worker.join(WAIT)  # not left retrying in the background
+    finally:
+        worker.stop(graceful=False)
+        engine.dispose()

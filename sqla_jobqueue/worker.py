@@ -643,6 +643,7 @@ class Worker:
         completions = [o for o in pending if o.kind == _COMPLETED]
         more = any(o.kind in (_FAILED, _RETRY, _CANCELLED) for o in pending)
         claimed: list[ClaimedRow] = []
+        again: list[_Outcome] = []
         if completions or more or want:
             arrays = (
                 [o.run.ctx.job_id for o in completions],
@@ -657,7 +658,6 @@ class Worker:
                         )
                         again = self._record(connection, pending)
                 else:
-                    again = []
                     with self._autocommit.connect() as connection:
                         done, claimed = self._leases.complete_and_claim(
                             connection, *arrays, want, self.job_types

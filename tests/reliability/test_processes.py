@@ -26,7 +26,26 @@ from tests.reliability.worker_process import effects, registry
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("effects_table")]
 
-FAST = ("--heartbeat", "0.2", "--stale", "1")
+# A live worker's jobs are never stale within 5 s, however loaded the machine; rescue of a
+# dead worker's jobs is driven by backdating their heartbeat (a rescue round every 1.25 s).
+FAST = ("--heartbeat", "0.2", "--stale", "5")
+
+
+def age_heartbeats_of_the_dead(factory: sessionmaker[Session]) -> list[tuple[uuid.UUID, int]]:
+    """As if an hour passed since the dead worker's last heartbeat; return what it held.
+
+    Only called while no worker process is alive, so every running job is the dead one's.
+    """
+    with factory.begin() as session:
+        return [
+            (row.id, row.attempts)
+            for row in session.execute(
+                update(Job)
+                .where(Job.status == JobStatus.RUNNING)
+                .values(heartbeat_at=Job.heartbeat_at - timedelta(hours=1))
+                .returning(Job.id, Job.attempts)
+            )
+        ]
 
 
 def enqueue(factory: sessionmaker[Session], *jobs: dict[str, object]) -> list[uuid.UUID]:
@@ -65,6 +84,7 @@ def test_sigkill_mid_job_the_job_is_rescued_and_completed_by_another_worker(
     wait_for(lambda: len(effect_rows(engine)) >= 5, what="some work done before the kill")
     first.send_signal(signal.SIGKILL)
     assert first.wait(10) == -signal.SIGKILL
+    assert hanging in dict(age_heartbeats_of_the_dead(session_factory))
 
     spawn("--concurrency", "3", *FAST)
     wait_for(lambda: by_status(session_factory) == {"completed": 41}, timeout=60)
@@ -75,15 +95,17 @@ def test_sigkill_mid_job_the_job_is_rescued_and_completed_by_another_worker(
     assert dict(rows)[hanging] == 2
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
 def test_a_poison_job_fails_after_max_attempts_without_charging_innocent_jobs(
-    engine: Engine, session_factory: sessionmaker[Session], spawn: Spawn
+    engine: Engine, session_factory: sessionmaker[Session], spawn: Spawn, concurrency: int
 ) -> None:
     [poison] = enqueue(session_factory, {"job_type": "poison", "priority": Priority.EXPLICIT})
-    innocents = enqueue(session_factory, *[{"job_type": "effect"}] * 12)
-    deaths = 0
+    # Slow enough to be running beside the poison job when it kills the process.
+    innocents = enqueue(session_factory, *[{"job_type": "effect", "data": {"seconds": 0.3}}] * 12)
+    crashes: list[list[uuid.UUID]] = []
     for _ in range(6):
-        process = spawn("--concurrency", "1", *FAST)
-        done = wait_for(
+        process = spawn("--concurrency", str(concurrency), *FAST)
+        wait_for(
             lambda: (
                 process.poll() is not None  # noqa: B023
                 or by_status(session_factory) == {"failed": 1, "completed": 12}
@@ -92,16 +114,22 @@ def test_a_poison_job_fails_after_max_attempts_without_charging_innocent_jobs(
         )
         if process.poll() is None:
             break
-        assert done and process.returncode == 3, "only the poison job ends a worker"
-        deaths += 1
-    assert deaths == 3
+        assert process.returncode == 3, "only the poison job ends a worker"
+        crashes.append([job_id for job_id, _ in age_heartbeats_of_the_dead(session_factory)])
+    assert len(crashes) == 3
+    assert all(poison in held for held in crashes)
     [failed] = jobs(session_factory, [poison])
     assert (failed.status, failed.attempts) == (JobStatus.FAILED, 3)
     assert "stopped heartbeating" in (failed.last_error or "")
-    assert {(j.status, j.attempts) for j in jobs(session_factory, innocents)} == {
-        (JobStatus.COMPLETED, 1)
+    # An innocent job is charged one attempt per crash it was running in, and nothing for
+    # the crashes it waited through; with max_attempts 5 every one completes.
+    charged = Counter(job_id for held in crashes for job_id in held if job_id != poison)
+    assert {j.id: (j.status, j.attempts) for j in jobs(session_factory, innocents)} == {
+        job_id: (JobStatus.COMPLETED, 1 + charged[job_id]) for job_id in innocents
     }
-    assert len(effect_rows(engine)) == 12
+    # Alone, the poison job crashes nobody else; beside two slow innocents, it does.
+    assert bool(charged) == (concurrency > 1)
+    assert sorted(job_id for job_id, _ in effect_rows(engine)) == sorted(innocents)
 
 
 def test_sigterm_finishes_running_jobs_and_leaves_the_rest_pending(
@@ -112,14 +140,20 @@ def test_sigterm_finishes_running_jobs_and_leaves_the_rest_pending(
         session_factory, *[{"job_type": "effect", "data": {"gate": str(gate)}, "priority": 200}] * 2
     )
     rest = enqueue(session_factory, *[{"job_type": "effect"}] * 6)
-    process = spawn("--concurrency", "2", *FAST)
+    process = spawn("--concurrency", "2", "--grace", "20", *FAST)
     wait_for(lambda: by_status(session_factory)["running"] == 2, what="both gated jobs running")
     process.send_signal(signal.SIGTERM)
-    gate.touch()  # the running jobs may finish only once the worker was told to stop
-    assert process.wait(30) == 0
+    log = tmp_path / "worker-0.log"
+    wait_for(lambda: "SIGTERM: finishing running jobs" in log.read_text(errors="replace"),
+             what="the worker to take the signal")  # fmt: skip
+    # The running jobs finish only now, freeing their slots: a worker still claiming would
+    # take the rest.
+    gate.touch()
+    assert process.wait(20) == 0  # within the grace period
     assert {(j.status, j.attempts) for j in jobs(session_factory, gated)} == {
         (JobStatus.COMPLETED, 1)
     }
+    assert by_status(session_factory) == {"completed": 2, "pending": 6}
     assert {(j.status, j.attempts, j.worker_id) for j in jobs(session_factory, rest)} == {
         (JobStatus.PENDING, 0, None)
     }

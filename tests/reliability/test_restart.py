@@ -66,7 +66,7 @@ def test_restarting_postgresql_under_a_worker_loses_nothing(
 
         spawn, started = spawner(url, tmp_path)
         try:
-            worker = spawn("--concurrency", "4", "--heartbeat", "0.3", "--stale", "2")
+            worker = spawn("--concurrency", "4", "--heartbeat", "0.3", "--stale", "5")
             wait_for(lambda: effects_done() >= 40, timeout=60, what="work before the restart")
             restart(server)
             engine.dispose()

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("url")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--heartbeat", type=float, default=0.2)
-    parser.add_argument("--stale", type=float, default=1.0)
+    parser.add_argument("--stale", type=float, default=5.0)
     parser.add_argument("--grace", type=float, default=30.0)
     parser.add_argument("--poll", type=float, default=0.1)
     args = parser.parse_args(argv)

@@ -5,14 +5,15 @@ draining thousands of jobs a second needs the same transitions on many rows at o
 returning plain rows. This module builds them once per job table with SQLAlchemy Core,
 using the same conditions as the repository:
 
-- :meth:`LeaseStatements.claim_running` is :meth:`JobQueue.claim
-  <sqla_jobqueue.JobQueue.claim>` (same candidate query, ``SKIP LOCKED``, same order) except
-  that the claimed jobs go straight to ``running``: the worker claims only as many jobs as
-  it has free slots and starts every one of them at once, so a job is never held without
-  running and a crash charges exactly the jobs that were running.
-- :meth:`LeaseStatements.complete_many` is :meth:`JobQueue.complete
-  <sqla_jobqueue.JobQueue.complete>` for many jobs in one ``UPDATE … FROM unnest(…)``,
-  fenced per job by ``worker_id`` and ``attempts``.
+- :meth:`LeaseStatements.complete_and_claim` is, in one statement, :meth:`JobQueue.complete
+  <sqla_jobqueue.JobQueue.complete>` for many jobs (fenced per job by ``worker_id`` and
+  ``attempts``) and :meth:`JobQueue.claim <sqla_jobqueue.JobQueue.claim>` (same candidate
+  query, ``SKIP LOCKED``, same order) except that the claimed jobs go straight to
+  ``running``: the worker claims only as many jobs as it has free slots and starts every
+  one of them at once, so a job is never held without running and a crash charges exactly
+  the jobs that were running.
+- :meth:`LeaseStatements.heartbeat` refreshes held jobs without waiting for row locks, and
+  :meth:`LeaseStatements.give_back` returns held jobs the worker is not running, refunded.
 - :meth:`LeaseStatements.snooze` (a handler's ``Retry``) and :meth:`LeaseStatements.cancel`
   (a handler's ``Cancel``) are fenced single-row updates the repository does not have.
 
@@ -55,7 +56,7 @@ from sqlalchemy.sql.elements import Grouping
 
 from .model import HELD_STATUSES, JobStatus
 
-__all__ = ["Claimed", "ClaimedRow", "LeaseStatements"]
+__all__ = ["Claimed", "LeaseStatements"]
 
 
 class Claimed(NamedTuple):
@@ -70,9 +71,6 @@ class Claimed(NamedTuple):
     priority: int
     created_at: datetime
 
-
-ClaimedRow = Any
-"""A claimed row: ``id, job_type, data, attempts, max_attempts, priority, created_at``."""
 
 _MAX_INT32 = 2_147_483_647
 _ARRAY_PARAMS = ("p_ids", "p_attempts", "p_results", "p_job_types")
@@ -244,19 +242,6 @@ class LeaseStatements:
             .returning(c.id)
         )
 
-    def claim_running(
-        self, connection: Connection, limit: int, job_types: Sequence[str] | None
-    ) -> list[ClaimedRow]:
-        """Claim up to ``limit`` due jobs and mark them running, in claim order."""
-        params: dict[str, Any] = {"p_limit": limit, "p_worker_id": self.worker_id}
-        if job_types is None:
-            rows = list(connection.execute(self._claim_all, params))
-        else:
-            params["p_job_types"] = list(job_types)
-            rows = list(connection.execute(self._claim_typed, params))
-        rows.sort(key=lambda row: (-row.priority, row.created_at, row.id))
-        return rows
-
     def complete_and_claim(
         self,
         connection: Connection,
@@ -265,8 +250,9 @@ class LeaseStatements:
         results: Sequence[str | None],
         limit: int,
         job_types: Sequence[str] | None,
-    ) -> tuple[set[uuid.UUID], list[ClaimedRow]]:
-        """:meth:`complete_many` and :meth:`claim_running` in one statement.
+    ) -> tuple[set[uuid.UUID], list[Claimed]]:
+        """Complete held jobs with their JSON ``results`` and claim up to ``limit`` due jobs
+        as ``running``, in one statement.
 
         One round trip (and, on an autocommit connection, one implicit transaction) per
         round of the worker. Returns the ids completed and the rows claimed, in claim order.
@@ -285,7 +271,7 @@ class LeaseStatements:
             statement = self._round_typed
         sql, full = self._compiled(connection, statement, params)
         done: set[uuid.UUID] = set()
-        claimed: list[ClaimedRow] = []
+        claimed: list[Claimed] = []
         # Plain driver rows: on the hot path the ORM-free Core result is still the largest
         # cost per job after the database itself, and these columns need no processing.
         for row in connection.exec_driver_sql(sql, full).fetchall():
@@ -305,30 +291,16 @@ class LeaseStatements:
             compiled = statement.compile(dialect=connection.dialect)
             sql = compiled.string
             if connection.dialect.driver == "psycopg":
-                # psycopg sends lists in binary when asked, several times faster than text.
+                # psycopg sends lists in binary when asked (``%(name)b``), several times
+                # faster than text; SQLAlchemy has no way to ask. Safe: the statement is ours,
+                # compiled by the psycopg dialect in its pyformat style, so each name occurs
+                # once as ``%(name)s`` (tests check this) and the SQL is only executed with
+                # exec_driver_sql, which hands the string to psycopg as it is.
                 for name in _ARRAY_PARAMS:
                     sql = sql.replace(f"%({name})s", f"%({name})b")
             cached = self._cache[key] = (sql, compiled)
         sql, compiled = cached
         return sql, compiled.construct_params(params)
-
-    def complete_many(
-        self,
-        connection: Connection,
-        ids: Sequence[uuid.UUID],
-        attempts: Sequence[int],
-        results: Sequence[str | None],
-    ) -> set[uuid.UUID]:
-        """Complete held jobs with their JSON ``results``; return the ids completed."""
-        if not ids:
-            return set()
-        params = {
-            "p_ids": list(ids),
-            "p_attempts": list(attempts),
-            "p_results": list(results),
-            "p_worker_id": self.worker_id,
-        }
-        return set(connection.execute(self._complete_many, params).scalars())
 
     def heartbeat(self, connection: Connection, ids: Sequence[uuid.UUID]) -> int:
         """Refresh ``heartbeat_at`` of the held jobs among ``ids`` that no transaction is

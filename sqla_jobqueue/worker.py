@@ -77,9 +77,11 @@ from .errors import (
     ModelError,
 )
 from .handlers import Cancel, Handler, JobContext, Registry, Retry
-from .leases import ClaimedRow, LeaseStatements
+from .leases import Claimed, LeaseStatements
 from .listener import Listener
 from .maintenance import Duty, Pruner, PrunerConfig, Rescuer, RescuerConfig
+from .maintenance.pruner import DEFAULT_RETENTION
+from .maintenance.rescuer import DEFAULT_STALE_TIMEOUT
 from .model import Job, JobMixin, JobStatus, is_job_table
 from .queue import JobQueue, default_worker_id
 
@@ -90,10 +92,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 10
 DEFAULT_POLL_INTERVAL = timedelta(seconds=2)
 DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=10)
-DEFAULT_STALE_TIMEOUT = timedelta(minutes=1)
 DEFAULT_GRACE_PERIOD = timedelta(seconds=30)
 DEFAULT_PROGRESS_INTERVAL = timedelta(milliseconds=500)
-DEFAULT_RETENTION = timedelta(days=7)
 _MAX_ERROR_CHARS = 8000
 _MAX_BACKOFF = 5.0
 _IDLE_CAP = 1.0
@@ -112,6 +112,7 @@ _LOST = "lost"  # the worker no longer held the job
 
 
 def _seconds(value: Duration, what: str, *, allow_zero: bool = False) -> float:
+    # validation's interval checks take timedeltas only; worker settings also take seconds.
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -125,9 +126,10 @@ def _seconds(value: Duration, what: str, *, allow_zero: bool = False) -> float:
 
 
 def _positive_int(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidJobError(f"{what} must be an int of at least 1, got {value!r}")
-    return value
+    number = check.check_int32(value, what)
+    if number < 1:
+        raise InvalidJobError(f"{what} must be at least 1, got {number}")
+    return number
 
 
 @dataclass
@@ -297,11 +299,7 @@ class Worker:
         if job_types is None:
             self.job_types: list[str] | None = registry.job_types
         else:
-            if isinstance(job_types, str):
-                raise InvalidJobError(f"job_types must be a list, not the string {job_types!r}")
-            types = [check.check_job_type(t) for t in job_types]
-            if not types:
-                raise InvalidJobError("job_types is empty; pass None for every registered type")
+            types = JobQueue._job_types(job_types) or []
             unknown = [t for t in types if t not in registry]
             if unknown:
                 raise InvalidJobError(
@@ -630,7 +628,7 @@ class Worker:
             # its place now so the slot is not lost.
             self._spawn_thread(len(self._threads) + 1000)
 
-    def _record_and_claim(self, want: int) -> list[ClaimedRow]:
+    def _record_and_claim(self, want: int) -> list[Claimed]:
         """Write the pending outcomes and claim ``want`` jobs, in one transaction.
 
         The common round (plain completions and a claim) is a single statement on an
@@ -642,7 +640,7 @@ class Worker:
         pending = self._pending
         completions = [o for o in pending if o.kind == _COMPLETED]
         more = any(o.kind in (_FAILED, _RETRY, _CANCELLED) for o in pending)
-        claimed: list[ClaimedRow] = []
+        claimed: list[Claimed] = []
         again: list[_Outcome] = []
         if completions or more or want:
             arrays = (
@@ -768,7 +766,7 @@ class Worker:
         held = self._leases.cancel(connection, ctx.job_id, ctx.attempt, reason)
         return JobStatus.CANCELLED.value if held else _LOST
 
-    def _dispatch(self, claimed: list[ClaimedRow]) -> None:
+    def _dispatch(self, claimed: list[Claimed]) -> None:
         if not claimed:
             return
         now = time.monotonic()

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sqlalchemy import Connection, Engine, Table, text
+from sqlalchemy import Engine
 
-from ..sql import read_sql
+from .lock import LOCK_CLASS_ID, try_lock
 from .pruner import Pruner, PrunerConfig
 from .rescuer import Rescuer, RescuerConfig
 
@@ -31,9 +31,6 @@ __all__ = [
     "RescuerConfig",
     "try_lock",
 ]
-
-LOCK_CLASS_ID = 0x5171_0B
-"""The first key of sqla_jobqueue's advisory locks (the second hashes duty and table)."""
 
 
 class Duty(Protocol):
@@ -50,10 +47,3 @@ class Duty(Protocol):
     def run_once(self, engine: Engine) -> int | None:
         """One round: the number of jobs changed, ``None`` when another worker holds the lock."""
         ...
-
-
-def try_lock(connection: Connection, duty: str, table: Table) -> bool:
-    """Take the advisory lock of ``duty`` on ``table`` for the current transaction."""
-    statement = text(read_sql("maintenance_try_lock.sql"))
-    params = {"class_id": LOCK_CLASS_ID, "duty": duty, "schema": table.schema, "table": table.name}
-    return bool(connection.execute(statement, params).scalar_one())

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import InvalidJobError
 from ..queue import JobQueue
+from .lock import try_lock
 
 __all__ = [
     "DEFAULT_PRUNE_BATCH_LIMIT",
@@ -93,8 +94,6 @@ class Pruner:
         Each transaction takes the duty's advisory lock first. Returns the number deleted,
         or ``None`` when another worker holds the lock.
         """
-        from . import try_lock
-
         total = 0
         for _ in range(_MAX_BATCHES_PER_ROUND):
             with engine.begin() as connection:

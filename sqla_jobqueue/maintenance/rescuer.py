@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import InvalidJobError
 from ..queue import JobQueue
+from .lock import try_lock
 
 __all__ = [
     "DEFAULT_RESCUE_INTERVAL",
@@ -88,8 +89,6 @@ class Rescuer:
 
         Returns the number of jobs rescued, or ``None`` when another worker holds the lock.
         """
-        from . import try_lock
-
         with engine.begin() as connection:
             if not try_lock(connection, self.name, self.model.__table__):
                 return None

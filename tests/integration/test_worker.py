@@ -396,3 +396,23 @@ def test_a_worker_that_cannot_start_in_time_stops_trying(registry: Registry) -> 
     finally:
         worker.stop(graceful=False)
         engine.dispose()
+
+
+def test_the_round_statement_asks_psycopg_for_binary_arrays_exactly_where_it_means_to(
+    engine: Engine,
+) -> None:
+    from sqla_jobqueue.leases import _ARRAY_PARAMS, LeaseStatements
+
+    leases = LeaseStatements(Job.__table__, "w")
+    with engine.connect() as connection:
+        for statement in (leases._round_all, leases._round_typed):
+            values = {"p_ids": [], "p_attempts": [], "p_results": [], "p_limit": 1,
+                      "p_worker_id": "w", "p_job_types": ["x"]}  # fmt: skip
+            sql, _ = leases._compiled(connection, statement, values)
+            used = [name for name in _ARRAY_PARAMS if f"%({name})" in sql]
+            assert used, "the statement has array parameters"
+            for name in used:
+                assert f"%({name})s" not in sql
+            # Nothing else was rewritten: every binary placeholder is one of the arrays.
+            assert sql.count(")b") == sum(sql.count(f"%({name})b") for name in used)
+            assert "p_ids" in used and "p_results" in used

@@ -84,6 +84,7 @@ __all__ = [
     "JobRef",
     "QueueStats",
     "check_job",
+    "check_job_types",
     "default_worker_id",
     "stale_condition",
 ]
@@ -152,6 +153,21 @@ def check_job(
         "run_in": run_at if isinstance(run_at, timedelta) else timedelta(0),
         "unique_key": unique_key,
     }
+
+
+def check_job_types(job_types: Sequence[str] | None) -> list[str] | None:
+    """The job types to claim, checked: ``None`` for every type, else a non-empty list."""
+    if job_types is None:
+        return None
+    if isinstance(job_types, str):
+        raise InvalidJobError(
+            f"job_types must be a list of job types, not the string {job_types!r}; "
+            f"write [{job_types!r}]"
+        )
+    types = [check.check_job_type(t) for t in job_types]
+    if not types:
+        raise InvalidJobError("job_types is empty; pass None to claim every type")
+    return types
 
 
 def stale_condition(model: type[JobMixin], timeout: timedelta) -> ColumnElement[bool]:
@@ -543,7 +559,7 @@ class JobQueue(Generic[J]):
             The most jobs to claim (at least 1).
         """
         size = check.check_batch_size(batch_size)
-        types = self._job_types(job_types)
+        types = check_job_types(job_types)
         if self.worker_id is None:
             self.worker_id = default_worker_id()
         model = self.model
@@ -580,20 +596,6 @@ class JobQueue(Generic[J]):
         jobs = list(self.session.scalars(statement))
         jobs.sort(key=lambda job: (-job.priority, job.created_at, job.id))
         return jobs
-
-    @staticmethod
-    def _job_types(job_types: Sequence[str] | None) -> list[str] | None:
-        if job_types is None:
-            return None
-        if isinstance(job_types, str):
-            raise InvalidJobError(
-                f"job_types must be a list of job types, not the string {job_types!r}; "
-                f"write [{job_types!r}]"
-            )
-        types = [check.check_job_type(t) for t in job_types]
-        if not types:
-            raise InvalidJobError("job_types is empty; pass None to claim every type")
-        return types
 
     # ------------------------------------------------------------- transitions
 

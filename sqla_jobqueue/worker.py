@@ -83,7 +83,7 @@ from .maintenance import Duty, Pruner, PrunerConfig, Rescuer, RescuerConfig
 from .maintenance.pruner import DEFAULT_RETENTION
 from .maintenance.rescuer import DEFAULT_STALE_TIMEOUT
 from .model import Job, JobMixin, JobStatus, is_job_table
-from .queue import JobQueue, default_worker_id
+from .queue import JobQueue, check_job_types, default_worker_id
 
 __all__ = ["Worker", "WorkerStats", "load_registry"]
 
@@ -299,7 +299,7 @@ class Worker:
         if job_types is None:
             self.job_types: list[str] | None = registry.job_types
         else:
-            types = JobQueue._job_types(job_types) or []
+            types = check_job_types(job_types) or []
             unknown = [t for t in types if t not in registry]
             if unknown:
                 raise InvalidJobError(

@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import URL
 
 from sqla_jobqueue import Job
+from tests.helpers import wait_for
 
 from .running import (
     CliRunner,
@@ -27,14 +26,6 @@ from .running import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def counts(engine: Engine) -> dict[str, int]:
@@ -101,7 +92,11 @@ def test_demo_ctrl_c_stops_cleanly(database_url: URL, engine: Engine) -> None:
         preexec_fn=default_sigint,
     )
     try:
-        wait_for(lambda: counts(engine).get("completed", 0) >= 5, "the demo to get going")
+        wait_for(
+            lambda: counts(engine).get("completed", 0) >= 5,
+            timeout=60,
+            what="the demo to get going",
+        )
         os.killpg(process.pid, signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)
     finally:
@@ -149,7 +144,11 @@ def test_worker_runs_jobs_and_stops_on_sigterm(
         text=True,
     )
     try:
-        wait_for(lambda: counts(engine).get("completed", 0) == 3, "the worker to run the jobs")
+        wait_for(
+            lambda: counts(engine).get("completed", 0) == 3,
+            timeout=60,
+            what="the worker to run the jobs",
+        )
         process.send_signal(signal.SIGTERM)
         _stdout, stderr = process.communicate(timeout=60)
     finally:
@@ -214,13 +213,15 @@ def test_watch_shows_the_stage_of_a_job_a_worker_runs(
                 stage = connection.execute(text("SELECT current_stage FROM jobs")).scalar_one()
             return stage == "crunching numbers"
 
-        wait_for(stage_written, "the handler to report its stage")
+        wait_for(stage_written, timeout=60, what="the handler to report its stage")
         frames = cli("watch", "--count", "3", "--interval", "100ms")
         assert frames.returncode == 0, frames.stderr
         assert frames.stdout.count("crunching numbers") == 3
         assert frames.stdout.count("30%") == 3 and "crunch" in frames.stdout
         release.touch()
-        wait_for(lambda: counts(engine).get("completed", 0) == 1, "the job to complete")
+        wait_for(
+            lambda: counts(engine).get("completed", 0) == 1, timeout=60, what="the job to complete"
+        )
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=60)
     finally:

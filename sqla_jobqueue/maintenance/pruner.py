@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import InvalidJobError
 from ..queue import JobQueue
+from .base import DutyBase, check_positive_intervals
 from .lock import try_lock
 
 __all__ = [
@@ -55,18 +56,13 @@ class PrunerConfig:
     batch_limit: int = DEFAULT_PRUNE_BATCH_LIMIT
 
     def __post_init__(self) -> None:
-        for name in ("retention", "interval"):
-            value = getattr(self, name)
-            if not isinstance(value, timedelta) or value <= timedelta(0):
-                raise InvalidJobError(
-                    f"PrunerConfig.{name} must be a positive timedelta, got {value!r}"
-                )
+        check_positive_intervals(self, "retention", "interval")
         limit = self.batch_limit
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidJobError(f"PrunerConfig.batch_limit must be an int >= 1, got {limit!r}")
 
 
-class Pruner:
+class Pruner(DutyBase[PrunerConfig]):
     """Runs pruning rounds for one job model.
 
     Parameters
@@ -80,13 +76,7 @@ class Pruner:
     name = "pruner"
 
     def __init__(self, model: type[Any], config: PrunerConfig | None = None) -> None:
-        self.model = model
-        self.config = config or PrunerConfig()
-
-    @property
-    def interval(self) -> float:
-        """Seconds between rounds."""
-        return self.config.interval.total_seconds()
+        super().__init__(model, config or PrunerConfig())
 
     def run_once(self, engine: Engine) -> int | None:
         """Delete expired finished jobs, one bounded transaction after another.

@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from ..errors import InvalidJobError
 from ..queue import JobQueue
+from .base import DutyBase, check_positive_intervals
 from .lock import try_lock
 
 __all__ = [
@@ -54,15 +54,10 @@ class RescuerConfig:
     interval: timedelta = DEFAULT_RESCUE_INTERVAL
 
     def __post_init__(self) -> None:
-        for name in ("stale_timeout", "interval"):
-            value = getattr(self, name)
-            if not isinstance(value, timedelta) or value <= timedelta(0):
-                raise InvalidJobError(
-                    f"RescuerConfig.{name} must be a positive timedelta, got {value!r}"
-                )
+        check_positive_intervals(self, "stale_timeout", "interval")
 
 
-class Rescuer:
+class Rescuer(DutyBase[RescuerConfig]):
     """Runs rescue rounds for one job model.
 
     Parameters
@@ -76,13 +71,7 @@ class Rescuer:
     name = "rescuer"
 
     def __init__(self, model: type[Any], config: RescuerConfig | None = None) -> None:
-        self.model = model
-        self.config = config or RescuerConfig()
-
-    @property
-    def interval(self) -> float:
-        """Seconds between rounds."""
-        return self.config.interval.total_seconds()
+        super().__init__(model, config or RescuerConfig())
 
     def run_once(self, engine: Engine) -> int | None:
         """Rescue stale jobs in one short transaction under the duty's advisory lock.

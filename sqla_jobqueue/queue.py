@@ -628,13 +628,7 @@ class JobQueue(Generic[J]):
             .values(heartbeat_at=func.statement_timestamp())
             .execution_options(synchronize_session=False)
         )
-        if jobs is not None:
-            ids = [self._job_id(job) for job in jobs]
-            if not ids:
-                return 0
-            statement = statement.where(model.id.in_(ids))
-        result = self.session.execute(statement)
-        return int(getattr(result, "rowcount", 0))
+        return self._count_changed(statement, jobs)
 
     def update_progress(
         self,
@@ -816,12 +810,7 @@ class JobQueue(Generic[J]):
             )
             .execution_options(synchronize_session=False)
         )
-        if jobs is not None:
-            ids = [self._job_id(job) for job in jobs]
-            if not ids:
-                return 0
-            statement = statement.where(model.id.in_(ids))
-        return int(getattr(self.session.execute(statement), "rowcount", 0))
+        return self._count_changed(statement, jobs)
 
     def prune(self, older_than: timedelta, *, limit: int | None = None) -> int:
         """Delete finished jobs (completed, failed, cancelled) older than ``older_than``.
@@ -873,6 +862,15 @@ class JobQueue(Generic[J]):
         return QueueStats(counts=counts, oldest_pending_age=oldest)
 
     # ----------------------------------------------------------------- helpers
+
+    def _count_changed(self, statement: Any, jobs: Iterable[JobRef] | None) -> int:
+        """Run an UPDATE of this worker's jobs, limited to ``jobs`` when given."""
+        if jobs is not None:
+            ids = [self._job_id(job) for job in jobs]
+            if not ids:
+                return 0
+            statement = statement.where(self.model.id.in_(ids))
+        return int(getattr(self.session.execute(statement), "rowcount", 0))
 
     @staticmethod
     def _job_id(job: JobRef) -> uuid.UUID:

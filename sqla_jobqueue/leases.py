@@ -55,6 +55,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import Grouping
 
 from .model import HELD_STATUSES, JobStatus
+from .queue import claim_candidates
 
 __all__ = ["Claimed", "LeaseStatements"]
 
@@ -105,21 +106,11 @@ class LeaseStatements:
         ]
 
         def claim(typed: bool) -> Any:
-            candidates = (
-                select(c.id)
-                .where(
-                    c.status == literal_column(f"'{JobStatus.PENDING.value}'"),
-                    c.run_at <= now,
-                    c.attempts < c.max_attempts,
-                )
-                .order_by(c.priority.desc(), c.created_at, c.id)
-                .limit(bindparam("p_limit", type_=Integer()))
-                .with_for_update(skip_locked=True, key_share=True)
+            candidates = claim_candidates(
+                table,
+                bindparam("p_limit", type_=Integer()),
+                bindparam("p_job_types", type_=ARRAY(String())) if typed else None,
             )
-            if typed:
-                candidates = candidates.where(
-                    c.job_type == any_(bindparam("p_job_types", type_=ARRAY(String())))
-                )
             return (
                 update(table)
                 # id = ANY(ARRAY(…)) rather than IN (…): the planner then fetches the few

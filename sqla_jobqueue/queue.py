@@ -32,6 +32,7 @@ from sqlalchemy import (
     DateTime,
     Integer,
     Interval,
+    Select,
     String,
     Table,
     Text,
@@ -85,6 +86,7 @@ __all__ = [
     "QueueStats",
     "check_job",
     "check_job_types",
+    "claim_candidates",
     "default_worker_id",
     "stale_condition",
 ]
@@ -168,6 +170,31 @@ def check_job_types(job_types: Sequence[str] | None) -> list[str] | None:
     if not types:
         raise InvalidJobError("job_types is empty; pass None to claim every type")
     return types
+
+
+def claim_candidates(table: Table, limit: Any, job_types: Any | None = None) -> Select[Any]:
+    """The ids a claim takes, locked: due pending jobs with attempts left, highest
+    priority first, then oldest, then by id, skipping rows another claim has locked.
+
+    ``limit`` and ``job_types`` (an array expression, ``None`` for every type) may be
+    values or bound parameters. :meth:`JobQueue.claim`, the worker's claim and the
+    installed ``claim_job_batch`` all select this way.
+    """
+    c = table.c
+    candidates = (
+        select(c.id)
+        .where(
+            c.status == literal_column(f"'{JobStatus.PENDING.value}'"),
+            c.run_at <= func.statement_timestamp(),
+            c.attempts < c.max_attempts,
+        )
+        .order_by(c.priority.desc(), c.created_at, c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, key_share=True)
+    )
+    if job_types is not None:
+        candidates = candidates.where(c.job_type == any_(job_types))
+    return candidates
 
 
 def stale_condition(model: type[JobMixin], timeout: timedelta) -> ColumnElement[bool]:
@@ -563,21 +590,11 @@ class JobQueue(Generic[J]):
         if self.worker_id is None:
             self.worker_id = default_worker_id()
         model = self.model
-        candidates = (
-            select(model.id)
-            .where(
-                model.status == literal_column(f"'{JobStatus.PENDING.value}'"),
-                model.run_at <= func.statement_timestamp(),
-                model.attempts < model.max_attempts,
-            )
-            .order_by(model.priority.desc(), model.created_at, model.id)
-            .limit(size)
-            .with_for_update(skip_locked=True, key_share=True)
+        candidates = claim_candidates(
+            self.table,
+            size,
+            None if types is None else bindparam("job_types", types, type_=ARRAY(String())),
         )
-        if types is not None:
-            candidates = candidates.where(
-                model.job_type == any_(bindparam("job_types", types, type_=ARRAY(String())))
-            )
         now = func.statement_timestamp()
         statement = (
             update(model)

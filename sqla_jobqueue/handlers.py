@@ -239,7 +239,12 @@ class Registry:
         <sqla_jobqueue.JobQueue.enqueue>` (``priority``, ``max_attempts``, ``run_at``,
         ``unique_key``); an explicit ``max_attempts`` wins over the handler's.
         """
-        spec = self[job_type]
+        spec = self._handlers.get(job_type)
+        if spec is None:
+            raise InvalidJobError(
+                f"no handler registered for job type {job_type!r}; registered: "
+                f"{', '.join(self._handlers) or 'none'}"
+            )
         overrides.setdefault("max_attempts", spec.max_attempts)
         return queue.enqueue(job_type, data, **overrides)
 

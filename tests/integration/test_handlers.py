@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Backoff, Cancel, Job, JobContext, JobQueue, JobStatus, Registry, Retry
+from sqla_jobqueue.errors import InvalidJobError
 from tests.helpers import WAIT, fast_worker, wait_for
 
 domain = MetaData()
@@ -246,5 +247,5 @@ def test_registry_enqueue_applies_handler_max_attempts_unless_overridden(
         )
         assert (first.max_attempts, second.max_attempts, second.priority) == (7, 2, 5)
         assert [queue.get(i).max_attempts for i in many] == [7, 1]
-        with pytest.raises(KeyError, match="no handler registered"):
+        with pytest.raises(InvalidJobError, match="no handler registered for job type 'b'"):
             registry.enqueue(queue, "b")

@@ -13,7 +13,7 @@ reversible, which is what autogenerate needs to write the downgrade.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from alembic.operations import MigrateOperation, Operations
 from sqlalchemy import text
@@ -50,21 +50,31 @@ class JobQueueOp(MigrateOperation):
             schema = dialect.default_schema_name or _FALLBACK_SCHEMA
         return QueueObjects(schema=schema, table=self.table_name, claim_function=self.function_name)
 
-    def _arguments(self) -> dict[str, Any]:
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments that recreate this operation, in rendering order."""
         return {
             "schema": self.schema,
             "function_name": self.function_name,
             "version": self.version,
         }
 
+    verb: ClassVar[str]
+    """The name of the operation on ``op`` (and the first item of its diff tuple)."""
+
+    def to_diff_tuple(self) -> tuple[Any, ...]:
+        """What ``alembic check`` reports: the verb, the table and the arguments."""
+        return (self.verb, self.table_name, *self.arguments().values())
+
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._arguments().items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self.arguments().items())
         return f"{type(self).__name__}({self.table_name!r}, {args})"
 
 
 @Operations.register_operation("create_job_queue")
 class CreateJobQueueOp(JobQueueOp):
     """Install the claim function and the enqueue NOTIFY trigger for a job table."""
+
+    verb = "create_job_queue"
 
     @classmethod
     def create_job_queue(
@@ -86,15 +96,14 @@ class CreateJobQueueOp(JobQueueOp):
         )
 
     def reverse(self) -> DropJobQueueOp:
-        return DropJobQueueOp(self.table_name, **self._arguments())
-
-    def to_diff_tuple(self) -> tuple[Any, ...]:
-        return ("create_job_queue", self.schema, self.table_name, self.function_name, self.version)
+        return DropJobQueueOp(self.table_name, **self.arguments())
 
 
 @Operations.register_operation("drop_job_queue")
 class DropJobQueueOp(JobQueueOp):
     """Remove the objects that :class:`CreateJobQueueOp` installed."""
+
+    verb = "drop_job_queue"
 
     @classmethod
     def drop_job_queue(
@@ -112,15 +121,14 @@ class DropJobQueueOp(JobQueueOp):
         )
 
     def reverse(self) -> CreateJobQueueOp:
-        return CreateJobQueueOp(self.table_name, **self._arguments())
-
-    def to_diff_tuple(self) -> tuple[Any, ...]:
-        return ("drop_job_queue", self.schema, self.table_name, self.function_name, self.version)
+        return CreateJobQueueOp(self.table_name, **self.arguments())
 
 
 @Operations.register_operation("replace_job_queue")
 class ReplaceJobQueueOp(JobQueueOp):
     """Replace installed job-queue objects of one version with those of another."""
+
+    verb = "replace_job_queue"
 
     def __init__(
         self,
@@ -160,8 +168,8 @@ class ReplaceJobQueueOp(JobQueueOp):
             )
         )
 
-    def _arguments(self) -> dict[str, Any]:
-        return {"from_version": self.from_version, **super()._arguments()}
+    def arguments(self) -> dict[str, Any]:
+        return {**super().arguments(), "from_version": self.from_version}
 
     def reverse(self) -> ReplaceJobQueueOp:
         return ReplaceJobQueueOp(
@@ -170,16 +178,6 @@ class ReplaceJobQueueOp(JobQueueOp):
             function_name=self.function_name,
             from_version=self.version,
             version=self.from_version,
-        )
-
-    def to_diff_tuple(self) -> tuple[Any, ...]:
-        return (
-            "replace_job_queue",
-            self.schema,
-            self.table_name,
-            self.function_name,
-            self.from_version,
-            self.version,
         )
 
 

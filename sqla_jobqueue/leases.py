@@ -74,7 +74,7 @@ class Claimed(NamedTuple):
 
 
 _MAX_INT32 = 2_147_483_647
-_ARRAY_PARAMS = ("p_ids", "p_attempts", "p_results", "p_job_types")
+_ARRAY_PARAMS = ("p_ids", "p_attempts", "p_results", "p_stages", "p_events", "p_job_types")
 _CLAIMED_COLUMNS = ("id", "job_type", "data", "attempts", "max_attempts", "priority", "created_at")
 
 
@@ -141,6 +141,10 @@ class LeaseStatements:
             Grouping(sql_cast(bindparam("p_results", type_=ARRAY(Text())), ARRAY(JSONB()))),
             ARRAY(JSONB()),
         )
+        stages = type_coerce(Grouping(bindparam("p_stages", type_=ARRAY(Text()))), ARRAY(Text()))
+        events = type_coerce(
+            Grouping(bindparam("p_events", type_=ARRAY(Integer()))), ARRAY(Integer())
+        )
         self._complete_many = (
             update(table)
             .where(
@@ -155,6 +159,9 @@ class LeaseStatements:
                 progress=100,
                 completed_at=now,
                 result=results[position],
+                # Progress the worker had not written yet travels with the completion.
+                current_stage=func.coalesce(stages[position], c.current_stage),
+                events_count=c.events_count + events[position],
             )
             .returning(c.id)
         )
@@ -239,10 +246,13 @@ class LeaseStatements:
         ids: Sequence[uuid.UUID],
         attempts: Sequence[int],
         results: Sequence[str | None],
+        stages: Sequence[str | None],
+        events: Sequence[int],
         limit: int,
         job_types: Sequence[str] | None,
     ) -> tuple[set[uuid.UUID], list[Claimed]]:
-        """Complete held jobs with their JSON ``results`` and claim up to ``limit`` due jobs
+        """Complete held jobs with their JSON ``results`` (and the progress ``stages`` and
+        ``events`` not written yet) and claim up to ``limit`` due jobs
         as ``running``, in one statement.
 
         One round trip (and, on an autocommit connection, one implicit transaction) per
@@ -252,6 +262,8 @@ class LeaseStatements:
             "p_ids": list(ids),
             "p_attempts": list(attempts),
             "p_results": list(results),
+            "p_stages": list(stages),
+            "p_events": list(events),
             "p_limit": limit,
             "p_worker_id": self.worker_id,
         }

@@ -184,6 +184,10 @@ class _Outcome:
     """One line for the log; ``error`` holds the whole story for ``last_error``."""
     tries: int = 0
     """Rounds in which writing this outcome failed with a non-transient error."""
+    stage: str | None = None
+    """A progress stage the ticker had not written yet, written with the completion."""
+    events: int = 0
+    """Events the ticker had not counted yet, counted with the completion."""
 
 
 def _transient(exc: BaseException) -> bool:
@@ -647,6 +651,8 @@ class Worker:
                 [o.run.ctx.job_id for o in completions],
                 [o.run.ctx.attempt for o in completions],
                 [o.result_json for o in completions],
+                [o.stage for o in completions],
+                [o.events for o in completions],
             )
             with self._write_lock:
                 if more:
@@ -864,7 +870,16 @@ class Worker:
                 except InvalidJobError as exc:
                     return self._outcome(run, _FAILED, error=f"InvalidJobError: {exc}")
             if not ctx.uses_session:
-                return self._outcome(run, _COMPLETED, result_json=result_json)
+                # Progress reported since the last tick is not lost: it goes with the
+                # completion (the stage and the events; the percent becomes 100).
+                unwritten = ctx.take_progress()
+                return self._outcome(
+                    run,
+                    _COMPLETED,
+                    result_json=result_json,
+                    stage=unwritten[1] if unwritten else None,
+                    events=unwritten[2] if unwritten else 0,
+                )
             return self._complete_in_session(run, value)
         finally:
             if ctx.uses_session:
@@ -874,9 +889,12 @@ class Worker:
         ctx = run.ctx
         session = ctx.session
         try:
-            JobQueue(session, self.model, worker_id=self.worker_id).complete(
-                ctx.job_id, value, attempt=ctx.attempt
-            )
+            queue = JobQueue(session, self.model, worker_id=self.worker_id)
+            unwritten = ctx.take_progress()
+            if unwritten is not None:
+                _, stage, events = unwritten
+                queue.update_progress(ctx.job_id, None, stage, events, attempt=ctx.attempt)
+            queue.complete(ctx.job_id, value, attempt=ctx.attempt)
             # The commit and the timeout exclude each other: once the dispatcher declared
             # the attempt timed out (and fails it) the completion is not committed, and
             # once this commit is decided the dispatcher no longer times it out.

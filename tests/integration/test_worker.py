@@ -406,8 +406,9 @@ def test_the_round_statement_asks_psycopg_for_binary_arrays_exactly_where_it_mea
     leases = LeaseStatements(Job.__table__, "w")
     with engine.connect() as connection:
         for statement in (leases._round_all, leases._round_typed):
-            values = {"p_ids": [], "p_attempts": [], "p_results": [], "p_limit": 1,
-                      "p_worker_id": "w", "p_job_types": ["x"]}  # fmt: skip
+            values = {"p_ids": [], "p_attempts": [], "p_results": [], "p_stages": [],
+                      "p_events": [], "p_limit": 1, "p_worker_id": "w",
+                      "p_job_types": ["x"]}  # fmt: skip
             sql, _ = leases._compiled(connection, statement, values)
             used = [name for name in _ARRAY_PARAMS if f"%({name})" in sql]
             assert used, "the statement has array parameters"
@@ -415,4 +416,29 @@ def test_the_round_statement_asks_psycopg_for_binary_arrays_exactly_where_it_mea
                 assert f"%({name})s" not in sql
             # Nothing else was rewritten: every binary placeholder is one of the arrays.
             assert sql.count(")b") == sum(sql.count(f"%({name})b") for name in used)
-            assert "p_ids" in used and "p_results" in used
+            assert {"p_ids", "p_results", "p_stages", "p_events"} <= set(used)
+
+
+@pytest.mark.parametrize("uses_session", [False, True], ids=["batched", "ctx.session"])
+def test_progress_reported_just_before_completion_is_kept(
+    engine: Engine, session_factory: sessionmaker[Session], uses_session: bool
+) -> None:
+    registry = Registry()
+
+    @registry.handler("quick")
+    def quick(ctx: JobContext) -> None:
+        ctx.progress(30, stage="reading")
+        ctx.event(4)
+        ctx.progress(90, stage="writing")
+        ctx.event()
+        if uses_session:
+            ctx.session.execute(select(1))
+
+    with session_factory.begin() as session:
+        job_id = JobQueue(session).enqueue("quick").id
+    # A progress interval far longer than the job: only the completion can write it.
+    with fast_worker(engine, registry, progress_interval=60):
+        wait_for(lambda: statuses(session_factory).get("completed") == 1)
+    with session_factory() as session:
+        job = JobQueue(session).get(job_id)
+    assert (job.current_stage, job.events_count, job.progress) == ("writing", 5, 100)

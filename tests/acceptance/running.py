@@ -110,6 +110,23 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def start_interruptible(
+    command: list[str], *, env: dict[str, str], cwd: Path | str | None = None
+) -> subprocess.Popen[str]:
+    """Start ``command`` in a process group of its own, as a terminal's foreground job,
+    with SIGINT at its default, so a test can press Ctrl-C in it."""
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=default_sigint,
+    )
+
+
 def timed_out(expired: subprocess.TimeoutExpired) -> str:
     """What a command that ran out of time had printed, for the failure message."""
 

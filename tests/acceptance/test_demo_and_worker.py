@@ -20,8 +20,8 @@ from .running import (
     assert_one_line_error,
     base_environment,
     cli_command,
-    default_sigint,
     run_cli,
+    start_interruptible,
     url_text,
 )
 
@@ -82,14 +82,8 @@ def test_demo_json_summary_shows_priorities(empty_database_url: URL) -> None:
 def test_demo_ctrl_c_stops_cleanly(database_url: URL, engine: Engine) -> None:
     env = base_environment(DATABASE_URL=url_text(database_url))
     # A terminal's Ctrl-C signals the whole foreground process group: do the same.
-    process = subprocess.Popen(
-        [*cli_command(), "demo", "--jobs", "600", "--workers", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=default_sigint,
+    process = start_interruptible(
+        [*cli_command(), "demo", "--jobs", "600", "--workers", "2"], env=env
     )
     try:
         wait_for(

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from .running import base_environment, default_sigint, timed_out, url_text
+from .running import base_environment, start_interruptible, timed_out, url_text
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -78,16 +78,7 @@ def spawn(command: str, *, cwd: Path, env: dict[str, str]) -> subprocess.Popen[s
     while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
         name, _, value = words.pop(0).partition("=")
         env[name] = value
-    return subprocess.Popen(
-        words,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=default_sigint,
-    )
+    return start_interruptible(words, env=env, cwd=cwd)
 
 
 def sh(command: str, *, cwd: Path, env: dict[str, str], timeout: float = 180) -> str:

@@ -12,6 +12,8 @@ using the same conditions as the repository:
   ``running``: the worker claims only as many jobs as it has free slots and starts every
   one of them at once, so a job is never held without running and a crash charges exactly
   the jobs that were running.
+  A claim may resume after the :class:`ClaimPosition` of the worker's previous claim, so
+  that it does not step again over the index entries of the jobs claimed before it.
 - :meth:`LeaseStatements.heartbeat` refreshes held jobs without waiting for row locks, and
   :meth:`LeaseStatements.give_back` returns held jobs the worker is not running, refunded.
 - :meth:`LeaseStatements.snooze` (a handler's ``Retry``) and :meth:`LeaseStatements.cancel`
@@ -30,6 +32,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ARRAY,
+    CompoundSelect,
     Connection,
     Integer,
     Interval,
@@ -38,6 +41,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     all_,
+    and_,
     any_,
     bindparam,
     false,
@@ -46,6 +50,7 @@ from sqlalchemy import (
     null,
     select,
     true,
+    tuple_,
     type_coerce,
     union_all,
     update,
@@ -57,7 +62,7 @@ from sqlalchemy.sql.elements import Grouping
 from .model import HELD_STATUSES, JobStatus
 from .queue import claim_candidates
 
-__all__ = ["Claimed", "LeaseStatements"]
+__all__ = ["ClaimPosition", "Claimed", "LeaseStatements"]
 
 
 class Claimed(NamedTuple):
@@ -71,6 +76,19 @@ class Claimed(NamedTuple):
     max_attempts: int
     priority: int
     created_at: datetime
+
+
+class ClaimPosition(NamedTuple):
+    """A place in claim order (priority descending, then ``created_at``, then ``id``)."""
+
+    priority: int
+    created_at: datetime
+    id: uuid.UUID
+
+    @classmethod
+    def of(cls, job: Claimed) -> ClaimPosition:
+        """The position of a claimed job."""
+        return cls(job.priority, job.created_at, job.id)
 
 
 _MAX_INT32 = 2_147_483_647
@@ -105,12 +123,13 @@ class LeaseStatements:
             for name in _CLAIMED_COLUMNS
         ]
 
-        def claim(typed: bool) -> Any:
-            candidates = claim_candidates(
-                table,
-                bindparam("p_limit", type_=Integer()),
-                bindparam("p_job_types", type_=ARRAY(String())) if typed else None,
-            )
+        def claim(typed: bool, resumed: bool) -> Any:
+            limit = bindparam("p_limit", type_=Integer())
+            types = bindparam("p_job_types", type_=ARRAY(String())) if typed else None
+            if resumed:
+                candidates: Any = _claim_after(table, limit, types)
+            else:
+                candidates = claim_candidates(table, limit, types)
             return (
                 update(table)
                 # id = ANY(ARRAY(…)) rather than IN (…): the planner then fetches the few
@@ -126,9 +145,6 @@ class LeaseStatements:
                 )
                 .returning(*returning)
             )
-
-        self._claim_typed = claim(True)
-        self._claim_all = claim(False)
 
         ids = bindparam("p_ids", type_=ARRAY(Uuid()))
         # Each job's attempt and result are looked up by its position in the id array:
@@ -175,8 +191,12 @@ class LeaseStatements:
                 select(false(), *(claimed.c[name] for name in _CLAIMED_COLUMNS)),
             )
 
-        self._round_typed = round_trip(self._claim_typed)
-        self._round_all = round_trip(self._claim_all)
+        # Keyed by (job types given, resumed after a position).
+        self._rounds = {
+            (typed, resumed): round_trip(claim(typed, resumed))
+            for typed in (False, True)
+            for resumed in (False, True)
+        }
 
         fenced = (
             c.id == bindparam("p_id", type_=Uuid()),
@@ -250,10 +270,15 @@ class LeaseStatements:
         events: Sequence[int],
         limit: int,
         job_types: Sequence[str] | None,
+        after: ClaimPosition | None = None,
     ) -> tuple[set[uuid.UUID], list[Claimed]]:
         """Complete held jobs with their JSON ``results`` (and the progress ``stages`` and
         ``events`` not written yet) and claim up to ``limit`` due jobs
         as ``running``, in one statement.
+
+        With ``after``, the claim takes due jobs of higher priority than ``after``, then
+        those of its priority that come after it, then those of lower priority: it skips
+        only the jobs of ``after``'s priority that sort before it.
 
         One round trip (and, on an autocommit connection, one implicit transaction) per
         round of the worker. Returns the ids completed and the rows claimed, in claim order.
@@ -267,11 +292,13 @@ class LeaseStatements:
             "p_limit": limit,
             "p_worker_id": self.worker_id,
         }
-        if job_types is None:
-            statement = self._round_all
-        else:
+        if job_types is not None:
             params["p_job_types"] = list(job_types)
-            statement = self._round_typed
+        if after is not None:
+            params["p_after_priority"] = after.priority
+            params["p_after_created_at"] = after.created_at
+            params["p_after_id"] = after.id
+        statement = self._rounds[job_types is not None, after is not None]
         sql, full = self._compiled(connection, statement, params)
         done: set[uuid.UUID] = set()
         claimed: list[Claimed] = []
@@ -345,3 +372,31 @@ class LeaseStatements:
             "p_reason": reason.replace("\x00", "\\0"),
         }
         return connection.execute(self._cancel, params).first() is not None
+
+
+def _claim_after(table: Table, limit: Any, job_types: Any | None) -> CompoundSelect[Any]:
+    """:func:`~sqla_jobqueue.queue.claim_candidates` resumed after a position.
+
+    Three index range scans, run lazily one after the other until ``limit`` rows are
+    locked: higher priorities from their start, the position's priority after the
+    position, lower priorities from their start. In a long drain the entries before the
+    position belong to jobs already claimed; until VACUUM removes them, a scan from the
+    start of the index would step over every one of them on every claim.
+    """
+    c = table.c
+    priority = bindparam("p_after_priority", type_=Integer())
+    after = tuple_(c.created_at, c.id) > tuple_(
+        bindparam("p_after_created_at", type_=c.created_at.type),
+        bindparam("p_after_id", type_=Uuid()),
+    )
+    ranges = {
+        "higher": c.priority > priority,
+        "same": and_(c.priority == priority, after),
+        "lower": c.priority < priority,
+    }
+    # Each range is a subquery: FOR UPDATE is not allowed directly in a UNION.
+    scans = [
+        select(claim_candidates(table, limit, job_types).where(condition).subquery(name).c.id)
+        for name, condition in ranges.items()
+    ]
+    return union_all(*scans).limit(limit)

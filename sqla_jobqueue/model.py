@@ -101,6 +101,7 @@ FINISHED_STATUSES: tuple[JobStatus, ...] = (
 )
 """Final states; ``completed_at`` records when a job reached one of them."""
 
+
 def status_list_sql(statuses: tuple[JobStatus, ...]) -> str:
     """``'pending', 'claimed'``: statuses as SQL literals, for predicates that select a
     partial index (a bound parameter would hide the constant from the planner)."""

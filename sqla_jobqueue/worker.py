@@ -15,7 +15,10 @@ How it works (the guarantees are stated in ``docs/reliability.md``):
   highest priority first, with one ``UPDATE … FOR NO KEY UPDATE SKIP LOCKED`` statement that
   also marks them ``running``: every claimed job starts on a free thread at once, so the
   worker never holds a job it is not running, and a crash charges an attempt to exactly the
-  jobs that were running (see :mod:`sqla_jobqueue.leases`).
+  jobs that were running (see :mod:`sqla_jobqueue.leases`). While claims come back full,
+  each resumes after the last job the previous one took instead of scanning again from the
+  start of the claim index, over the entries of jobs already taken; a claim that comes back
+  short, and every ``poll_interval`` at the latest, starts from the beginning again.
 - **Recording.** Outcomes are written by the dispatcher in one transaction per round: every
   plain completion of the round in a single ``UPDATE``, failures, retries and cancellations
   one statement each, together with the next claim. A handler that used ``ctx.session``
@@ -77,7 +80,7 @@ from .errors import (
     ModelError,
 )
 from .handlers import Cancel, Handler, JobContext, Registry, Retry
-from .leases import Claimed, LeaseStatements
+from .leases import Claimed, ClaimPosition, LeaseStatements
 from .listener import Listener
 from .maintenance import Duty, Pruner, PrunerConfig, Rescuer, RescuerConfig
 from .maintenance.pruner import DEFAULT_RETENTION
@@ -231,7 +234,9 @@ class Worker:
         the free slots.
     poll_interval:
         How often an idle worker looks for due jobs when no notification woke it (also
-        how soon a job whose ``run_at`` passes is picked up).
+        how soon a job whose ``run_at`` passes is picked up), and how often a busy worker
+        looks again at the start of the queue for jobs of the priority it is draining that
+        sort before its position (see :doc:`/workers`).
     heartbeat_interval:
         How often ``heartbeat_at`` of running jobs is refreshed.
     stale_timeout:
@@ -370,6 +375,8 @@ class Worker:
         self._finished = threading.Event()
         self._hungry = True
         self._notified = 0
+        self._resume_after: ClaimPosition | None = None
+        self._resume_until = 0.0
         self._next_poll = 0.0
         self._grace_deadline = math.inf
         self._started = False
@@ -569,26 +576,48 @@ class Worker:
             want = 0
             if not stopping and free > 0 and (self._hungry or now >= self._next_poll):
                 want = min(self.batch_size, free)
+            if now >= self._resume_until:
+                self._resume_after = None
             if self._pending or want:
                 notified = self._notified
                 try:
                     claimed = self._record_and_claim(want)
                 except Exception as exc:
                     self._uncertain = True
+                    self._resume_after = None
                     backoff = min(max(backoff * 2, 0.1), _MAX_BACKOFF)
                     self._log_db_error("recording outcomes and claiming", exc, backoff)
                     self._abort.wait(backoff)
                     continue
                 backoff = 0.0
                 if want:
-                    # A notification during the claim may be for a job it could not see yet.
-                    self._hungry = len(claimed) == want or self._notified != notified
+                    full = len(claimed) == want
+                    # A short claim that resumed may have passed over due jobs before its
+                    # position; a notification during the claim may be for a job it could
+                    # not see yet: either way, look again at once.
+                    resumed = self._resume_after is not None
+                    self._hungry = full or resumed or self._notified != notified
+                    self._resume_from(claimed[-1] if full else None)
                     if not self._hungry:
                         self._next_poll = time.monotonic() + self.poll_interval
                 self._dispatch(claimed)
                 if (self._hungry and free > len(claimed)) or not self._outcomes.empty():
                     continue
             self._wake.wait(self._idle_timeout(stopping, free))
+
+    def _resume_from(self, last: Claimed | None) -> None:
+        """Let the next claim resume after ``last`` (``None``: from the start of the queue).
+
+        Positions are kept for at most ``poll_interval`` from the first: jobs that become
+        due before the position (a retry, a rescued job, a job whose enqueueing
+        transaction began before the position) are claimed within that time.
+        """
+        if last is None:
+            self._resume_after = None
+            return
+        if self._resume_after is None:
+            self._resume_until = time.monotonic() + self.poll_interval
+        self._resume_after = ClaimPosition.of(last)
 
     def _idle_timeout(self, stopping: bool, free: int) -> float:
         now = time.monotonic()
@@ -658,13 +687,13 @@ class Worker:
                 if more:
                     with self.engine.connect() as connection, connection.begin():
                         done, claimed = self._leases.complete_and_claim(
-                            connection, *arrays, want, self.job_types
+                            connection, *arrays, want, self.job_types, self._resume_after
                         )
                         again = self._record(connection, pending)
                 else:
                     with self._autocommit.connect() as connection:
                         done, claimed = self._leases.complete_and_claim(
-                            connection, *arrays, want, self.job_types
+                            connection, *arrays, want, self.job_types, self._resume_after
                         )
             refused = [o for o in completions if o.run.ctx.job_id not in done]
             if refused and self._uncertain:

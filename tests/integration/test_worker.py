@@ -405,10 +405,11 @@ def test_the_round_statement_asks_psycopg_for_binary_arrays_exactly_where_it_mea
 
     leases = LeaseStatements(Job.__table__, "w")
     with engine.connect() as connection:
-        for statement in (leases._round_all, leases._round_typed):
+        for statement in leases._rounds.values():
             values = {"p_ids": [], "p_attempts": [], "p_results": [], "p_stages": [],
                       "p_events": [], "p_limit": 1, "p_worker_id": "w",
-                      "p_job_types": ["x"]}  # fmt: skip
+                      "p_job_types": ["x"], "p_after_priority": 1,
+                      "p_after_created_at": None, "p_after_id": None}  # fmt: skip
             sql, _ = leases._compiled(connection, statement, values)
             used = [name for name in _ARRAY_PARAMS if f"%({name})" in sql]
             assert used, "the statement has array parameters"

@@ -11,13 +11,47 @@ from __future__ import annotations
 import random
 import threading
 import time
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
-__all__ = ["new_job_id"]
+__all__ = ["new_job_id", "new_job_ids"]
 
 _lock = threading.Lock()
-_last_ms = 0
-_counter = 0
+# The last id's 48-bit millisecond and 12-bit counter as one number (ms << 12 | counter):
+# a counter that runs past 0xFFF carries into the millisecond by plain addition.
+_last = 0
+
+_VERSION_AND_VARIANT = 0x7 << 76 | 0b10 << 62
+_bits = random.getrandbits
+_new = object.__new__
+_set = object.__setattr__
+_UNKNOWN = SafeUUID.unknown
+
+
+def _uuid(value: int) -> UUID:
+    # UUID(int=...) re-validates its argument on every call; these values are made in
+    # range here, and this is how the uuid module itself builds a UUID from a trusted int.
+    made: UUID = _new(UUID)
+    _set(made, "int", value)
+    _set(made, "is_safe", _UNKNOWN)
+    return made
+
+
+def _reserve(count: int) -> int:
+    """Take ``count`` consecutive (ms, counter) stamps; return the first."""
+    global _last
+    with _lock:
+        now = (time.time_ns() // 1_000_000) << 12
+        # A new millisecond starts its counter at a random 11-bit value (RFC 9562,
+        # method 1): ids stay unguessable in their low bits yet leave room to count up.
+        first = now | _bits(11) if now > _last else _last + 1
+        _last = first + count - 1
+    return first
+
+
+def _value(stamp: int) -> int:
+    # Ids must be unique and ordered, not secret: the Mersenne Twister (reseeded after
+    # fork) is enough and much cheaper than a system call per id.
+    return (stamp >> 12) << 80 | (stamp & 0xFFF) << 64 | _VERSION_AND_VARIANT | _bits(62)
 
 
 def new_job_id() -> UUID:
@@ -26,20 +60,23 @@ def new_job_id() -> UUID:
     The 12-bit ``rand_a`` field is a counter seeded at random each millisecond
     (RFC 9562, method 1), so ids made in the same millisecond still sort in order.
     """
-    global _last_ms, _counter
-    with _lock:
-        now_ms = time.time_ns() // 1_000_000
-        if now_ms > _last_ms:
-            _last_ms = now_ms
-            _counter = random.getrandbits(11)
-        else:
-            _counter += 1
-            if _counter > 0xFFF:
-                _last_ms += 1
-                _counter = 0
-        ms, counter = _last_ms, _counter
-    # Ids must be unique and ordered, not secret: the Mersenne Twister (reseeded after
-    # fork) is enough and much cheaper than a system call per id.
-    rand_b = random.getrandbits(62)
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
-    return UUID(int=value)
+    return _uuid(_value(_reserve(1)))
+
+
+def new_job_ids(count: int) -> list[UUID]:
+    """Return ``count`` new ids in increasing order, as many calls of :func:`new_job_id`
+    would, with one look at the clock and one take of the lock."""
+    if count <= 0:
+        return []
+    first = _reserve(count)
+    # _uuid(_value(stamp)) inlined, with locals: this loop runs once per job of a bulk
+    # enqueue.
+    new, set_, bits, fixed, unknown = _new, _set, _bits, _VERSION_AND_VARIANT, _UNKNOWN
+    made: list[UUID] = []
+    append = made.append
+    for stamp in range(first, first + count):
+        job_id: UUID = new(UUID)
+        set_(job_id, "int", (stamp >> 12) << 80 | (stamp & 0xFFF) << 64 | fixed | bits(62))
+        set_(job_id, "is_safe", unknown)
+        append(job_id)
+    return made

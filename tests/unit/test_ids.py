@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 import uuid
 
-from sqla_jobqueue.ids import new_job_id
+import pytest
+
+from sqla_jobqueue.ids import new_job_id, new_job_ids
 
 
 def test_ids_are_version_7_and_strictly_increasing() -> None:
@@ -36,3 +39,32 @@ def test_ids_are_unique_across_threads() -> None:
     everything = [i for out in results for i in out]
     assert len(set(everything)) == len(everything)
     assert all(out == sorted(out) for out in results)
+
+
+def test_batches_of_ids_continue_the_same_order() -> None:
+    made = [new_job_id()]
+    for count in (1, 5_000, 0, 3):
+        batch = new_job_ids(count)
+        assert len(batch) == count
+        made.extend(batch)
+    made.append(new_job_id())
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in made)
+
+
+def test_a_counter_that_runs_out_carries_into_the_next_millisecond() -> None:
+    # Far more ids than one millisecond's 12-bit counter holds, in one take of the clock.
+    batch = new_job_ids(20_000)
+    stamps = [(i.int >> 80, i.int >> 64 & 0xFFF) for i in batch]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert stamps[-1][0] > stamps[0][0]
+
+
+def test_ids_are_ordinary_uuids() -> None:
+    made = new_job_id()
+    same = uuid.UUID(int=made.int)
+    assert made == same and hash(made) == hash(same) and str(made) == str(same)
+    assert made.is_safe is uuid.SafeUUID.unknown
+    assert pickle.loads(pickle.dumps(made)) == made
+    with pytest.raises(TypeError, match="immutable"):
+        made.int = 0  # type: ignore[misc]

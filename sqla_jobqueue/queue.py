@@ -19,13 +19,12 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast, overload
 
 import psycopg
-from psycopg.types.json import Jsonb
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
@@ -65,7 +64,7 @@ from .errors import (
     LeaseLostError,
     ModelError,
 )
-from .ids import new_job_id
+from .ids import new_job_id, new_job_ids
 from .model import (
     FINISHED_STATUSES,
     HELD_STATUSES,
@@ -282,8 +281,61 @@ def _copy_statement(table: Table) -> str:
     )
 
 
-def _already_json(text: str) -> str:
-    return text
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # then no flags, no header extension
+_COPY_END = b"\xff\xff"
+_FIVE_FIELDS_AND_ID_LENGTH = b"\x00\x05\x00\x00\x00\x10"
+_JSONB_VERSION = b"\x01"
+
+
+def _int4_fields(*values: int) -> bytes:
+    return b"".join(b"\x00\x00\x00\x04" + value.to_bytes(4, "big", signed=True) for value in values)
+
+
+_DEFAULT_SETTINGS = _int4_fields(Priority.DISCOVERED, 3)
+_COPY_CHUNK_ROWS = 128
+"""Rows per write of a COPY: the server loads one chunk while the next is being built."""
+
+
+def _copy_data(
+    ids: list[uuid.UUID],
+    job_types: list[str],
+    payloads: list[bytes],
+    settings: list[tuple[int, int]] | None,
+) -> Iterator[bytes]:
+    """The binary COPY stream of checked jobs, in chunks, built here rather than row by
+    row by the driver (which adapts each value through its type registry).
+
+    Columns: ``id``, ``job_type``, ``data`` (jsonb: a version byte, then the JSON text),
+    ``priority`` and ``max_attempts`` (``settings``; ``None`` for the defaults).
+    """
+    type_fields: dict[str, bytes] = {}
+    setting_fields: dict[tuple[int, int], bytes] = {}
+    chunks = [_COPY_SIGNATURE]
+    add = chunks.append
+    for index, (job_id, job_type, payload) in enumerate(zip(ids, job_types, payloads, strict=True)):
+        type_field = type_fields.get(job_type)
+        if type_field is None:
+            encoded = job_type.encode()
+            type_field = type_fields[job_type] = len(encoded).to_bytes(4, "big") + encoded
+        if settings is None:
+            setting_field = _DEFAULT_SETTINGS
+        else:
+            setting = settings[index]
+            setting_field = setting_fields.get(setting)
+            if setting_field is None:
+                setting_field = setting_fields[setting] = _int4_fields(*setting)
+        add(_FIVE_FIELDS_AND_ID_LENGTH)
+        add(job_id.int.to_bytes(16, "big"))
+        add(type_field)
+        add((len(payload) + 1).to_bytes(4, "big"))
+        add(_JSONB_VERSION)
+        add(payload)
+        add(setting_field)
+        if index % _COPY_CHUNK_ROWS == _COPY_CHUNK_ROWS - 1:
+            yield b"".join(chunks)
+            chunks.clear()
+    add(_COPY_END)
+    yield b"".join(chunks)
 
 
 def _jobs_json(rows: list[dict[str, Any]]) -> str:
@@ -500,12 +552,33 @@ class JobQueue(Generic[J]):
         unpacked by a single ``INSERT … SELECT``; a job whose ``unique_key`` is already
         live is not inserted, and the id of the live job stands in its place.
         """
+        specs = list(jobs)
+        if not specs:
+            return []
+        # The common kind of spec is checked column by column without building a row;
+        # any other spec (or a bad one) sends every spec through the full checks.
+        plain = check.plain_specs(specs, self.max_payload_bytes)
+        if plain is not None:
+            driver = self._psycopg_connection()
+            if driver is not None:
+                ids = new_job_ids(len(specs))
+                self._copy(driver, _copy_data(ids, *plain, None))
+                return ids
         rows = [
             self._row(check.mapping_keys(spec, _ENQUEUE_KEYS, index))
-            for index, spec in enumerate(jobs)
+            for index, spec in enumerate(specs)
         ]
-        if rows and all(_copyable(row) for row in rows) and self._copy(rows):
-            return [row["id"] for row in rows]
+        driver = self._psycopg_connection() if all(_copyable(row) for row in rows) else None
+        if driver is not None:
+            ids = [row["id"] for row in rows]
+            data = _copy_data(
+                ids,
+                [row["job_type"] for row in rows],
+                [row["data_json"].encode() for row in rows],
+                [(row["priority"], row["max_attempts"]) for row in rows],
+            )
+            self._copy(driver, data)
+            return ids
         inserted: set[uuid.UUID] = set()
         for start in range(0, len(rows), ENQUEUE_PAGE_SIZE):
             inserted |= self._insert_page(rows[start : start + ENQUEUE_PAGE_SIZE])
@@ -513,24 +586,16 @@ class JobQueue(Generic[J]):
             return [row["id"] for row in rows]
         return self._resolve_unique(rows, inserted)
 
-    def _copy(self, rows: list[dict[str, Any]]) -> bool:
-        """Stream due, key-less rows with binary COPY; ``False`` if the driver can't."""
+    def _psycopg_connection(self) -> psycopg.Connection[Any] | None:
+        """The psycopg 3 connection under the session's, or ``None`` with another driver."""
         driver = self.session.connection().connection.driver_connection
-        if not isinstance(driver, psycopg.Connection):
-            return False
+        return driver if isinstance(driver, psycopg.Connection) else None
+
+    def _copy(self, driver: psycopg.Connection[Any], data: Iterable[bytes]) -> None:
+        """Stream a binary COPY of due, key-less jobs (see :func:`_copy_data`)."""
         with driver.cursor() as cursor, cursor.copy(_copy_statement(self.table)) as copy:
-            copy.set_types(["uuid", "varchar", "jsonb", "int4", "int4"])
-            for row in rows:
-                copy.write_row(
-                    (
-                        row["id"],
-                        row["job_type"],
-                        Jsonb(row["data_json"], dumps=_already_json),
-                        row["priority"],
-                        row["max_attempts"],
-                    )
-                )
-        return True
+            for chunk in data:
+                copy.write(chunk)
 
     def _insert_page(self, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
         """Insert one page of checked rows; return the ids actually inserted."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -397,56 +398,91 @@ class Runner:
         return [count / width for _, count in rows]
 
     def measure_depth(self) -> dict[str, Any]:
-        """Burn-down of ``depth_jobs`` (ours and pgbench), claim time on a deep table, RSS."""
+        """Burn-downs of ``depth_jobs`` (ours and pgbench, interleaved), claim time on the
+        drained table (before and after VACUUM) vs an empty one, worker RSS."""
         n, width = self.sizes.depth_jobs, self.sizes.depth_window
-        out: dict[str, Any] = {"jobs": n, "window_s": width, "runs": {}, "claim_ms": {}}
         best = self.results.get("processing", {}).get("best", {})
-        for system in [s for s in ("sqla_jobqueue", "pgbench") if s in self.systems]:
-            params = best.get(system) or self._sweep(system)[-1]
-            with self.fresh(system) as url:
-                run_child(system, "prefill", url, {"n": n})
-                workers = 1 if system == "pgbench" else 2
-                results, _ = run_workers(system, url, {**params, "expect": n}, workers)
-                windows = self._windows(url, width)
-                full = windows[:-1] if len(windows) > 1 else windows
-                entry: dict[str, Any] = {
-                    "params": params,
-                    "rate": n / (max(r["end"] for r in results) - min(r["start"] for r in results)),
-                    "windows": windows,
-                    "first_window": full[0] if full else None,
-                    "last_window": full[-1] if full else None,
-                }
-                if full and full[0]:
-                    entry["last_vs_first"] = full[-1] / full[0]
-                rss = [sample for r in results for sample in r.get("rss", [])]
-                if system != "pgbench" and rss:
-                    entry["rss"] = _rss_growth(results)
-                if system == "sqla_jobqueue":
-                    samples = self.sizes.claim_samples
-                    timing = {
-                        "function": "claim_timing",
-                        "kwargs": {"claims": samples, "batch": 10},
-                    }
-                    run_child(system, "prefill", url, {"n": samples * 10})
-                    deep = run_child(system, "call", url, timing)
-                    with self.fresh(system) as empty:
-                        run_child(system, "prefill", empty, {"n": samples * 10})
-                        shallow = run_child(system, "call", empty, timing)
-                    out["claim_ms"] = {
-                        "deep_p50": percentile(deep, 50) * 1000,
-                        "empty_p50": percentile(shallow, 50) * 1000,
-                        "deep_p99": percentile(deep, 99) * 1000,
-                        "empty_p99": percentile(shallow, 99) * 1000,
-                        "finished_rows": n,
-                    }
-                    out["claim_ms"]["ratio"] = (
-                        out["claim_ms"]["deep_p50"] / out["claim_ms"]["empty_p50"]
-                    )
-            out["runs"][system] = entry
-            self.log(
-                f"  depth {system}: {entry['rate']:,.0f} jobs/s, last/first window "
-                f"{entry.get('last_vs_first', float('nan')):.2f}"
-            )
+        systems = [s for s in ("sqla_jobqueue", "pgbench") if s in self.systems]
+        runs: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
+        claims: dict[str, list[float]] = {"drained": [], "vacuumed": [], "empty": []}
+        for _ in range(self.sizes.repeats):
+            for system in systems:
+                params = best.get(system) or self._sweep(system)[-1]
+                with self.fresh(system) as url:
+                    entry = self._burn_down(system, url, params, n, width)
+                    if system == "sqla_jobqueue":
+                        for key, p50 in self._claim_p50s(url).items():
+                            claims[key].append(p50)
+                runs[system].append(entry)
+                self.log(
+                    f"  depth {system}: {entry['rate']:,.0f} jobs/s, last/first window "
+                    f"{entry.get('last_vs_first', float('nan')):.2f}"
+                )
+        out: dict[str, Any] = {"jobs": n, "window_s": width, "runs": runs, "summary": {}}
+        for system, entries in runs.items():
+            out["summary"][system] = {
+                key: summary([e[key] for e in entries if e.get(key) is not None])
+                for key in ("rate", "first_window", "last_window", "last_vs_first")
+            }
+        rss = [e["rss"] for e in runs.get("sqla_jobqueue", []) if e.get("rss")]
+        if rss:
+            out["rss"] = max(rss, key=lambda r: r["max_growth"] or 0)
+        if claims["empty"]:
+            out["claim_ms"] = {key: summary(values) for key, values in claims.items()}
+            out["claim_ms"]["finished_rows"] = n
+            empty = statistics.median(claims["empty"])
+            out["claim_ms"]["ratio"] = {
+                "vacuumed": statistics.median(claims["vacuumed"]) / empty,
+                "drained": statistics.median(claims["drained"]) / empty,
+            }
+        return out
+
+    def _burn_down(
+        self, system: str, url: str, params: dict[str, int], n: int, width: float
+    ) -> dict[str, Any]:
+        run_child(system, "prefill", url, {"n": n})
+        # Every burn-down starts right after a checkpoint, so the prefill's WAL does not
+        # start one at a different moment of each run (its full-page writes slow whatever
+        # runs then).
+        with psycopg.connect(url, autocommit=True) as conn:
+            try:
+                conn.execute("CHECKPOINT")
+            except psycopg.errors.InsufficientPrivilege:
+                self.log("  (no CHECKPOINT before the burn-down: not allowed for this role)")
+        workers = 1 if system == "pgbench" else 2
+        results, _ = run_workers(system, url, {**params, "expect": n}, workers)
+        windows = self._windows(url, width)
+        full = windows[:-1] if len(windows) > 1 else windows
+        entry: dict[str, Any] = {
+            "params": params,
+            "rate": n / (max(r["end"] for r in results) - min(r["start"] for r in results)),
+            "windows": windows,
+            "first_window": full[0] if full else None,
+            "last_window": full[-1] if full else None,
+        }
+        if full and full[0]:
+            entry["last_vs_first"] = full[-1] / full[0]
+        if system != "pgbench" and any(r.get("rss") for r in results):
+            entry["rss"] = _rss_growth(results)
+        return entry
+
+    def _claim_p50s(self, drained: str) -> dict[str, float]:
+        """p50 ms of ``JobQueue.claim`` on the table a burn-down just drained (its claimed
+        rows' index entries not yet vacuumed), on the same table after VACUUM (what
+        autovacuum leaves within about a minute), and on an empty table."""
+        samples = self.sizes.claim_samples
+        timing = {"function": "claim_timing", "kwargs": {"claims": samples, "batch": 10}}
+
+        def p50(url: str) -> float:
+            run_child("sqla_jobqueue", "prefill", url, {"n": samples * 10})
+            return percentile(run_child("sqla_jobqueue", "call", url, timing), 50) * 1000
+
+        out = {"drained": p50(drained)}
+        with psycopg.connect(drained, autocommit=True) as conn:
+            conn.execute("VACUUM jobs")
+        out["vacuumed"] = p50(drained)
+        with self.fresh("sqla_jobqueue") as empty:
+            out["empty"] = p50(empty)
         return out
 
     def measure_progress(self) -> dict[str, Any]:

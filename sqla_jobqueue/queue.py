@@ -53,6 +53,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_dict
 
 from . import validation as check
 from .backoff import DEFAULT_BACKOFF, Backoff
@@ -243,23 +244,29 @@ _encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 @functools.cache
-def _insert_one_statement(table: Table, *, unique: bool) -> Any:
-    """``INSERT … VALUES`` of one checked row, returning what the database fills in."""
+def _insert_one_statement(table: Table, *, unique: bool, due: bool) -> Any:
+    """``INSERT … VALUES`` of one checked row, returning what the database fills in.
+
+    A job due now (``due``) binds neither ``run_at`` nor ``unique_key``: the common
+    enqueue sends five parameters, not eight.
+    """
     c = table.c
-    statement = pg_insert(table).values(
-        {
-            c.id: bindparam("id", type_=Uuid()),
-            c.job_type: bindparam("job_type", type_=String()),
-            c.data: sql_cast(bindparam("data_json", type_=Text()), JSONB()),
-            c.priority: bindparam("priority", type_=Integer()),
-            c.max_attempts: bindparam("max_attempts", type_=Integer()),
-            c.run_at: func.coalesce(
-                bindparam("run_at_abs", type_=DateTime(timezone=True)),
-                func.statement_timestamp() + bindparam("run_in", type_=Interval()),
-            ),
-            c.unique_key: bindparam("unique_key", type_=String()),
-        }
-    )
+    values: dict[Any, Any] = {
+        c.id: bindparam("id", type_=Uuid()),
+        c.job_type: bindparam("job_type", type_=String()),
+        c.data: sql_cast(bindparam("data_json", type_=Text()), JSONB()),
+        c.priority: bindparam("priority", type_=Integer()),
+        c.max_attempts: bindparam("max_attempts", type_=Integer()),
+        c.run_at: func.statement_timestamp()
+        if due
+        else func.coalesce(
+            bindparam("run_at_abs", type_=DateTime(timezone=True)),
+            func.statement_timestamp() + bindparam("run_in", type_=Interval()),
+        ),
+    }
+    if unique:
+        values[c.unique_key] = bindparam("unique_key", type_=String())
+    statement = pg_insert(table).values(values)
     if unique:
         statement = statement.on_conflict_do_nothing(
             index_elements=[c.unique_key], index_where=literal_column(UNIQUE_KEY_PREDICATE)
@@ -317,13 +324,12 @@ def _copy_data(
         if type_field is None:
             encoded = job_type.encode()
             type_field = type_fields[job_type] = len(encoded).to_bytes(4, "big") + encoded
-        if settings is None:
-            setting_field = _DEFAULT_SETTINGS
-        else:
+        setting_field = _DEFAULT_SETTINGS
+        if settings is not None:
             setting = settings[index]
-            setting_field = setting_fields.get(setting)
-            if setting_field is None:
-                setting_field = setting_fields[setting] = _int4_fields(*setting)
+            if setting not in setting_fields:
+                setting_fields[setting] = _int4_fields(*setting)
+            setting_field = setting_fields[setting]
         add(_FIVE_FIELDS_AND_ID_LENGTH)
         add(job_id.int.to_bytes(16, "big"))
         add(type_field)
@@ -490,7 +496,9 @@ class JobQueue(Generic[J]):
                 "unique_key": unique_key,
             }
         )
-        statement = _insert_one_statement(self.table, unique=unique_key is not None)
+        statement = _insert_one_statement(
+            self.table, unique=unique_key is not None, due=run_at is None
+        )
         for _ in range(_UNIQUE_RETRIES):
             filled = self.session.execute(statement, row).one_or_none()
             if filled is not None:
@@ -514,9 +522,15 @@ class JobQueue(Generic[J]):
         Every column's value is known (the database only filled in the two timestamps),
         so the instance is built here and attached with ``make_transient_to_detached``
         instead of being loaded from ``RETURNING *``, which costs more than the INSERT.
+        Like a load, it skips the model's ``__init__`` and its attribute events: the
+        values go straight into the instance's dict as loaded state, not as changes.
         Columns an application adds to its own model stay unloaded and load on access.
         """
-        job: J = cast(Any, self.model)(
+        mapper = inspect(self.model)
+        # What the model's __init__ would do first: configure mappers declared since.
+        mapper.registry.configure(cascade=True)
+        job: J = mapper.class_manager.new_instance()
+        instance_dict(job).update(
             id=row["id"],
             job_type=row["job_type"],
             priority=row["priority"],

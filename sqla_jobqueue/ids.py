@@ -11,9 +11,10 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Iterator
 from uuid import UUID, SafeUUID
 
-__all__ = ["new_job_id", "new_job_ids"]
+__all__ = ["new_job_id", "new_job_ids", "reserve_job_ids"]
 
 _lock = threading.Lock()
 # The last id's 48-bit millisecond and 12-bit counter as one number (ms << 12 | counter):
@@ -66,17 +67,26 @@ def new_job_id() -> UUID:
 def new_job_ids(count: int) -> list[UUID]:
     """Return ``count`` new ids in increasing order, as many calls of :func:`new_job_id`
     would, with one look at the clock and one take of the lock."""
+    return list(reserve_job_ids(count))
+
+
+def reserve_job_ids(count: int) -> Iterator[UUID]:
+    """Reserve ``count`` ids now, in one take of the lock; make each as it is iterated.
+
+    The ids are the ones :func:`new_job_ids` would return. A bulk enqueue makes them
+    while it streams the rows, so the server loads the rows sent already meanwhile.
+    """
     if count <= 0:
-        return []
-    first = _reserve(count)
+        return iter(())
+    return _made(_reserve(count), count)
+
+
+def _made(first: int, count: int) -> Iterator[UUID]:
     # _uuid(_value(stamp)) inlined, with locals: this loop runs once per job of a bulk
     # enqueue.
     new, set_, bits, fixed, unknown = _new, _set, _bits, _VERSION_AND_VARIANT, _UNKNOWN
-    made: list[UUID] = []
-    append = made.append
     for stamp in range(first, first + count):
         job_id: UUID = new(UUID)
         set_(job_id, "int", (stamp >> 12) << 80 | (stamp & 0xFFF) << 64 | fixed | bits(62))
         set_(job_id, "is_safe", unknown)
-        append(job_id)
-    return made
+        yield job_id

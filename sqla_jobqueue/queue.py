@@ -65,7 +65,7 @@ from .errors import (
     LeaseLostError,
     ModelError,
 )
-from .ids import new_job_id, new_job_ids
+from .ids import new_job_id, reserve_job_ids
 from .model import (
     FINISHED_STATUSES,
     HELD_STATUSES,
@@ -304,16 +304,18 @@ _COPY_CHUNK_ROWS = 128
 
 
 def _copy_data(
-    ids: list[uuid.UUID],
+    ids: Iterable[uuid.UUID],
     job_types: list[str],
     payloads: list[bytes],
     settings: list[tuple[int, int]] | None,
+    taken: list[uuid.UUID] | None = None,
 ) -> Iterator[bytes]:
     """The binary COPY stream of checked jobs, in chunks, built here rather than row by
     row by the driver (which adapts each value through its type registry).
 
     Columns: ``id``, ``job_type``, ``data`` (jsonb: a version byte, then the JSON text),
-    ``priority`` and ``max_attempts`` (``settings``; ``None`` for the defaults).
+    ``priority`` and ``max_attempts`` (``settings``; ``None`` for the defaults). Each id
+    is appended to ``taken`` as its row is written.
     """
     type_fields: dict[str, bytes] = {}
     setting_fields: dict[tuple[int, int], bytes] = {}
@@ -330,6 +332,8 @@ def _copy_data(
             if setting not in setting_fields:
                 setting_fields[setting] = _int4_fields(*setting)
             setting_field = setting_fields[setting]
+        if taken is not None:
+            taken.append(job_id)
         add(_FIVE_FIELDS_AND_ID_LENGTH)
         add(job_id.int.to_bytes(16, "big"))
         add(type_field)
@@ -575,8 +579,8 @@ class JobQueue(Generic[J]):
         if plain is not None:
             driver = self._psycopg_connection()
             if driver is not None:
-                ids = new_job_ids(len(specs))
-                self._copy(driver, _copy_data(ids, *plain, None))
+                ids: list[uuid.UUID] = []
+                self._copy(driver, _copy_data(reserve_job_ids(len(specs)), *plain, None, ids))
                 return ids
         rows = [
             self._row(check.mapping_keys(spec, _ENQUEUE_KEYS, index))

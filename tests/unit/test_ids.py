@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from sqla_jobqueue.ids import new_job_id, new_job_ids
+from sqla_jobqueue.ids import new_job_id, new_job_ids, reserve_job_ids
 
 
 def test_ids_are_version_7_and_strictly_increasing() -> None:
@@ -68,3 +68,10 @@ def test_ids_are_ordinary_uuids() -> None:
     assert pickle.loads(pickle.dumps(made)) == made
     with pytest.raises(TypeError, match="immutable"):
         made.int = 0  # type: ignore[misc]
+
+
+def test_reserved_ids_are_taken_when_reserved_not_when_made() -> None:
+    reserved = reserve_job_ids(3)
+    later = new_job_id()
+    made = list(reserved)
+    assert len(made) == 3 and made == sorted(made) and made[-1] < later

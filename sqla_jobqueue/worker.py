@@ -67,7 +67,7 @@ from types import FrameType
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -359,6 +359,7 @@ class Worker:
 
         self._leases = LeaseStatements(self.table, self.worker_id)
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._connection: Connection | None = None
         self._uncertain = False
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -409,6 +410,7 @@ class Worker:
             self._loop()
             return self._shutdown()
         finally:
+            self._close_round_connection()
             self._stop_background()
             self._restore_signals(previous)
             self._ready.set()
@@ -691,10 +693,14 @@ class Worker:
                         )
                         again = self._record(connection, pending)
                 else:
-                    with self._autocommit.connect() as connection:
+                    connection = self._round_connection()
+                    try:
                         done, claimed = self._leases.complete_and_claim(
                             connection, *arrays, want, self.job_types, self._resume_after
                         )
+                    except BaseException:
+                        self._close_round_connection()
+                        raise
             refused = [o for o in completions if o.run.ctx.job_id not in done]
             if refused and self._uncertain:
                 done |= self._confirm_completed(refused)
@@ -717,6 +723,20 @@ class Worker:
         for outcome in written:
             self._log_outcome(outcome)
         return claimed
+
+    def _round_connection(self) -> Connection:
+        """The dispatcher's autocommit connection, kept from round to round: checking one
+        out of the pool and back in for every round costs more than the round's SQL."""
+        if self._connection is None:
+            self._connection = self._autocommit.connect()
+        return self._connection
+
+    def _close_round_connection(self) -> None:
+        """Give the kept connection back (after an error, or when the worker stops)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def _give_back_unknown(self) -> None:
         """Give back the jobs the database says this worker holds but it is not running."""

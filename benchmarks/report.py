@@ -204,6 +204,9 @@ def markdown(data: dict[str, Any]) -> str:
     if depth:
         cells = {}
         for s, entry in depth["summary"].items():
+            if _median(entry["last_vs_first"]) is None:
+                cells[s] = f"{_fmt(_median(entry['first_window']))}/s (one full window)"
+                continue
             cells[s] = (
                 f"{_fmt(_median(entry['first_window']))} → "
                 f"{_fmt(_median(entry['last_window']))}/s, "

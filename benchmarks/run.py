@@ -460,7 +460,8 @@ class Runner:
             "first_window": full[0] if full else None,
             "last_window": full[-1] if full else None,
         }
-        if full and full[0]:
+        # The last window is cut short by the end of the run; first vs last needs two others.
+        if len(full) >= 2 and full[0]:
             entry["last_vs_first"] = full[-1] / full[0]
         if system != "pgbench" and any(r.get("rss") for r in results):
             entry["rss"] = _rss_growth(results)

@@ -319,12 +319,15 @@ class JobContext:
         transaction a few times a second at most, so other sessions see it while the job
         runs.
         """
-        value = check.check_progress(percent)
-        label = None if stage is None else check.check_stage(stage)
+        # Handlers call this in tight loops: a plain in-range int skips the full checks.
+        if type(percent) is not int or not 0 <= percent <= 100:
+            percent = check.check_progress(percent)
+        if stage is not None:
+            stage = check.check_stage(stage)
         with self._lock:
-            self._progress = value
-            if label is not None:
-                self._stage = label
+            self._progress = percent
+            if stage is not None:
+                self._stage = stage
             self._dirty = True
 
     def event(self, n: int = 1) -> None:

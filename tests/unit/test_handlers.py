@@ -102,8 +102,12 @@ def test_progress_is_coalesced_until_taken() -> None:
 
 def test_progress_and_events_are_checked() -> None:
     ctx = context()
-    with pytest.raises(InvalidJobError):
-        ctx.progress(101)
+    for bad in (101, -1, True, 50.5, "50", None):
+        with pytest.raises(InvalidJobError):
+            ctx.progress(bad)  # type: ignore[arg-type]
+    assert ctx.take_progress() is None  # nothing was recorded
+    ctx.progress(50.0)  # type: ignore[arg-type]
+    assert ctx.take_progress() == (50, None, 0)
     with pytest.raises(InvalidJobError, match="zero or more"):
         ctx.event(-1)
     with pytest.raises(InvalidJobError):

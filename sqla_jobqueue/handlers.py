@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import validation as check
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .errors import InvalidJobError
+from .model import DEFAULT_MAX_ATTEMPTS
 from .queue import JobQueue
 
 if TYPE_CHECKING:
@@ -67,9 +68,6 @@ HandlerFunction = Callable[["JobContext"], Any]
 """A handler: called with the job's context, returns a JSON-serialisable result or None."""
 
 F = TypeVar("F", bound=HandlerFunction)
-
-DEFAULT_MAX_ATTEMPTS = 3
-"""Attempts a job of a handler gets when the handler does not say."""
 
 
 class Retry(Exception):

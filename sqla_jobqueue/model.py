@@ -79,6 +79,10 @@ class JobStatus(str, enum.Enum):
         return self.value
 
 
+DEFAULT_MAX_ATTEMPTS = 3
+"""How many times a job may be claimed when its enqueuer does not say (the column's default)."""
+
+
 class Priority(enum.IntEnum):
     """Named priorities of the original design; any int32 is accepted."""
 
@@ -157,7 +161,9 @@ class JobMixin:
     started_at: Mapped[datetime | None] = _timestamp()
     completed_at: Mapped[datetime | None] = _timestamp()
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    max_attempts: Mapped[int] = mapped_column(Integer, server_default=text("3"))
+    max_attempts: Mapped[int] = mapped_column(
+        Integer, server_default=text(str(DEFAULT_MAX_ATTEMPTS))
+    )
     last_error: Mapped[str | None] = mapped_column(Text)
     run_at: Mapped[datetime] = _timestamp(server_default=text("now()"))
     heartbeat_at: Mapped[datetime | None] = _timestamp()

@@ -67,6 +67,7 @@ from .errors import (
 )
 from .ids import new_job_id, reserve_job_ids
 from .model import (
+    DEFAULT_MAX_ATTEMPTS,
     FINISHED_STATUSES,
     HELD_STATUSES,
     LIVE_STATUSES,
@@ -150,7 +151,7 @@ def check_job(
         "job_type": check.check_job_type(spec.get("job_type")),
         "data_json": data_json,
         "priority": check.check_int32(spec.get("priority", Priority.DISCOVERED), "priority"),
-        "max_attempts": check.check_max_attempts(spec.get("max_attempts", 3)),
+        "max_attempts": check.check_max_attempts(spec.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
         "run_at_abs": run_at if isinstance(run_at, datetime) else None,
         "run_in": run_at if isinstance(run_at, timedelta) else timedelta(0),
         "unique_key": unique_key,
@@ -298,7 +299,7 @@ def _int4_fields(*values: int) -> bytes:
     return b"".join(b"\x00\x00\x00\x04" + value.to_bytes(4, "big", signed=True) for value in values)
 
 
-_DEFAULT_SETTINGS = _int4_fields(Priority.DISCOVERED, 3)
+_DEFAULT_SETTINGS = _int4_fields(Priority.DISCOVERED, DEFAULT_MAX_ATTEMPTS)
 _COPY_CHUNK_ROWS = 128
 """Rows per write of a COPY: the server loads one chunk while the next is being built."""
 
@@ -462,7 +463,7 @@ class JobQueue(Generic[J]):
         data: Mapping[str, Any] | None = None,
         *,
         priority: int = Priority.DISCOVERED,
-        max_attempts: int = 3,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         run_at: datetime | timedelta | None = None,
         unique_key: str | None = None,
     ) -> J:

@@ -44,6 +44,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    column,
     false,
     func,
     literal_column,
@@ -51,13 +52,11 @@ from sqlalchemy import (
     select,
     true,
     tuple_,
-    type_coerce,
     union_all,
     update,
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.sql.elements import Grouping
 
 from .model import HELD_STATUSES, JobStatus
 from .queue import claim_candidates
@@ -98,6 +97,9 @@ _CLAIMED_COLUMNS = ("id", "job_type", "data", "attempts", "max_attempts", "prior
 
 # Literals, not parameters: the status list selects the partial index of held jobs.
 _HELD: list[Any] = [literal_column(f"'{status.value}'") for status in HELD_STATUSES]
+_NOT_HELD: list[Any] = [
+    literal_column(f"'{status.value}'") for status in JobStatus if status not in HELD_STATUSES
+]
 
 
 class LeaseStatements:
@@ -146,38 +148,41 @@ class LeaseStatements:
                 .returning(*returning)
             )
 
-        ids = bindparam("p_ids", type_=ARRAY(Uuid()))
-        # Each job's attempt and result are looked up by its position in the id array:
-        # a join with unnest() is planned as a nested loop over the whole batch per row.
-        position = func.array_position(ids, c.id)
-        attempts = type_coerce(
-            Grouping(bindparam("p_attempts", type_=ARRAY(Integer()))), ARRAY(Integer())
-        )
-        results = type_coerce(
-            Grouping(sql_cast(bindparam("p_results", type_=ARRAY(Text())), ARRAY(JSONB()))),
-            ARRAY(JSONB()),
-        )
-        stages = type_coerce(Grouping(bindparam("p_stages", type_=ARRAY(Text()))), ARRAY(Text()))
-        events = type_coerce(
-            Grouping(bindparam("p_events", type_=ARRAY(Integer()))), ARRAY(Integer())
-        )
+        # The round's completions as a relation, joined to the jobs by primary key: one
+        # index probe per job. (Looking each job up in the arrays by position instead costs
+        # a scan of the arrays per row, quadratic in the batch.)
+        done = func.unnest(
+            bindparam("p_ids", type_=ARRAY(Uuid())),
+            bindparam("p_attempts", type_=ARRAY(Integer())),
+            sql_cast(bindparam("p_results", type_=ARRAY(Text())), ARRAY(JSONB())),
+            bindparam("p_stages", type_=ARRAY(Text())),
+            bindparam("p_events", type_=ARRAY(Integer())),
+        ).table_valued(
+            column("id", Uuid()),
+            column("attempt", Integer()),
+            column("result", JSONB()),
+            column("stage", Text()),
+            column("events", Integer()),
+        ).render_derived(name="done")
         self._complete_many = (
             update(table)
             .where(
-                c.id == any_(ids),
-                c.attempts == attempts[position],
-                # Not indexable on purpose: the primary key is the way to these rows.
+                c.id == done.c.id,
+                c.attempts == done.c.attempt,
+                # Neither condition can select an index on purpose: the primary key is the
+                # way to these rows. Through the partial index of held jobs, a generic plan
+                # (estimating one held row) rescans the whole batch for every held row.
                 func.coalesce(c.worker_id, "") == bindparam("p_worker_id", type_=String()),
-                c.status.in_(_HELD),
+                c.status.not_in(_NOT_HELD),
             )
             .values(
                 status=JobStatus.COMPLETED.value,
                 progress=100,
                 completed_at=now,
-                result=results[position],
+                result=done.c.result,
                 # Progress the worker had not written yet travels with the completion.
-                current_stage=func.coalesce(stages[position], c.current_stage),
-                events_count=c.events_count + events[position],
+                current_stage=func.coalesce(done.c.stage, c.current_stage),
+                events_count=c.events_count + done.c.events,
             )
             .returning(c.id)
         )

@@ -102,6 +102,13 @@ _NOT_HELD: list[Any] = [
 ]
 
 
+_CLAIM_ORDER: tuple[Any, ...] = (
+    literal_column("priority").desc(),
+    literal_column("created_at"),
+    literal_column("id"),
+)
+
+
 class LeaseStatements:
     """Statements on the jobs one worker holds, for one job table.
 
@@ -182,7 +189,7 @@ class LeaseStatements:
                 result=done.c.result,
                 # Progress the worker had not written yet travels with the completion.
                 current_stage=func.coalesce(done.c.stage, c.current_stage),
-                events_count=c.events_count + done.c.events,
+                events_count=c.events_count + func.coalesce(done.c.events, 0),
             )
             .returning(c.id)
         )
@@ -191,10 +198,11 @@ class LeaseStatements:
             completed = self._complete_many.cte("completed")
             claimed = claim_statement.cte("claimed")
             blanks = [null().label(name) for name in _CLAIMED_COLUMNS[1:]]
+            # Claimed rows in claim order (completed rows have no priority and come first).
             return union_all(
                 select(true().label("completed"), completed.c.id, *blanks),
                 select(false(), *(claimed.c[name] for name in _CLAIMED_COLUMNS)),
-            )
+            ).order_by(*_CLAIM_ORDER)
 
         # Keyed by (job types given, resumed after a position).
         self._rounds = {
@@ -288,12 +296,14 @@ class LeaseStatements:
         One round trip (and, on an autocommit connection, one implicit transaction) per
         round of the worker. Returns the ids completed and the rows claimed, in claim order.
         """
+        # Arrays with nothing in them travel as NULL (unnest() pads them with NULLs): most
+        # rounds have no results, no stages and no events to write.
         params: dict[str, Any] = {
             "p_ids": list(ids),
             "p_attempts": list(attempts),
-            "p_results": list(results),
-            "p_stages": list(stages),
-            "p_events": list(events),
+            "p_results": _or_null(results),
+            "p_stages": _or_null(stages),
+            "p_events": _or_null(events),
             "p_limit": limit,
             "p_worker_id": self.worker_id,
         }
@@ -307,14 +317,20 @@ class LeaseStatements:
         sql, full = self._compiled(connection, statement, params)
         done: set[uuid.UUID] = set()
         claimed: list[Claimed] = []
-        # Plain driver rows: on the hot path the ORM-free Core result is still the largest
-        # cost per job after the database itself, and these columns need no processing.
-        for row in connection.exec_driver_sql(sql, full).fetchall():
+        # The driver's own rows: these columns need no processing, and on the hot path
+        # building SQLAlchemy rows costs more per job than anything else but the database.
+        # The statement still runs through SQLAlchemy (its events, logging, error wrapping
+        # and invalidation of a lost connection).
+        result = connection.exec_driver_sql(sql, full)
+        try:
+            rows = result.cursor.fetchall()
+        finally:
+            result.close()
+        for row in rows:
             if row[0]:
                 done.add(row[1])
             else:
                 claimed.append(Claimed._make(row[1:]))
-        claimed.sort(key=lambda row: (-row.priority, row.created_at, row.id))
         return done, claimed
 
     def _compiled(
@@ -377,6 +393,11 @@ class LeaseStatements:
             "p_reason": reason.replace("\x00", "\\0"),
         }
         return connection.execute(self._cancel, params).first() is not None
+
+
+def _or_null(values: Sequence[Any]) -> list[Any] | None:
+    """``values`` as a list, or ``None`` when every one of them is empty (None or 0)."""
+    return list(values) if any(v is not None and v != 0 for v in values) else None
 
 
 def _claim_after(table: Table, limit: Any, job_types: Any | None) -> CompoundSelect[Any]:

@@ -420,6 +420,42 @@ def test_the_round_statement_asks_psycopg_for_binary_arrays_exactly_where_it_mea
             assert {"p_ids", "p_results", "p_stages", "p_events"} <= set(used)
 
 
+def test_a_round_claims_in_priority_order_and_writes_each_completion_its_own_values(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    from sqla_jobqueue.leases import LeaseStatements
+
+    leases = LeaseStatements(Job.__table__, "w")
+    with session_factory.begin() as session:
+        queue = JobQueue(session)
+        jobs = [queue.enqueue("x", {"i": i}, priority=p) for i, p in enumerate([30, 150, 100])]
+        low, high, mid = (job.id for job in jobs)
+        plain = queue.enqueue("x", {"i": 3}, priority=10).id
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit.connect() as connection:
+        _, claimed = leases.complete_and_claim(connection, [], [], [], [], [], 3, None)
+        assert [job.id for job in claimed] == [high, mid, low]
+        done, claimed = leases.complete_and_claim(
+            connection, [high, mid, low], [1, 1, 1], ['{"a": 1}', None, None],
+            [None, "", "last"], [0, 0, 2], 1, None,
+        )  # fmt: skip
+        assert done == {high, mid, low}
+        assert [job.id for job in claimed] == [plain]
+        # Nothing to write but the completion: the arrays travel as NULL.
+        done, _ = leases.complete_and_claim(connection, [plain], [1], [None], [None], [0], 0, None)
+        assert done == {plain}
+    with session_factory() as session:
+        rows = {job.id: job for job in session.scalars(select(Job))}
+    written = {k: (rows[k].result, rows[k].current_stage, rows[k].events_count) for k in rows}
+    assert written == {
+        high: ({"a": 1}, None, 0),
+        mid: (None, "", 0),
+        low: (None, "last", 2),
+        plain: (None, None, 0),
+    }
+    assert {job.status for job in rows.values()} == {JobStatus.COMPLETED.value}
+
+
 @pytest.mark.parametrize("uses_session", [False, True], ids=["batched", "ctx.session"])
 def test_progress_reported_just_before_completion_is_kept(
     engine: Engine, session_factory: sessionmaker[Session], uses_session: bool

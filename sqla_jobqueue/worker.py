@@ -174,7 +174,7 @@ class _Run:
         self.timed_out = False
 
 
-@dataclass
+@dataclass(slots=True)
 class _Outcome:
     run: _Run
     kind: str

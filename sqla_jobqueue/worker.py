@@ -111,6 +111,7 @@ _FAILED = "failed"
 _RETRY = "retry"
 _CANCELLED = "cancelled"
 _DONE = "done"  # completed in the handler's own transaction already
+_COMPLETED_STATUS = JobStatus.COMPLETED.value
 _LOST = "lost"  # the worker no longer held the job
 
 
@@ -701,27 +702,32 @@ class Worker:
                     except BaseException:
                         self._close_round_connection()
                         raise
-            refused = [o for o in completions if o.run.ctx.job_id not in done]
-            if refused and self._uncertain:
-                done |= self._confirm_completed(refused)
+            refused = []
             for outcome in completions:
-                done_here = outcome.run.ctx.job_id in done
-                outcome.final_status = JobStatus.COMPLETED.value if done_here else _LOST
+                if outcome.run.ctx.job_id in done:
+                    outcome.final_status = _COMPLETED_STATUS
+                else:
+                    outcome.final_status = _LOST
+                    refused.append(outcome)
+            if refused and self._uncertain:
+                confirmed = self._confirm_completed(refused)
+                for outcome in refused:
+                    if outcome.run.ctx.job_id in confirmed:
+                        outcome.final_status = _COMPLETED_STATUS
         self._uncertain = False
         for outcome in pending:
             if outcome.kind == _DONE:
-                outcome.final_status = JobStatus.COMPLETED.value
+                outcome.final_status = _COMPLETED_STATUS
             elif outcome.kind == _LOST:
                 outcome.final_status = _LOST
         # An outcome refused for a non-transient reason is tried again next round, alone
         # in its savepoint, so that it never holds back the others.
         self._pending = again
-        written = [o for o in pending if o not in again]
+        written = [o for o in pending if o not in again] if again else pending
         with self._lock:
             for outcome in written:
                 self._active.pop(outcome.run.ctx.job_id, None)
-        for outcome in written:
-            self._log_outcome(outcome)
+        self._log_outcomes(written)
         return claimed
 
     def _round_connection(self) -> Connection:
@@ -843,6 +849,16 @@ class Worker:
                 runs.append(run)
         for run in runs:
             self._work.put(run)
+
+    def _log_outcomes(self, outcomes: list[_Outcome]) -> None:
+        """Count and log the outcomes of a round."""
+        info = log.isEnabledFor(logging.INFO)
+        for outcome in outcomes:
+            plain = outcome.kind == _COMPLETED and outcome.final_status == _COMPLETED_STATUS
+            if plain and not info:
+                self.stats.completed += 1  # the common case, with nothing to log
+            else:
+                self._log_outcome(outcome)
 
     def _log_outcome(self, outcome: _Outcome) -> None:
         kind = _LOST if outcome.final_status == _LOST else outcome.kind

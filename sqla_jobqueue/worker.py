@@ -516,8 +516,13 @@ class Worker:
                 if self._stopping.wait(backoff):
                     return False
                 backoff = min(backoff * 2, _MAX_BACKOFF)
-        for index in range(self.concurrency):
-            self._spawn_thread(index)
+        # The handler threads start beside the first claim rather than before it (starting
+        # a few hundred threads takes longer than the claim): claimed jobs wait in the work
+        # queue for the threads still starting, for a few milliseconds after start-up only.
+        spawner = threading.Thread(
+            target=self._spawn_threads, name="sqla_jobqueue-spawner", daemon=True
+        )
+        spawner.start()
         background = [("ticker", self._tick_loop), ("heartbeat", self._heartbeat_loop)]
         if self.duties:
             background.append(("maintenance", self._maintenance_loop))
@@ -547,6 +552,10 @@ class Worker:
             )
         fairy.detach()
         return connection
+
+    def _spawn_threads(self) -> None:
+        for index in range(self.concurrency):
+            self._spawn_thread(index)
 
     def _spawn_thread(self, index: int) -> None:
         thread = threading.Thread(

@@ -313,9 +313,9 @@ class JobContext:
     def progress(self, percent: int, stage: str | None = None) -> None:
         """Report progress (0..100) and optionally the current stage.
 
-        Cheap to call often: the worker writes the latest value in its own short
-        transaction a few times a second at most, so other sessions see it while the job
-        runs.
+        Cheap to call often: the worker writes the latest values of all its running jobs
+        in one short statement a few times a second at most, so other sessions see them
+        while the job runs.
         """
         # Handlers call this in tight loops: a plain in-range int skips the full checks.
         if type(percent) is not int or not 0 <= percent <= 100:

@@ -91,7 +91,9 @@ class ClaimPosition(NamedTuple):
 
 
 _MAX_INT32 = 2_147_483_647
-_ARRAY_PARAMS = ("p_ids", "p_attempts", "p_results", "p_stages", "p_events", "p_job_types")
+_ARRAY_PARAMS = (
+    "p_ids", "p_attempts", "p_results", "p_percents", "p_stages", "p_events", "p_job_types",
+)  # fmt: skip
 _CLAIMED_COLUMNS = ("id", "job_type", "data", "attempts", "max_attempts", "priority", "created_at")
 
 
@@ -155,33 +157,10 @@ class LeaseStatements:
                 .returning(*returning)
             )
 
-        # The round's completions as a relation, joined to the jobs by primary key: one
-        # index probe per job. (Looking each job up in the arrays by position instead costs
-        # a scan of the arrays per row, quadratic in the batch.)
-        done = func.unnest(
-            bindparam("p_ids", type_=ARRAY(Uuid())),
-            bindparam("p_attempts", type_=ARRAY(Integer())),
-            sql_cast(bindparam("p_results", type_=ARRAY(Text())), ARRAY(JSONB())),
-            bindparam("p_stages", type_=ARRAY(Text())),
-            bindparam("p_events", type_=ARRAY(Integer())),
-        ).table_valued(
-            column("id", Uuid()),
-            column("attempt", Integer()),
-            column("result", JSONB()),
-            column("stage", Text()),
-            column("events", Integer()),
-        ).render_derived(name="done")
+        done = _per_job("done", _COMPLETION_COLUMNS)
         self._complete_many = (
             update(table)
-            .where(
-                c.id == done.c.id,
-                c.attempts == done.c.attempt,
-                # Neither condition can select an index on purpose: the primary key is the
-                # way to these rows. Through the partial index of held jobs, a generic plan
-                # (estimating one held row) rescans the whole batch for every held row.
-                func.coalesce(c.worker_id, "") == bindparam("p_worker_id", type_=String()),
-                c.status.not_in(_NOT_HELD),
-            )
+            .where(*_fenced_by(table, done))
             .values(
                 status=JobStatus.COMPLETED.value,
                 progress=100,
@@ -190,6 +169,18 @@ class LeaseStatements:
                 # Progress the worker had not written yet travels with the completion.
                 current_stage=func.coalesce(done.c.stage, c.current_stage),
                 events_count=c.events_count + func.coalesce(done.c.events, 0),
+            )
+            .returning(c.id)
+        )
+        reported = _per_job("reported", _PROGRESS_COLUMNS)
+        self._write_progress = (
+            update(table)
+            .where(*_fenced_by(table, reported))
+            .values(
+                progress=func.coalesce(reported.c.percent, c.progress),
+                current_stage=func.coalesce(reported.c.stage, c.current_stage),
+                events_count=c.events_count + func.coalesce(reported.c.events, 0),
+                heartbeat_at=now,
             )
             .returning(c.id)
         )
@@ -361,6 +352,36 @@ class LeaseStatements:
         params = {"p_ids": sorted(ids), "p_worker_id": self.worker_id}
         return int(getattr(connection.execute(self._heartbeat, params), "rowcount", 0))
 
+    def write_progress(
+        self,
+        connection: Connection,
+        ids: Sequence[uuid.UUID],
+        attempts: Sequence[int],
+        percents: Sequence[int | None],
+        stages: Sequence[str | None],
+        events: Sequence[int],
+    ) -> set[uuid.UUID]:
+        """Write the progress reported by running jobs, one statement for all of them, and
+        refresh their heartbeats; return the ids of the jobs this worker still held.
+
+        ``None`` leaves a job's percent or stage as it is; ``events`` are added to
+        ``events_count``.
+        """
+        params: dict[str, Any] = {
+            "p_ids": list(ids),
+            "p_attempts": list(attempts),
+            "p_percents": _or_null(percents),
+            "p_stages": _or_null(stages),
+            "p_events": _or_null(events),
+            "p_worker_id": self.worker_id,
+        }
+        sql, full = self._compiled(connection, self._write_progress, params)
+        result = connection.exec_driver_sql(sql, full)
+        try:
+            return {row[0] for row in result.cursor.fetchall()}
+        finally:
+            result.close()
+
     def give_back(self, connection: Connection, known: Sequence[uuid.UUID]) -> list[uuid.UUID]:
         """Return this worker's held jobs that are not in ``known`` to ``pending``, refunding
         the attempt of their claim; return their ids.
@@ -426,3 +447,52 @@ def _claim_after(table: Table, limit: Any, job_types: Any | None) -> CompoundSel
         for name, condition in ranges.items()
     ]
     return union_all(*scans).limit(limit)
+
+
+# (column of the per-job relation, its array parameter, its type)
+_COMPLETION_COLUMNS: tuple[tuple[str, str, Any], ...] = (
+    ("id", "p_ids", Uuid()),
+    ("attempt", "p_attempts", Integer()),
+    ("result", "p_results", JSONB()),
+    ("stage", "p_stages", Text()),
+    ("events", "p_events", Integer()),
+)
+_PROGRESS_COLUMNS: tuple[tuple[str, str, Any], ...] = (
+    ("id", "p_ids", Uuid()),
+    ("attempt", "p_attempts", Integer()),
+    ("percent", "p_percents", Integer()),
+    ("stage", "p_stages", Text()),
+    ("events", "p_events", Integer()),
+)
+
+
+def _per_job(name: str, columns: tuple[tuple[str, str, Any], ...]) -> Any:
+    """``unnest(:p_ids, :p_attempts, …) AS name(id, attempt, …)``: one row per job
+    written, from one array parameter per column (JSONB travels as text)."""
+    arrays = [
+        sql_cast(bindparam(parameter, type_=ARRAY(Text())), ARRAY(JSONB()))
+        if isinstance(type_, JSONB)
+        else bindparam(parameter, type_=ARRAY(type_))
+        for _, parameter, type_ in columns
+    ]
+    return (
+        func.unnest(*arrays)
+        .table_valued(*(column(name_, type_) for name_, _, type_ in columns))
+        .render_derived(name=name)
+    )
+
+
+def _fenced_by(table: Table, per_job: Any) -> tuple[Any, ...]:
+    """The jobs of ``per_job`` this worker still holds in the attempt given for each.
+
+    Joined by primary key: one index probe per job. Neither other condition can select an
+    index, on purpose: through the partial index of held jobs, a generic plan (estimating
+    one held row) would rescan the whole batch for every held row.
+    """
+    c = table.c
+    return (
+        c.id == per_job.c.id,
+        c.attempts == per_job.c.attempt,
+        func.coalesce(c.worker_id, "") == bindparam("p_worker_id", type_=String()),
+        c.status.not_in(_NOT_HELD),
+    )

@@ -25,10 +25,11 @@ How it works (the guarantees are stated in ``docs/reliability.md``):
   completes its job in its own transaction instead, so its writes and the completion commit
   together. Every write is fenced by ``worker_id`` and attempt: a worker whose job was
   rescued and claimed again cannot complete it.
-- **Progress and heartbeats.** A ticker thread writes coalesced ``ctx.progress()`` /
-  ``ctx.event()`` values (at most one write per job per ``progress_interval``). A heartbeat
-  thread, on a connection of its own and waiting for no other thread, refreshes
-  ``heartbeat_at`` of the jobs this worker is running every ``heartbeat_interval``.
+- **Progress and heartbeats.** Every ``progress_interval`` a ticker thread writes the
+  coalesced ``ctx.progress()`` / ``ctx.event()`` values of all running jobs in one
+  statement. A heartbeat thread, on a connection of its own and waiting for no other
+  thread, refreshes ``heartbeat_at`` of the jobs this worker is running every
+  ``heartbeat_interval``.
 - **Uncertain rounds.** When a round's commit may have happened but its answer was lost,
   the next round first gives back (to ``pending``, attempt refunded) every job the
   database says this worker holds but it is not running.
@@ -248,7 +249,7 @@ class Worker:
     grace_period:
         How long a graceful stop waits for running handlers.
     progress_interval:
-        Least time between two progress writes of one job.
+        Time between two writes of the progress running jobs reported.
     listen:
         Whether to LISTEN for enqueue notifications (polling only when ``False``).
     maintenance:
@@ -1041,23 +1042,35 @@ class Worker:
             return [job_id for job_id, run in self._active.items() if not run.timed_out]
 
     def _write_progress(self) -> None:
+        """Write what running handlers reported since the last tick, in one statement."""
         with self._lock:
             runs = [r for r in self._active.values() if not r.finished and not r.timed_out]
+        reports = []
         for run in runs:
             taken = run.ctx.take_progress()
-            if taken is None:
-                continue
-            percent, stage, events = taken
-            try:
-                with self._write_lock, Session(self.engine) as session, session.begin():
-                    JobQueue(session, self.model, worker_id=self.worker_id).update_progress(
-                        run.ctx.job_id, percent, stage, events, attempt=run.ctx.attempt
-                    )
-            except InvalidTransitionError:
-                run.ctx.abandon()
-            except Exception:
-                run.ctx.give_back_events(events)
-                raise
+            if taken is not None:
+                reports.append((run.ctx, taken))
+        if not reports:
+            return
+        columns = (
+            [ctx.job_id for ctx, _ in reports],
+            [ctx.attempt for ctx, _ in reports],
+            [percent for _, (percent, _, _) in reports],
+            [stage for _, (_, stage, _) in reports],
+            [events for _, (_, _, events) in reports],
+        )
+        try:
+            # Under the write lock: a statement that locks many jobs' rows never runs
+            # beside the dispatcher's round, which locks some of the same rows.
+            with self._write_lock, self._autocommit.connect() as connection:
+                held = self._leases.write_progress(connection, *columns)
+        except Exception:
+            for ctx, (_, _, events) in reports:
+                ctx.give_back_events(events)
+            raise
+        for ctx, _ in reports:
+            if ctx.job_id not in held:
+                ctx.abandon()
 
     def _maintenance_loop(self) -> None:
         due = {duty.name: time.monotonic() for duty in self.duties}

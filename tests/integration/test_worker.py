@@ -102,6 +102,42 @@ def test_progress_is_visible_from_another_session_while_the_job_runs(
         wait_for(lambda: statuses(session_factory) == {"completed": 1})
 
 
+def test_progress_of_running_jobs_is_written_and_a_job_taken_away_is_abandoned(
+    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+) -> None:
+    proceed = threading.Event()
+    contexts: dict[int, JobContext] = {}
+
+    @registry.handler("long")
+    def long(ctx: JobContext) -> None:
+        n = ctx.data["n"]
+        contexts[n] = ctx
+        ctx.progress(10 * (n + 1), stage=f"step {n}")
+        ctx.event(n)
+        assert proceed.wait(WAIT)
+
+    with session_factory.begin() as session:
+        queue = JobQueue(session)
+        ids = [queue.enqueue("long", {"n": n}).id for n in range(3)]
+
+    def progress() -> dict[Any, tuple[int, str | None, int]]:
+        with session_factory() as session:
+            jobs = session.scalars(select(Job).where(Job.id.in_(ids))).all()
+            return {job.id: (job.progress, job.current_stage, job.events_count) for job in jobs}
+
+    expected = {ids[n]: (10 * (n + 1), f"step {n}", n) for n in range(3)}
+    with fast_worker(engine, registry, concurrency=3):
+        wait_for(lambda: progress() == expected, what="the progress of all three jobs")
+        with session_factory.begin() as session:
+            JobQueue(session).cancel(ids[2])
+        contexts[2].progress(99)
+        wait_for(lambda: contexts[2].abandoned, what="the cancelled job's context abandoned")
+        assert not contexts[0].abandoned and not contexts[1].abandoned
+        proceed.set()
+        wait_for(lambda: statuses(session_factory) == {"completed": 2, "cancelled": 1})
+    assert progress()[ids[2]] == expected[ids[2]]
+
+
 def test_many_jobs_complete_once_each_with_several_workers(
     engine: Engine, session_factory: sessionmaker[Session], registry: Registry
 ) -> None:

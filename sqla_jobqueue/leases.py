@@ -305,24 +305,32 @@ class LeaseStatements:
             params["p_after_created_at"] = after.created_at
             params["p_after_id"] = after.id
         statement = self._rounds[job_types is not None, after is not None]
-        sql, full = self._compiled(connection, statement, params)
         done: set[uuid.UUID] = set()
         claimed: list[Claimed] = []
-        # The driver's own rows: these columns need no processing, and on the hot path
-        # building SQLAlchemy rows costs more per job than anything else but the database.
-        # The statement still runs through SQLAlchemy (its events, logging, error wrapping
-        # and invalidation of a lost connection).
-        result = connection.exec_driver_sql(sql, full)
-        try:
-            rows = result.cursor.fetchall()
-        finally:
-            result.close()
-        for row in rows:
+        for row in self._driver_rows(connection, statement, params):
             if row[0]:
                 done.add(row[1])
             else:
                 claimed.append(Claimed._make(row[1:]))
         return done, claimed
+
+    def _driver_rows(
+        self, connection: Connection, statement: Any, params: dict[str, Any]
+    ) -> Sequence[Any]:
+        """Run ``statement`` and return the driver's own rows.
+
+        These columns need no processing, and on the hot path building SQLAlchemy rows
+        costs more per job than anything else but the database. The statement still runs
+        through SQLAlchemy (its events, logging, error wrapping and invalidation of a lost
+        connection).
+        """
+        sql, full = self._compiled(connection, statement, params)
+        result = connection.exec_driver_sql(sql, full)
+        try:
+            rows = result.cursor.fetchall()
+        finally:
+            result.close()
+        return rows
 
     def _compiled(
         self, connection: Connection, statement: Any, params: dict[str, Any]
@@ -375,12 +383,7 @@ class LeaseStatements:
             "p_events": _or_null(events),
             "p_worker_id": self.worker_id,
         }
-        sql, full = self._compiled(connection, self._write_progress, params)
-        result = connection.exec_driver_sql(sql, full)
-        try:
-            return {row[0] for row in result.cursor.fetchall()}
-        finally:
-            result.close()
+        return {row[0] for row in self._driver_rows(connection, self._write_progress, params)}
 
     def give_back(self, connection: Connection, known: Sequence[uuid.UUID]) -> list[uuid.UUID]:
         """Return this worker's held jobs that are not in ``known`` to ``pending``, refunding

@@ -294,7 +294,7 @@ class LeaseStatements:
             "p_attempts": list(attempts),
             "p_results": _or_null(results),
             "p_stages": _or_null(stages),
-            "p_events": _or_null(events),
+            "p_events": _counts_or_null(events),
             "p_limit": limit,
             "p_worker_id": self.worker_id,
         }
@@ -380,7 +380,7 @@ class LeaseStatements:
             "p_attempts": list(attempts),
             "p_percents": _or_null(percents),
             "p_stages": _or_null(stages),
-            "p_events": _or_null(events),
+            "p_events": _counts_or_null(events),
             "p_worker_id": self.worker_id,
         }
         return {row[0] for row in self._driver_rows(connection, self._write_progress, params)}
@@ -420,8 +420,13 @@ class LeaseStatements:
 
 
 def _or_null(values: Sequence[Any]) -> list[Any] | None:
-    """``values`` as a list, or ``None`` when every one of them is empty (None or 0)."""
-    return list(values) if values.count(None) + values.count(0) < len(values) else None
+    """``values`` as a list, or ``None`` when every one of them is ``None``."""
+    return list(values) if values.count(None) < len(values) else None
+
+
+def _counts_or_null(counts: Sequence[int]) -> list[int] | None:
+    """``counts`` as a list, or ``None`` when every one of them is 0 (nothing to add)."""
+    return list(counts) if any(counts) else None
 
 
 def _claim_after(table: Table, limit: Any, job_types: Any | None) -> CompoundSelect[Any]:

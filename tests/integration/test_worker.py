@@ -492,6 +492,26 @@ def test_a_round_claims_in_priority_order_and_writes_each_completion_its_own_val
     assert {job.status for job in rows.values()} == {JobStatus.COMPLETED.value}
 
 
+def test_a_progress_write_sets_a_percent_of_zero_and_leaves_what_was_not_reported(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    from sqla_jobqueue.leases import LeaseStatements
+
+    leases = LeaseStatements(Job.__table__, "w")
+    with session_factory.begin() as session:
+        JobQueue(session).enqueue("x")
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit.connect() as connection:
+        _, (job,) = leases.complete_and_claim(connection, [], [], [], [], [], 1, None)
+        assert leases.write_progress(connection, [job.id], [1], [50], ["a"], [2]) == {job.id}
+        assert leases.write_progress(connection, [job.id], [1], [0], [None], [0]) == {job.id}
+        assert leases.write_progress(connection, [job.id], [2], [70], [None], [0]) == set()
+    with session_factory() as session:
+        row = session.get(Job, job.id)
+        assert row is not None
+        assert (row.progress, row.current_stage, row.events_count) == (0, "a", 2)
+
+
 @pytest.mark.parametrize("uses_session", [False, True], ids=["batched", "ctx.session"])
 def test_progress_reported_just_before_completion_is_kept(
     engine: Engine, session_factory: sessionmaker[Session], uses_session: bool

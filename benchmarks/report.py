@@ -272,7 +272,7 @@ def markdown(data: dict[str, Any]) -> str:
     ]
     if proc:
         out += [
-            "", "Processing sweep (one run each):", "",
+            "", f"Processing sweep (median of {_sweep_runs(proc)} interleaved runs each):", "",
             "| system | settings | jobs/s | commits/job |", "|---|---|---:|---:|",
         ]  # fmt: skip
         for s, entries in proc["sweep"].items():
@@ -286,6 +286,12 @@ def markdown(data: dict[str, Any]) -> str:
         if mode:
             out += ["", f"sqla_jobqueue processing ran as: {mode}."]
     return "\n".join(out) + "\n"
+
+
+def _sweep_runs(proc: dict[str, Any]) -> int:
+    entries = [e for es in proc["sweep"].values() for e in es]
+    # Results written before the sweep was repeated hold one rate and no list of them.
+    return max((len(e.get("rates", [e["rate"]])) for e in entries), default=1)
 
 
 def _params(params: dict[str, Any] | None) -> str:

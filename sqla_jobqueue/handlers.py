@@ -339,6 +339,10 @@ class JobContext:
 
     def take_progress(self) -> tuple[int | None, str | None, int] | None:
         """Hand the unwritten progress to the worker (internal); ``None`` when clean."""
+        if not self._dirty:
+            # Most jobs report nothing. Read without the lock: a report the handler is making
+            # meanwhile is taken at the next tick, or with the completion.
+            return None
         with self._lock:
             if not self._dirty:
                 return None

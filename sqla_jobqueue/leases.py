@@ -275,7 +275,7 @@ class LeaseStatements:
         limit: int,
         job_types: Sequence[str] | None,
         after: ClaimPosition | None = None,
-    ) -> tuple[set[uuid.UUID], list[Claimed]]:
+    ) -> tuple[list[uuid.UUID], list[Claimed]]:
         """Complete held jobs with their JSON ``results`` (and the progress ``stages`` and
         ``events`` not written yet) and claim up to ``limit`` due jobs
         as ``running``, in one statement.
@@ -285,7 +285,8 @@ class LeaseStatements:
         only the jobs of ``after``'s priority that sort before it.
 
         One round trip (and, on an autocommit connection, one implicit transaction) per
-        round of the worker. Returns the ids completed and the rows claimed, in claim order.
+        round of the worker. Returns the ids completed (each once, in no order) and the rows
+        claimed, in claim order.
         """
         # Arrays with nothing in them travel as NULL (unnest() pads them with NULLs): most
         # rounds have no results, no stages and no events to write.
@@ -305,11 +306,11 @@ class LeaseStatements:
             params["p_after_created_at"] = after.created_at
             params["p_after_id"] = after.id
         statement = self._rounds[job_types is not None, after is not None]
-        done: set[uuid.UUID] = set()
+        done: list[uuid.UUID] = []
         claimed: list[Claimed] = []
         for row in self._driver_rows(connection, statement, params):
             if row[0]:
-                done.add(row[1])
+                done.append(row[1])
             else:
                 claimed.append(Claimed._make(row[1:]))
         return done, claimed

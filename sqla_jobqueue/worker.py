@@ -302,6 +302,9 @@ class Worker:
         if not len(registry):
             raise InvalidJobError("the registry has no handlers")
         self.registry = registry
+        # Looked up for every job claimed (the registry's lookup costs a method call); a
+        # registry only grows, and a type registered later is found in it on first use.
+        self._handlers = {job_type: registry[job_type] for job_type in registry}
         table = getattr(model, "__table__", None)
         if not isinstance(table, Table) or not is_job_table(table):
             raise ModelError(f"{model!r} is not a mapped JobMixin model")
@@ -713,12 +716,17 @@ class Worker:
                         self._close_round_connection()
                         raise
             refused = []
-            for outcome in completions:
-                if outcome.run.ctx.job_id in done:
+            if len(done) == len(completions):  # the common round: every one was written
+                for outcome in completions:
                     outcome.final_status = _COMPLETED_STATUS
-                else:
-                    outcome.final_status = _LOST
-                    refused.append(outcome)
+            else:
+                written_ids = set(done)
+                for outcome in completions:
+                    if outcome.run.ctx.job_id in written_ids:
+                        outcome.final_status = _COMPLETED_STATUS
+                    else:
+                        outcome.final_status = _LOST
+                        refused.append(outcome)
             if refused and self._uncertain:
                 confirmed = self._confirm_completed(refused)
                 for outcome in refused:
@@ -842,9 +850,12 @@ class Worker:
             return
         now = time.monotonic()
         runs = []
+        handlers = self._handlers
         with self._lock:
             for row in claimed:
-                spec = self.registry[row.job_type]
+                spec = handlers.get(row.job_type)
+                if spec is None:
+                    spec = handlers[row.job_type] = self.registry[row.job_type]
                 ctx = JobContext(
                     job_id=row.id,
                     job_type=row.job_type,
@@ -948,13 +959,12 @@ class Worker:
                 # Progress reported since the last tick is not lost: it goes with the
                 # completion (the stage and the events; the percent becomes 100).
                 unwritten = ctx.take_progress()
-                return self._outcome(
-                    run,
-                    _COMPLETED,
-                    result_json=result_json,
-                    stage=unwritten[1] if unwritten else None,
-                    events=unwritten[2] if unwritten else 0,
+                outcome = _Outcome(
+                    run, _COMPLETED, result_json, duration=time.monotonic() - run.started
                 )
+                if unwritten is not None:
+                    outcome.stage, outcome.events = unwritten[1], unwritten[2]
+                return outcome
             return self._complete_in_session(run, value)
         finally:
             if ctx.uses_session:

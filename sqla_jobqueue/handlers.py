@@ -320,12 +320,18 @@ class JobContext:
         # Handlers call this in tight loops: a plain in-range int skips the full checks.
         if type(percent) is not int or not 0 <= percent <= 100:
             percent = check.check_progress(percent)
-        if stage is not None:
-            stage = check.check_stage(stage)
+        if stage is None:
+            # No lock for a percent alone (handlers report in tight loops): the percent is
+            # stored before the flag is raised, and take_progress lowers the flag before it
+            # reads the percent, so a report made while the worker takes is written next
+            # time rather than lost.
+            self._progress = percent
+            self._dirty = True
+            return
+        stage = check.check_stage(stage)
         with self._lock:
             self._progress = percent
-            if stage is not None:
-                self._stage = stage
+            self._stage = stage
             self._dirty = True
 
     def event(self, n: int = 1) -> None:
@@ -346,9 +352,9 @@ class JobContext:
         with self._lock:
             if not self._dirty:
                 return None
+            self._dirty = False  # before reading: see progress()
             taken = (self._progress, self._stage, self._events)
             self._events = 0
-            self._dirty = False
             return taken
 
     def give_back_events(self, events: int) -> None:

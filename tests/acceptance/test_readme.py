@@ -160,53 +160,69 @@ def test_adding_it_to_an_existing_app_in_five_steps(
             sh(with_database(command, empty_database_url), cwd=tmp_path, env=env)
     (revision,) = (tmp_path / "migrations" / "versions").glob("*.py")
     assert "create_job_queue" in revision.read_text()
-    # 5. enqueue in the application's transaction
+    # 5. enqueue in the application's transaction; then, as "Running workers" goes on, a
+    # job of the registered type through the registry (the handler's max_attempts).
+    write_handlers(blocks, tmp_path)
     script = tmp_path / "enqueue.py"
-    script.write_text(python_with_database(blocks["enqueue"], empty_database_url))
+    code = blocks["enqueue"] + "\n" + blocks["enqueue-registered"]
+    script.write_text(python_with_database(code, empty_database_url))
     sh(f"{shlex.quote(sys.executable)} enqueue.py", cwd=tmp_path, env=env)
 
     from sqlalchemy import create_engine
 
     engine = create_engine(empty_database_url)
     try:
-        check_job(engine, status="pending")
+        check_jobs(engine, status="pending")
         run_the_readme_worker(blocks, tmp_path, env, empty_database_url, engine)
-        check_job(engine, status="completed")
+        check_jobs(engine, status="completed")
         operate(blocks, tmp_path, env, empty_database_url)
     finally:
         engine.dispose()
 
 
-def check_job(engine: Engine, *, status: str) -> None:
+def check_jobs(engine: Engine, *, status: str) -> None:
+    """The README's two jobs: step 5's with the default 3 attempts, and the one enqueued
+    through the registry with its handler's 5."""
     with engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT job_type, priority, data, status, result FROM jobs")
+            text(
+                "SELECT job_type, priority, data, status, result, max_attempts FROM jobs"
+                " ORDER BY data->>'order_id'"
+            )
         ).all()
-    assert len(rows) == 1
-    job = rows[0]
-    assert (job.job_type, job.priority, job.data) == ("send_receipt", 150, {"order_id": 7})
-    assert job.status == status
+    assert [(job.job_type, job.data, job.max_attempts) for job in rows] == [
+        ("send_receipt", {"order_id": 7}, 3),
+        ("send_receipt", {"order_id": 8}, 5),
+    ]
+    assert rows[0].priority == 150
+    assert {job.status for job in rows} == {status}
     if status == "completed":
-        assert job.result == {"order_id": 7}
+        assert [job.result for job in rows] == [{"order_id": 7}, {"order_id": 8}]
+
+
+def write_handlers(blocks: dict[str, str], cwd: Path) -> None:
+    handlers = blocks["handlers"]
+    first_line = handlers.splitlines()[0]
+    assert first_line == "# myapp/jobs.py"
+    (cwd / "myapp" / "jobs.py").write_text(handlers + "\n")
 
 
 def run_the_readme_worker(
     blocks: dict[str, str], cwd: Path, env: dict[str, str], url: URL, engine: Engine
 ) -> None:
-    handlers = blocks["handlers"]
-    first_line = handlers.splitlines()[0]
-    assert first_line == "# myapp/jobs.py"
-    (cwd / "myapp" / "jobs.py").write_text(handlers + "\n")
     (command,) = shell_lines(blocks["worker"])
+    assert "--model myapp.models:Job" in command
     process = spawn(with_database(command, url), cwd=cwd, env=env)
     try:
         deadline = time.monotonic() + 60
         while True:
             with engine.connect() as connection:
-                status = connection.execute(text("SELECT status FROM jobs")).scalar_one()
-            if status == "completed" or process.poll() is not None:
+                left = connection.execute(
+                    text("SELECT count(*) FROM jobs WHERE status <> 'completed'")
+                ).scalar_one()
+            if left == 0 or process.poll() is not None:
                 break
-            assert time.monotonic() < deadline, "the README's worker did not run the job"
+            assert time.monotonic() < deadline, "the README's worker did not run the jobs"
             time.sleep(0.05)
         os.killpg(process.pid, signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)

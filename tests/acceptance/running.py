@@ -11,11 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from sqlalchemy.engine import URL
+
+from tests.servers import stop_by_data_directory
 
 CliRunner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -71,16 +72,9 @@ def stop_embedded_servers(root: Path, env: Mapping[str, str], timeout: float = 6
         data_dir = pid_file.parent
         with contextlib.suppress(AssertionError):
             run_cli("server", "--stop", "--data-dir", str(data_dir), env=env, timeout=timeout)
-        if not pid_file.exists():
-            continue
-        # Still used by a process of the test that did not exit: stop the postmaster itself
-        # (SIGINT is PostgreSQL's fast shutdown).
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
-        deadline = time.monotonic() + timeout
-        while pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not pid_file.exists(), f"the embedded PostgreSQL in {data_dir} did not stop"
+        # Still used by a process of the test that did not exit: stop the server by its data
+        # directory (never by a pid read from a file, which may not be the postmaster's).
+        stop_by_data_directory(data_dir, timeout)
 
 
 def run_cli(

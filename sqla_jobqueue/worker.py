@@ -113,6 +113,7 @@ _RETRY = "retry"
 _CANCELLED = "cancelled"
 _DONE = "done"  # completed in the handler's own transaction already
 _COMPLETED_STATUS = JobStatus.COMPLETED.value
+_CANCELLED_STATUS = JobStatus.CANCELLED.value
 _LOST = "lost"  # the worker no longer held the job
 
 
@@ -139,20 +140,34 @@ def _positive_int(value: object, what: str) -> int:
 
 @dataclass
 class WorkerStats:
-    """Counts of job outcomes recorded by one worker since it started."""
+    """Counts of job outcomes recorded by one worker since it started.
+
+    ``str(stats)`` is a one-line summary for logs and the command line:
+    ``"3 completed, 1 failed, 0 retried, 1 cancelled, 0 lost"``.
+    """
 
     completed: int = 0
     failed: int = 0
+    """Failed attempts, whether the job goes back to pending or ends ``failed``."""
     retried: int = 0
+    """Attempts whose handler raised :class:`~sqla_jobqueue.Retry`."""
     cancelled: int = 0
+    """Jobs whose handler raised :class:`~sqla_jobqueue.Cancel`, and jobs cancelled (for
+    instance with ``sqla-jobqueue cancel``) while they ran here."""
     lost: int = 0
-    """Outcomes discarded: the job was no longer this worker's (rescued, cancelled, deleted),
-    or its outcome could not be written."""
+    """Outcomes discarded: the job was no longer this worker's (rescued after a stale
+    heartbeat and claimed again, or deleted), or its outcome could not be written."""
 
     def add(self, kind: str) -> None:
         """Count one outcome (internal)."""
         attribute = _STAT_OF_KIND[kind]
         setattr(self, attribute, getattr(self, attribute) + 1)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.completed} completed, {self.failed} failed, {self.retried} retried, "
+            f"{self.cancelled} cancelled, {self.lost} lost"
+        )
 
 
 _STAT_OF_KIND = {
@@ -715,24 +730,15 @@ class Worker:
                     except BaseException:
                         self._close_round_connection()
                         raise
-            refused = []
             if len(done) == len(completions):  # the common round: every one was written
                 for outcome in completions:
                     outcome.final_status = _COMPLETED_STATUS
             else:
                 written_ids = set(done)
                 for outcome in completions:
-                    if outcome.run.ctx.job_id in written_ids:
-                        outcome.final_status = _COMPLETED_STATUS
-                    else:
-                        outcome.final_status = _LOST
-                        refused.append(outcome)
-            if refused and self._uncertain:
-                confirmed = self._confirm_completed(refused)
-                for outcome in refused:
-                    if outcome.run.ctx.job_id in confirmed:
-                        outcome.final_status = _COMPLETED_STATUS
-        self._uncertain = False
+                    in_done = outcome.run.ctx.job_id in written_ids
+                    outcome.final_status = _COMPLETED_STATUS if in_done else _LOST
+        uncertain, self._uncertain = self._uncertain, False
         for outcome in pending:
             if outcome.kind == _DONE:
                 outcome.final_status = _COMPLETED_STATUS
@@ -742,6 +748,9 @@ class Worker:
         # in its savepoint, so that it never holds back the others.
         self._pending = again
         written = [o for o in pending if o not in again] if again else pending
+        refused = [o for o in written if o.final_status == _LOST]
+        if refused:
+            self._settle_refused(refused, uncertain)
         with self._lock:
             for outcome in written:
                 self._active.pop(outcome.run.ctx.job_id, None)
@@ -772,19 +781,37 @@ class Worker:
             log.warning("gave back %d jobs claimed by a round whose answer was lost: %s",
                         len(given), ", ".join(map(str, given)))  # fmt: skip
 
-    def _confirm_completed(self, refused: list[_Outcome]) -> set[uuid.UUID]:
-        """Which refused completions were written by an earlier try whose answer was lost."""
+    def _settle_refused(self, refused: list[_Outcome], uncertain: bool) -> None:
+        """Find out why outcomes were refused, for the stats and the log.
+
+        A job cancelled while it ran here is still marked with this worker and attempt:
+        its outcome counts as cancelled. After an uncertain round, a refused completion
+        may have been written by the earlier try whose answer was lost: it counts as
+        completed. Any other refusal stays lost. Only the accounting depends on this
+        read, so a failure to read leaves them lost.
+        """
         c = self.table.c
         attempts = {o.run.ctx.job_id: o.run.ctx.attempt for o in refused}
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(c.id, c.attempts).where(
-                    c.id.in_(list(attempts)),
-                    c.status == JobStatus.COMPLETED.value,
-                    c.worker_id == self.worker_id,
-                )
-            ).all()
-        return {row.id for row in rows if attempts[row.id] == row.attempts}
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(
+                    select(c.id, c.status, c.attempts).where(
+                        c.id.in_(list(attempts)),
+                        c.worker_id == self.worker_id,
+                        c.status.in_([JobStatus.COMPLETED.value, JobStatus.CANCELLED.value]),
+                    )
+                ).all()
+        except DBAPIError as exc:
+            log.warning("could not read why %d outcomes were refused (%s); counted as lost",
+                        len(refused), _first_line(exc.orig or exc))  # fmt: skip
+            return
+        now = {row.id: JobStatus(row.status) for row in rows if attempts[row.id] == row.attempts}
+        for outcome in refused:
+            status = now.get(outcome.run.ctx.job_id)
+            if status == JobStatus.CANCELLED:
+                outcome.final_status = _CANCELLED_STATUS
+            elif status == JobStatus.COMPLETED and uncertain and outcome.kind == _COMPLETED:
+                outcome.final_status = _COMPLETED_STATUS
 
     def _record(self, connection: Any, pending: list[_Outcome]) -> list[_Outcome]:
         """Write failures, retries and cancellations (completions are written already).
@@ -882,13 +909,22 @@ class Worker:
                 self._log_outcome(outcome)
 
     def _log_outcome(self, outcome: _Outcome) -> None:
+        ctx = outcome.run.ctx
+        if outcome.final_status == _CANCELLED_STATUS and outcome.kind != _CANCELLED:
+            self.stats.cancelled += 1
+            log.info(
+                "job %s type=%s attempt=%d/%d was cancelled while it ran; its outcome %s "
+                "after %.3fs was discarded", ctx.job_id, ctx.job_type, ctx.attempt,
+                ctx.max_attempts, _COMPLETED if outcome.kind == _DONE else outcome.kind,
+                outcome.duration,
+            )  # fmt: skip
+            return
         kind = _LOST if outcome.final_status == _LOST else outcome.kind
         self.stats.add(kind)
-        ctx = outcome.run.ctx
         if kind == _LOST:
             log.warning(
                 "job %s type=%s attempt=%d: outcome %s discarded after %.3fs: this worker no "
-                "longer holds the job (rescued after a stale heartbeat, cancelled or deleted)",
+                "longer holds the job (rescued after a stale heartbeat, or deleted)",
                 ctx.job_id, ctx.job_type, ctx.attempt, outcome.kind, outcome.duration,
             )  # fmt: skip
             return

@@ -535,3 +535,39 @@ def test_progress_reported_just_before_completion_is_kept(
     with session_factory() as session:
         job = JobQueue(session).get(job_id)
     assert (job.current_stage, job.events_count, job.progress) == ("writing", 5, 100)
+
+
+@pytest.mark.parametrize("ending", ["returns", "ctx.session", "raises"])
+def test_a_job_cancelled_while_it_runs_counts_as_cancelled_and_the_stop_line_is_readable(
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    registry: Registry,
+    caplog: pytest.LogCaptureFixture,
+    ending: str,
+) -> None:
+    cancelled = threading.Event()
+
+    @registry.handler("long")
+    def long(ctx: JobContext) -> str:
+        assert cancelled.wait(WAIT)
+        if ending == "raises":
+            raise RuntimeError("its failure has nowhere to go")
+        if ending == "ctx.session":
+            ctx.session.execute(select(1))
+        return "done"
+
+    with session_factory.begin() as session:
+        job_id = JobQueue(session).enqueue("long").id
+    caplog.set_level("INFO", logger="sqla_jobqueue.worker")
+    with fast_worker(engine, registry) as worker:
+        wait_for(lambda: worker.running_jobs == [job_id], what="the job to run")
+        with session_factory.begin() as session:  # as sqla-jobqueue cancel does
+            JobQueue(session).cancel(job_id)
+        cancelled.set()
+        wait_for(lambda: not worker.running_jobs, what="the outcome to be settled")
+    assert (worker.stats.cancelled, worker.stats.lost) == (1, 0)
+    assert statuses(session_factory) == {"cancelled": 1}
+    assert "was cancelled while it ran" in caplog.text
+    summary = "0 completed, 0 failed, 0 retried, 1 cancelled, 0 lost"
+    assert str(worker.stats) == summary
+    assert f"worker {worker.worker_id} stopped: {summary}" in caplog.text

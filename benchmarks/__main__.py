@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
               "benchmarks/requirements.txt)", file=sys.stderr)  # fmt: skip
     command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
     started = time.time()
+    # A terminated run still drops its databases and stops its server on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with start_server(args.database_url) as server:
         description = server.describe()
         print(f"PostgreSQL {description['version']} ({server.source}); systems: {systems}")

@@ -12,8 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,3 +40,35 @@ def test_quick_run_writes_json_and_markdown(server_url: URL, tmp_path: Path) -> 
         assert results["enqueue_single"]["rate"][system]["n"] == 1
         assert results["processing"]["runs"]["300"][system]["complete"], system
     assert (tmp_path / "smoke.md").read_text().startswith("Run of ")
+
+
+def test_a_killed_runs_databases_are_dropped_by_the_next_run(server_url: URL) -> None:
+    """A run killed before its clean-up leaves ``bench_*`` databases; the next run against
+    the same server drops those of dead processes on this host, and no others."""
+    from benchmarks.server import Server
+
+    conninfo = server_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    killed = subprocess.run(
+        [sys.executable, "-c",
+         "import os, sys; from benchmarks.server import Server;"
+         "print(Server(sys.argv[1], 'given').create_database('killed')); os._exit(9)",
+         conninfo],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert killed.returncode == 9, killed.stderr
+    leftover = make_url(killed.stdout.strip()).database
+    server = Server(conninfo, "given")
+    alive = make_url(server.create_database("alive")).database
+    try:
+
+        def names() -> set[str]:
+            with psycopg.connect(conninfo) as conn:
+                rows = conn.execute("SELECT datname FROM pg_database").fetchall()
+            return {name for (name,) in rows}
+
+        assert {leftover, alive} <= names()
+        assert leftover in server.drop_leftovers()
+        assert leftover not in names() and alive in names()
+    finally:
+        server.drop_database(server.database(str(leftover)))
+        server.drop_database(server.database(str(alive)))

@@ -7,11 +7,15 @@ bound to your session, in the same transaction as your own writes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .backoff import Backoff
 from .handlers import Cancel, JobContext, Registry, Retry
 from .model import Job, JobMixin, JobStatus, Priority, metadata
 from .queue import JobQueue, QueueStats
-from .worker import Worker
+
+if TYPE_CHECKING:
+    from .worker import Worker
 
 __all__ = [
     "Backoff",
@@ -30,3 +34,20 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+# An application that only enqueues imports this package in every web process: the worker
+# (its threads, listener and maintenance) loads on first use of ``Worker`` instead. Hidden
+# from type checkers, which see the import above and no catch-all attribute.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        if name == "Worker":
+            from .worker import Worker
+
+            globals()["Worker"] = Worker
+            return Worker
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

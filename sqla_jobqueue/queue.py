@@ -18,13 +18,13 @@ import functools
 import json
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
-import psycopg
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
@@ -79,6 +79,9 @@ from .model import (
     is_job_table,
 )
 from .sql import format_table
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = [
     "ENQUEUE_PAGE_SIZE",
@@ -606,9 +609,16 @@ class JobQueue(Generic[J]):
         return self._resolve_unique(rows, inserted)
 
     def _psycopg_connection(self) -> psycopg.Connection[Any] | None:
-        """The psycopg 3 connection under the session's, or ``None`` with another driver."""
+        """The psycopg 3 connection under the session's, or ``None`` with another driver.
+
+        psycopg is not imported here: a session on psycopg has imported it already, and an
+        application on another driver should not pay for loading it.
+        """
         driver = self.session.connection().connection.driver_connection
-        return driver if isinstance(driver, psycopg.Connection) else None
+        loaded = sys.modules.get("psycopg")
+        if loaded is None or not isinstance(driver, loaded.Connection):
+            return None
+        return cast("psycopg.Connection[Any]", driver)
 
     def _copy(self, driver: psycopg.Connection[Any], data: Iterable[bytes]) -> None:
         """Stream a binary COPY of due, key-less jobs (see :func:`_copy_data`)."""

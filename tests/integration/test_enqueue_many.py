@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import JobQueue
@@ -72,3 +72,27 @@ def test_a_bad_spec_after_many_plain_ones_writes_nothing_and_spares_the_transact
         assert session.execute(text("SELECT count(*) FROM jobs")).scalar_one() == 0
         queue.enqueue_many(specs)
     assert len(stored(engine)) == 2_000
+
+
+def test_due_key_less_jobs_bypass_insert_statements(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """Plain and other copyable specs are streamed by COPY on the driver's connection: no
+    INSERT passes through SQLAlchemy. Keyed jobs do take the INSERT."""
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with session_factory.begin() as session:
+            queue = JobQueue(session)
+            queue.enqueue_many([{"job_type": "t", "data": {"i": i}} for i in range(3)])
+            queue.enqueue_many([{"job_type": "t", "priority": 7}])
+            assert not [s for s in statements if "INSERT" in s]
+            queue.enqueue_many([{"job_type": "t", "unique_key": "k"}])
+            assert [s for s in statements if "INSERT" in s]
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(stored(engine)) == 5

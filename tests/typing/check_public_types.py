@@ -10,7 +10,9 @@ import uuid
 from sqlalchemy.orm import DeclarativeBase, Session
 from typing_extensions import assert_type
 
-from sqla_jobqueue import Job, JobMixin, JobQueue, JobStatus, Priority, QueueStats
+import sqla_jobqueue
+from sqla_jobqueue import Job, JobMixin, JobQueue, JobStatus, Priority, QueueStats, Worker
+from sqla_jobqueue.worker import Worker as WorkerClass
 
 
 class Base(DeclarativeBase):
@@ -36,3 +38,11 @@ def check(session: Session) -> None:
     assert_type(custom.complete(task, {"ok": True}), Task)
     assert_type(custom.enqueue_many([{"job_type": "t"}]), list[uuid.UUID])
     assert_type(custom.stats(), QueueStats)
+
+
+def check_lazy_worker() -> None:
+    # Worker loads on first use at run time, but type checkers see the class itself.
+    assert_type(Worker, type[WorkerClass])
+    assert_type(sqla_jobqueue.Worker, type[WorkerClass])
+    # No catch-all module attribute: a misspelt name stays an error (this ignore is used).
+    sqla_jobqueue.Wroker  # type: ignore[attr-defined]  # noqa: B018

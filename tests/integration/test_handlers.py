@@ -249,3 +249,24 @@ def test_registry_enqueue_applies_handler_max_attempts_unless_overridden(
         assert [queue.get(i).max_attempts for i in many] == [7, 1]
         with pytest.raises(InvalidJobError, match="no handler registered for job type 'b'"):
             registry.enqueue(queue, "b")
+
+
+def test_a_job_enqueued_through_the_registry_runs_with_its_handler_max_attempts(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    registry = Registry()
+    seen: dict[str, int] = {}
+
+    @registry.handler("send_receipt", max_attempts=5)
+    def send_receipt(ctx: JobContext) -> None:
+        seen[ctx.data["via"]] = ctx.max_attempts
+
+    with session_factory.begin() as session:
+        queue = JobQueue(session, Job)
+        registry.enqueue(queue, "send_receipt", {"via": "registry"})
+        registry.enqueue_many(queue, [{"job_type": "send_receipt", "data": {"via": "many"}}])
+        # A plain enqueue does not know the handlers: the row keeps the column's default.
+        queue.enqueue("send_receipt", {"via": "queue"})
+    with fast_worker(engine, registry):
+        wait_for(lambda: len(seen) == 3, what="the three jobs to run")
+    assert seen == {"registry": 5, "many": 5, "queue": 3}

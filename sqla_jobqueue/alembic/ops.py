@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from alembic.operations import MigrateOperation, Operations
-from sqlalchemy import text
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import ExecutableDDLElement
+from sqlalchemy.sql.compiler import DDLCompiler
 
 from ..model import default_claim_function_name
 from ..sql import CURRENT_VERSION, QueueObjects, install_statements, uninstall_statements
@@ -181,9 +183,27 @@ class ReplaceJobQueueOp(JobQueueOp):
         )
 
 
+class _Verbatim(ExecutableDDLElement):
+    """A statement that reaches the database, or the ``--sql`` script, exactly as written.
+
+    A ``text()`` construct compiled by a ``pyformat`` dialect (psycopg, psycopg2) doubles
+    every ``%``; offline, that doubled text is what Alembic writes, and a function body
+    with ``RAISE '... %'`` no longer compiles. This element compiles to its text unchanged,
+    and runs online without parameters, so the driver never reads its ``%`` either.
+    """
+
+    def __init__(self, statement: str) -> None:
+        self.statement = statement
+
+
+@compiles(_Verbatim)
+def _compile_verbatim(element: _Verbatim, compiler: DDLCompiler, **kw: Any) -> str:
+    return element.statement
+
+
 def _run(operations: Operations, statements: list[str]) -> None:
     for statement in statements:
-        operations.execute(text(statement))
+        operations.execute(_Verbatim(statement), execution_options={"no_parameters": True})
 
 
 @Operations.implementation_for(CreateJobQueueOp)

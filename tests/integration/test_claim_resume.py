@@ -41,7 +41,7 @@ def test_a_resumed_claim_takes_higher_then_later_then_lower_priorities(
         a2 = session.get(Job, ids["a2"])
         assert a2 is not None
         position = ClaimPosition(a2.priority, a2.created_at, a2.id)
-    leases = LeaseStatements(Job.__table__, "w")
+    leases = LeaseStatements(Job.metadata.tables["jobs"], "w")
 
     assert _claim(engine, leases, 2, position) == ["high", "a3"]
     assert _claim(engine, leases, 10, position) == ["a4", "low"]
@@ -59,7 +59,7 @@ def test_a_busy_worker_still_claims_a_job_that_sorts_before_its_position(
     done_before_old: list[int] = []
     filler_started = threading.Event()
     old_ran = threading.Event()
-    finished = []
+    finished: list[int] = []
     registry = Registry()
 
     @registry.handler("noop")

@@ -35,8 +35,10 @@ def test_notify_wakes_an_idle_worker_and_a_killed_listener_reconnects(
                 {"name": APPLICATION_NAME},
             ).scalar_one()
         assert killed == 1
-        wait_for(lambda: worker.listener.reconnects == 1, what="the listener to reconnect")
-        wait_for(worker.listener.listening.is_set)
+        listener = worker.listener
+        assert listener is not None
+        wait_for(lambda: listener.reconnects == 1, what="the listener to reconnect")
+        wait_for(listener.listening.is_set)
         with session_factory.begin() as session:
             JobQueue(session).enqueue("ping")
         wait_for(lambda: statuses(session_factory) == {"completed": 2}, what="woken again")

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def age_heartbeats_of_the_dead(factory: sessionmaker[Session]) -> list[tuple[uui
         ]
 
 
-def enqueue(factory: sessionmaker[Session], *jobs: dict[str, object]) -> list[uuid.UUID]:
+def enqueue(factory: sessionmaker[Session], *jobs: Mapping[str, object]) -> list[uuid.UUID]:
     with factory.begin() as session:
         return registry.enqueue_many(JobQueue(session), list(jobs))
 
@@ -61,9 +62,8 @@ def by_status(factory: sessionmaker[Session]) -> Counter[str]:
 
 def effect_rows(engine: Engine) -> list[tuple[uuid.UUID, int]]:
     with engine.connect() as connection:
-        return [
-            tuple(row) for row in connection.execute(select(effects.c.job_id, effects.c.attempt))
-        ]  # type: ignore[misc]
+        rows = connection.execute(select(effects.c.job_id, effects.c.attempt))
+        return [(job_id, attempt) for job_id, attempt in rows]
 
 
 def jobs(factory: sessionmaker[Session], ids: list[uuid.UUID]) -> list[Job]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.schema import CreateIndex, CreateTable
@@ -13,26 +15,32 @@ from sqla_jobqueue.errors import ModelError
 from sqla_jobqueue.model import claim_function_name, is_job_table
 
 
-def ddl(table: object) -> str:
-    return str(CreateTable(table).compile(dialect=postgresql.dialect()))  # type: ignore[arg-type]
+def table_of(model: Any) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
-def index_ddl(table: object) -> dict[str | None, str]:
+def ddl(table: Table) -> str:
+    return str(CreateTable(table).compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+
+
+def index_ddl(table: Table) -> dict[str | None, str]:
     return {
-        index.name: str(CreateIndex(index).compile(dialect=postgresql.dialect()))
-        for index in table.indexes  # type: ignore[attr-defined]
+        index.name: str(CreateIndex(index).compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+        for index in table.indexes
     }
 
 
 def test_ready_model_has_the_original_columns_and_the_additions() -> None:
-    columns = set(Job.__table__.c.keys())
+    columns = set(table_of(Job).c.keys())
     original = {
         "id", "job_type", "priority", "status", "data", "progress", "current_stage",
         "events_count", "worker_id", "claimed_at", "created_at", "started_at",
         "completed_at", "attempts", "max_attempts", "last_error",
     }  # fmt: skip
     assert original | {"run_at", "heartbeat_at", "unique_key", "result"} == columns
-    text = ddl(Job.__table__)
+    text = ddl(table_of(Job))
     assert "job_type VARCHAR(50) NOT NULL" in text
     assert "status VARCHAR(20) DEFAULT 'pending' NOT NULL" in text
     assert "data JSONB DEFAULT '{}'::jsonb NOT NULL" in text
@@ -42,7 +50,7 @@ def test_ready_model_has_the_original_columns_and_the_additions() -> None:
 
 
 def test_partial_indexes_inline_their_predicates() -> None:
-    indexes = index_ddl(Job.__table__)
+    indexes = index_ddl(table_of(Job))
     assert indexes["ix_jobs_claimable"].endswith(
         "ON jobs (priority DESC, created_at, id) WHERE status = 'pending'"
     )
@@ -69,7 +77,7 @@ def test_mixin_on_an_app_base_follows_its_naming_convention_and_schema() -> None
         __table_schema__ = "work"
         __claim_function__ = "take_tasks"
 
-    table = Task.__table__
+    table = table_of(Task)
     assert table.schema == "work"
     assert is_job_table(table) and claim_function_name(table) == "take_tasks"
     assert "CONSTRAINT ck_tasks_status CHECK" in ddl(table)
@@ -87,12 +95,12 @@ def test_convention_without_constraint_name_names_indexes_by_columns() -> None:
     class Task(JobMixin, Base):
         __tablename__ = "queue_items"
 
-    assert set(index_ddl(Task.__table__)) == {
+    assert set(index_ddl(table_of(Task))) == {
         "idx_queue_items_priority",
         "idx_queue_items_worker_id",
         "idx_queue_items_unique_key",
     }
-    assert claim_function_name(Task.__table__) == "claim_queue_items_batch"
+    assert claim_function_name(table_of(Task)) == "claim_queue_items_batch"
 
 
 def test_two_job_tables_on_one_metadata_get_distinct_index_names() -> None:

@@ -217,7 +217,8 @@ def _transient(exc: BaseException) -> bool:
     )
 
 
-def _describe(exc: BaseException) -> str:
+def failure_text(exc: BaseException) -> str:
+    """The traceback of a handler's exception as ``last_error`` keeps it (bounded)."""
     text_ = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if len(text_) > _MAX_ERROR_CHARS:
         text_ = text_[:200] + "\n...\n" + text_[-(_MAX_ERROR_CHARS - 205) :]
@@ -982,7 +983,9 @@ class Worker:
             except Cancel as request:
                 return self._outcome(run, _CANCELLED, error=request.reason)
             except BaseException as exc:
-                return self._outcome(run, _FAILED, error=_describe(exc), summary=_first_line(exc))
+                return self._outcome(
+                    run, _FAILED, error=failure_text(exc), summary=_first_line(exc)
+                )
             result_json: str | None = None
             if value is not None:
                 try:
@@ -1035,7 +1038,7 @@ class Worker:
                 run,
                 _FAILED,
                 error="the handler's transaction failed to commit with the completion, so "
-                "neither its writes nor the completion were kept:\n" + _describe(exc),
+                "neither its writes nor the completion were kept:\n" + failure_text(exc),
                 summary=f"commit failed, nothing kept: {_first_line(exc)}",
             )
         return self._outcome(run, _DONE)

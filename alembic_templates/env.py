@@ -3,12 +3,18 @@
 Add your own metadata to ``target_metadata``. The database comes, in this order, from a
 Connection or an Engine in ``config.attributes["connection"]`` (how
 ``sqla_jobqueue.alembic.upgrade`` and test suites call it), from the ``DATABASE_URL``
-environment variable, or from ``sqlalchemy.url`` in ``alembic.ini``.
+environment variable, or from ``sqlalchemy.url`` in ``alembic.ini``. With none of them,
+online migrations stop with an error before connecting anywhere, and ``--sql`` renders
+PostgreSQL.
 """
 
 from __future__ import annotations
 
+from logging.config import fileConfig
+from typing import Any
+
 from alembic import context
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, pool
 
 import sqla_jobqueue.alembic  # noqa: F401  (registers op.create_job_queue and autogenerate)
@@ -16,21 +22,20 @@ from sqla_jobqueue import metadata as jobqueue_metadata
 from sqla_jobqueue.database import sqlalchemy_url, url_from_environment
 
 config = context.config
+if config.config_file_name is not None:
+    # Keep the loggers imported above (sqla_jobqueue's warnings among them) enabled.
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 # Your application's metadata goes here too, e.g. [Base.metadata, jobqueue_metadata].
 target_metadata = [jobqueue_metadata]
 
 
-def _url() -> str:
+def _url() -> str | None:
     url = url_from_environment() or config.get_main_option("sqlalchemy.url")
-    if not url:
-        raise RuntimeError(
-            "no database given: set DATABASE_URL, or sqlalchemy.url in alembic.ini"
-        )
-    return sqlalchemy_url(url).render_as_string(hide_password=False)
+    return sqlalchemy_url(url).render_as_string(hide_password=False) if url else None
 
 
-def _configure(**kwargs: object) -> None:
+def _configure(**kwargs: Any) -> None:
     context.configure(
         target_metadata=target_metadata,
         compare_type=True,
@@ -40,7 +45,9 @@ def _configure(**kwargs: object) -> None:
 
 
 def run_migrations_offline() -> None:
-    _configure(url=_url(), literal_binds=True, dialect_opts={"paramstyle": "named"})
+    url = _url()
+    where = {"url": url} if url else {"dialect_name": "postgresql"}
+    _configure(**where, literal_binds=True, dialect_opts={"paramstyle": "named"})
     with context.begin_transaction():
         context.run_migrations()
 
@@ -51,12 +58,23 @@ def _run(connection: Connection) -> None:
         context.run_migrations()
 
 
+def _engine() -> Engine:
+    url = _url()
+    if url is None:
+        raise CommandError(
+            "no database named, nothing was migrated: set DATABASE_URL (e.g. "
+            "DATABASE_URL=postgresql://USER@HOST/DBNAME alembic upgrade head) or "
+            "sqlalchemy.url in alembic.ini"
+        )
+    return create_engine(url, poolclass=pool.NullPool)
+
+
 def run_migrations_online() -> None:
     given = config.attributes.get("connection")
     if given is not None and not isinstance(given, Engine):
         _run(given)  # a Connection, or an object standing in for one (as test tools pass)
         return
-    engine = given if given is not None else create_engine(_url(), poolclass=pool.NullPool)
+    engine = given if given is not None else _engine()
     try:
         with engine.connect() as connection:
             _run(connection)

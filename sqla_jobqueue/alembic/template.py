@@ -26,8 +26,9 @@ _INI = """\
 [alembic]
 script_location = {script_location}
 prepend_sys_path = .
-# The database URL comes from DATABASE_URL when set, else from this line.
-sqlalchemy.url = {url}
+# The database to migrate: DATABASE_URL when it is set, else sqlalchemy.url below. With
+# neither, `alembic upgrade` stops without connecting anywhere. For example:
+# sqlalchemy.url = postgresql+psycopg://USER:PASSWORD@HOST:5432/DBNAME
 
 [loggers]
 keys = root,sqlalchemy,alembic
@@ -59,7 +60,7 @@ level = NOTSET
 formatter = generic
 
 [formatter_generic]
-format = %%(levelname)-5.5s [%%(name)s] %%(message)s
+format = %(levelname)-5.5s [%(name)s] %(message)s
 """
 
 
@@ -103,11 +104,5 @@ def copy_template(directory: str | Path, *, ini_path: str | Path | None = None) 
         location = target.resolve().relative_to(ini.resolve().parent)
     except ValueError:
         location = target.resolve()
-    ini.write_text(
-        _INI.format(
-            script_location=location.as_posix(),
-            url="postgresql+psycopg://postgres@localhost/postgres",
-        ),
-        encoding="utf-8",
-    )
+    ini.write_text(_INI.format(script_location=location.as_posix()), encoding="utf-8")
     return ini

@@ -9,6 +9,8 @@ table and no function; offline SQL; the replace operation; copying the template.
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -164,24 +166,29 @@ def test_offline_sql_renders_the_function(tmp_path: Path) -> None:
     assert result.stdout.index("CREATE TABLE jobs") < result.stdout.index("claim_job_batch(")
 
 
+def alembic_in(project: Path, *args: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    """The ``alembic`` command line in ``project``, with ``DATABASE_URL`` only if given."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, **environ},
+    )
+
+
 def test_copy_template_makes_a_working_project(tmp_path: Path, empty_database_url: URL) -> None:
     ini = copy_template(tmp_path / "migrations")
     assert ini == tmp_path / "alembic.ini"
     assert (tmp_path / "migrations" / "env.py").exists()
     assert list((tmp_path / "migrations" / "versions").glob("0001_*.py"))
     url = empty_database_url.render_as_string(hide_password=False)
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={
-            "DATABASE_URL": url,
-            **{k: v for k, v in __import__("os").environ.items() if k != "DATABASE_URL"},
-        },
-    )
+    result = alembic_in(tmp_path, "upgrade", "head", DATABASE_URL=url)
     assert result.returncode == 0, result.stderr
+    # alembic.ini's logging applies: the user sees what ran.
+    assert "Running upgrade  -> 0001, create the jobs table" in result.stderr
     engine = create_engine(empty_database_url)
     try:
         assert objects(engine)["functions"] == ["claim_job_batch", "jobs_notify_enqueued"]
@@ -189,6 +196,23 @@ def test_copy_template_makes_a_working_project(tmp_path: Path, empty_database_ur
         engine.dispose()
     with pytest.raises(FileExistsError, match="not empty"):
         copy_template(tmp_path / "migrations")
+
+
+def test_a_copied_project_names_no_database_of_its_own(tmp_path: Path) -> None:
+    ini = copy_template(tmp_path / "migrations")
+    assert not re.search(r"^\s*sqlalchemy\.url\s*=", ini.read_text(), re.M), ini.read_text()
+
+    refused = alembic_in(tmp_path, "upgrade", "head")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "Traceback" not in output
+    (line,) = [line for line in output.splitlines() if line.startswith("FAILED")]
+    assert line.startswith("FAILED: no database named, nothing was migrated: set DATABASE_URL")
+
+    # Offline SQL needs no database: it renders PostgreSQL.
+    rendered = alembic_in(tmp_path, "upgrade", "head", "--sql")
+    assert rendered.returncode == 0, rendered.stderr
+    assert "CREATE OR REPLACE FUNCTION public.claim_job_batch(" in rendered.stdout
 
 
 def test_template_is_part_of_the_package() -> None:

@@ -1,11 +1,12 @@
 """The ``sqla-jobqueue`` command line: look at the queue, act on jobs, run workers, the demo.
 
-Every command that needs a database takes ``--database-url`` or reads ``DATABASE_URL``;
-with neither it uses the embedded PostgreSQL of :mod:`sqla_jobqueue.embedded` (migrated on
-first use) and says so in one line on stderr. Commands that report take ``--json`` for
-machines; people get tables. Bad arguments get a one-line error and exit code 2; a job that
-does not exist or is in the wrong state, or a database that cannot be reached, gets a
-one-line error and exit code 1. Ctrl-C exits with 130.
+Every command that needs a database takes ``--database-url``, or ``--app module:name`` to
+take the URL of the application's own engine or settings, or reads ``DATABASE_URL``; with
+none it uses the embedded PostgreSQL of :mod:`sqla_jobqueue.embedded` (migrated on first
+use) and says so in one line on stderr. Only PostgreSQL URLs are accepted. Commands that
+report take ``--json`` for machines; people get tables. Bad arguments get a one-line error
+and exit code 2; a job that does not exist or is in the wrong state, or a database that
+cannot be reached, gets a one-line error and exit code 1. Ctrl-C exits with 130.
 
 Durations are written as a number and a unit, ``30s``, ``5m``, ``2h``, ``7d``, ``1w``,
 ``250ms``, or a sum of them (``1h30m``).
@@ -31,17 +32,21 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import (
     Engine,
+    String,
+    cast,
     create_engine,
     func,
     inspect,
     literal,
+    or_,
     select,
     text,
 )
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
-from .database import sqlalchemy_url, url_from_environment
+from .database import ENVIRONMENT_VARIABLE, postgresql_url, url_from_environment, url_of
 from .embedded import DataDirectoryError
 from .errors import (
     InvalidJobError,
@@ -61,8 +66,9 @@ from .live import (
     take_snapshot,
 )
 from .maintenance.rescuer import DEFAULT_STALE_TIMEOUT
-from .model import Job, JobMixin, JobStatus, Priority
+from .model import HELD_STATUSES, Job, JobMixin, JobStatus, Priority
 from .queue import JobQueue, check_job, stale_condition
+from .validation import MAX_DELAY
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -70,7 +76,10 @@ if TYPE_CHECKING:
     from .handlers import Registry
 
 __all__ = [
+    "MAX_DURATION",
     "build_parser",
+    "duration_text",
+    "error_line",
     "main",
     "parse_duration",
 ]
@@ -90,6 +99,10 @@ _UNITS = {
     "w": timedelta(weeks=1),
 }
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+MAX_DURATION = MAX_DELAY
+"""The longest duration any option takes (100 years)."""
+ID_FRAGMENT_DIGITS = 8
+"""The fewest hex digits of a job id that commands taking an id accept (``watch`` shows 8)."""
 
 
 class _UsageError(Exception):
@@ -105,7 +118,8 @@ def parse_duration(value: str) -> timedelta:
     Raises
     ------
     ValueError
-        When ``value`` is not such a duration, or is zero.
+        When ``value`` is not such a duration, is zero, or is longer than
+        :data:`MAX_DURATION`.
     """
     text_value = value.strip().lower()
     parts = _DURATION_PART.findall(text_value)
@@ -113,10 +127,31 @@ def parse_duration(value: str) -> timedelta:
         raise ValueError(
             f"invalid duration {value!r}: write a number and a unit, e.g. 30s, 5m, 2h, 7d"
         )
-    total = sum((float(n) * _UNITS[u] for n, u in parts), timedelta(0))
+    try:
+        total = sum((float(n) * _UNITS[u] for n, u in parts), timedelta(0))
+    except OverflowError:
+        total = timedelta.max
     if total <= timedelta(0):
         raise ValueError(f"invalid duration {value!r}: must be more than zero")
+    if total > MAX_DURATION:
+        # Beyond this, "now minus the duration" leaves PostgreSQL's timestamp range.
+        raise ValueError(
+            f"invalid duration {value!r}: at most {duration_text(MAX_DURATION)} (100 years)"
+        )
     return total
+
+
+def duration_text(duration: timedelta) -> str:
+    """``duration`` written as :func:`parse_duration` reads it: ``2s``, ``1h30m``, ``250ms``."""
+    milliseconds = round(duration.total_seconds() * 1000)
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        count, milliseconds = divmod(milliseconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if milliseconds or not parts:
+        parts.append(f"{milliseconds}ms")
+    return "".join(parts)
 
 
 def _duration(value: str) -> timedelta:
@@ -126,11 +161,21 @@ def _duration(value: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _job_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a job id (a UUID)") from None
+_ID_FRAGMENT = re.compile(rf"[0-9a-f]{{{ID_FRAGMENT_DIGITS},31}}")
+
+
+def _job_id(value: str) -> uuid.UUID | str:
+    """A whole job id, or a fragment of one: hex digits its id begins or ends with."""
+    text_value = value.strip().lower()
+    with contextlib.suppress(ValueError):
+        return uuid.UUID(text_value)
+    digits = text_value.replace("-", "")
+    if _ID_FRAGMENT.fullmatch(digits):
+        return digits
+    raise argparse.ArgumentTypeError(
+        f"{value!r} is not a job id: give the whole id (a UUID) or at least "
+        f"{ID_FRAGMENT_DIGITS} of its hex digits, from its start or its end as watch shows"
+    )
 
 
 def _positive_int(value: str) -> int:
@@ -333,18 +378,66 @@ def _model(args: argparse.Namespace) -> type[JobMixin]:
     return model
 
 
+def _postgresql_url(url: str | URL, source: str) -> URL:
+    try:
+        return postgresql_url(url)
+    except ValueError as error:
+        raise _UsageError(f"invalid database URL from {source}: {error}") from None
+
+
+def _app_url(spec: str) -> URL:
+    """The URL of the application's engine, URL or settings named by ``--app``."""
+    value = _import_object(spec, "--app")
+    try:
+        url = url_of(value)
+    except ValueError as error:
+        raise _UsageError(f"--app {spec!r} names no database: {error}") from None
+    except Exception as error:
+        raise _UsageError(f"calling --app {spec!r} failed: {_exception_line(error)}") from None
+    return _postgresql_url(url, f"--app {spec}")
+
+
+def _given_url(args: argparse.Namespace) -> URL | None:
+    """The database the command was told to use, or None for the embedded default.
+
+    ``--app`` and ``--database-url`` are two ways of naming it: both at once is an error.
+    ``DATABASE_URL`` is used when neither is given; beside ``--app`` (whose settings often
+    read it) it must name the same database.
+    """
+    app = getattr(args, "app", None)
+    flag = getattr(args, "database_url", None)
+    environment = url_from_environment()
+    if app and flag:
+        raise _UsageError("--app and --database-url both name a database: give only one")
+    if app:
+        url = _app_url(app)
+        if environment:
+            other = _postgresql_url(environment, ENVIRONMENT_VARIABLE)
+            if other != url:
+                raise _UsageError(
+                    f"--app {app} names {url.render_as_string(hide_password=True)} but "
+                    f"{ENVIRONMENT_VARIABLE} names {other.render_as_string(hide_password=True)}"
+                    f": unset {ENVIRONMENT_VARIABLE} or leave out --app"
+                )
+        return url
+    if flag:
+        return _postgresql_url(flag, "--database-url")
+    if environment:
+        return _postgresql_url(environment, ENVIRONMENT_VARIABLE)
+    return None
+
+
 @contextlib.contextmanager
 def _database(
     args: argparse.Namespace, *, migrate_embedded: bool = True, pool_size: int = 5
 ) -> Iterator[Engine]:
     """An engine on the given database, or on the embedded server for the command's life."""
-    given = getattr(args, "database_url", None) or url_from_environment()
-    if given:
+    url = _given_url(args)
+    if url is not None:
         try:
-            url = sqlalchemy_url(given)
             engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size)
-        except (ArgumentError, NoSuchModuleError, ValueError) as error:
-            raise _UsageError(f"invalid database URL: {error}") from None
+        except (ArgumentError, NoSuchModuleError, ImportError) as error:
+            raise _UsageError(f"invalid database URL: {_exception_line(error)}") from None
         try:
             yield engine
         finally:
@@ -383,18 +476,50 @@ def _migrate(engine: Engine) -> str | None:
     return None if revision is None else str(revision)
 
 
-def _database_error(error: DBAPIError) -> str:
+def _database_error(error: DBAPIError, *, model_given: bool) -> str:
     orig = error.orig
     sqlstate = getattr(orig, "sqlstate", None)
     first = _one_line(str(orig).strip().splitlines()[0] if str(orig).strip() else str(error))
     if sqlstate in ("42P01", "42883"):
+        # Most often the application's model maps another table than the default 'jobs'.
+        hint = (
+            ""
+            if model_given
+            else "if your job model maps a table other than 'jobs', name it with --model "
+            "MODULE:CLASS (e.g. --model myapp.models:Job); otherwise "
+        )
         return (
-            f"{first}: the job table or its claim function is missing; run "
+            f"{first}: the job table or its claim function is missing; {hint}run "
             "`sqla-jobqueue migrate` (or your application's `alembic upgrade head`)"
         )
     if error.connection_invalidated or sqlstate is None or sqlstate.startswith("08"):
         return f"cannot reach the database: {first}"
     return f"database error: {first}"
+
+
+def _resolve_id(session: Session, model: type[JobMixin], given: uuid.UUID | str) -> uuid.UUID:
+    """The id of the one job whose id begins or ends with the hex digits ``given``."""
+    if isinstance(given, uuid.UUID):
+        return given
+    digits = func.replace(cast(model.id, String), "-", "")
+    matches = session.scalars(
+        select(model.id)
+        .where(or_(digits.startswith(given), digits.endswith(given)))
+        .order_by(model.id)
+        .limit(3)
+    ).all()
+    if not matches:
+        raise JobQueueError(
+            f"no job id begins or ends with {given!r}: `{PROG} list` shows the ids "
+            "(it never existed, or has been pruned)"
+        )
+    if len(matches) > 1:
+        shown = ", ".join(str(job_id) for job_id in matches[:2])
+        more = " and more" if len(matches) > 2 else ""
+        raise _UsageError(
+            f"{given!r} matches more than one job ({shown}{more}): give more of the id"
+        )
+    return matches[0]
 
 
 # ----------------------------------------------------------------------- commands
@@ -455,9 +580,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
         + f"Last minute: {last_minute['completed']} completed, {last_minute['failed']} failed "
         f"({report['jobs_per_second']} jobs/s). "
         f"Stale (no heartbeat for {age_text(args.stale_after)}): {report['stale']}"
-        + (" — `sqla-jobqueue recover` returns them to pending." if stale else ".")
+        + (f" — `{_recover_command(args)}` returns them to pending." if stale else ".")
     )
     return EXIT_OK
+
+
+def _recover_command(args: argparse.Namespace) -> str:
+    """The ``recover`` that returns the jobs ``status`` counted as stale, with its options."""
+    words = [PROG, "recover"]
+    if args.stale_after != DEFAULT_STALE_TIMEOUT:
+        words += ["--timeout", duration_text(args.stale_after)]
+    for option in ("app", "model"):
+        if getattr(args, option, None):
+            words += [f"--{option}", getattr(args, option)]
+    return " ".join(words)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -473,38 +609,78 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
         return EXIT_OK
+    _console().print(_jobs_table(jobs, _console().width))
+    return EXIT_OK
+
+
+FULL_ID_WIDTH = 150
+"""From this many columns ``list`` shows whole ids; narrower, their last 8 hex digits."""
+
+
+def _jobs_table(jobs: Sequence[JobMixin], width: int) -> Any:
+    """The table of ``list``: the columns that say something about these jobs.
+
+    Stage and percent only for a list with held jobs, the error (its exception line; the
+    traceback is for ``show``) only for one with errors; ids shortened below
+    :data:`FULL_ID_WIDTH` columns, so that the error keeps room at 120.
+    """
     from rich.table import Table
 
+    full_ids = width >= FULL_ID_WIDTH
+    held = any(job.status in HELD_STATUSES for job in jobs)
+    errors = any(job.last_error for job in jobs)
     table = Table(title=f"{len(jobs)} most recent jobs", title_justify="left")
-    table.add_column("id", no_wrap=True, min_width=36)
-    table.add_column("type", no_wrap=True)
+    if not full_ids:
+        table.caption = "ids: their last 8 hex digits, which show, cancel and retry accept"
+        table.caption_justify = "left"
+    table.add_column("id", no_wrap=True, min_width=36 if full_ids else 8)
+    table.add_column("type", no_wrap=True, max_width=24, overflow="ellipsis")
     table.add_column("status", no_wrap=True, min_width=9)
     table.add_column("prio", justify="right", no_wrap=True, min_width=4)
     table.add_column("tries", justify="right", no_wrap=True, min_width=5)
-    table.add_column("%", justify="right", no_wrap=True, min_width=4)
-    table.add_column("stage", overflow="ellipsis", max_width=24)
-    table.add_column("created (UTC)", no_wrap=True)
-    table.add_column("last error", overflow="ellipsis", max_width=40)
+    if held:
+        table.add_column("%", justify="right", no_wrap=True, min_width=4)
+        table.add_column("stage", no_wrap=True, overflow="ellipsis", max_width=24)
+    table.add_column("created (UTC)", no_wrap=True, min_width=19)
+    if errors:
+        table.add_column("last error", no_wrap=True, overflow="ellipsis", min_width=20, ratio=1)
     for job in jobs:
-        table.add_row(
-            str(job.id),
+        cells = [
+            str(job.id) if full_ids else str(job.id)[-8:],
             job.job_type,
             JobStatus(job.status).value,
             str(job.priority),
             f"{job.attempts}/{job.max_attempts}",
-            f"{job.progress}%",
-            job.current_stage or "",
-            _when(job.created_at),
-            _one_line(job.last_error or "", 80),
-        )
-    _console().print(table)
-    return EXIT_OK
+        ]
+        if held:
+            cells += [f"{job.progress}%", job.current_stage or ""]
+        cells.append(_when(job.created_at))
+        if errors:
+            cells.append(error_line(job.last_error))
+        table.add_row(*cells)
+    return table
+
+
+def error_line(last_error: str | None) -> str:
+    """The line of ``last_error`` that says what went wrong: for a Python traceback, the
+    exception (``Type: message``) after it rather than its first line."""
+    if not last_error:
+        return ""
+    lines = [line for line in last_error.strip().splitlines() if line.strip()]
+    if lines and lines[0].startswith("Traceback (most recent call last)"):
+        # The exception follows the last indented line (File ..., the code, ^^^ markers);
+        # with chained exceptions that is the one raised last.
+        indented = [i for i, line in enumerate(lines) if line[:1].isspace()]
+        if indented and indented[-1] + 1 < len(lines):
+            return _one_line(" ".join(lines[indented[-1] + 1 :]))
+        return _one_line(lines[-1])
+    return _one_line(last_error)
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     model = _model(args)
     with _database(args) as engine, Session(engine) as session:
-        job = JobQueue(session, model).get(args.id)
+        job = JobQueue(session, model).get(_resolve_id(session, model, args.id))
         row = _job_dict(job)
     if args.json:
         _print_json(row)
@@ -548,6 +724,19 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
             unique_key=args.unique_key,
         )
         row = _job_dict(job)
+        existing = args.unique_key is not None and not _written_here(session, model, job.id)
+    if existing:
+        notice = (
+            f"A live job with unique key {args.unique_key!r} already exists: {row['id']} "
+            f"({row['job_type']}, {row['status']}, created {row['created_at']}). It was "
+            "returned and nothing was enqueued."
+        )
+        if args.json:
+            _say(notice)
+            _print_json(row)
+        else:
+            _console().print(notice)
+        return EXIT_OK
     if args.json:
         _print_json(row)
     else:
@@ -558,11 +747,28 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _written_here(session: Session, model: type[JobMixin], job_id: uuid.UUID) -> bool:
+    """Whether this transaction inserted the job, rather than found it live by its key.
+
+    ``enqueue`` returns the live job of a ``unique_key`` the same way as a new one; a row
+    this transaction wrote carries its transaction id in ``xmin``.
+    """
+    table = inspect(model).local_table
+    return bool(
+        session.execute(
+            select(text("xmin = pg_current_xact_id()::xid"))
+            .select_from(table)
+            .where(table.c.id == job_id)
+        ).scalar_one()
+    )
+
+
 def _transition(args: argparse.Namespace, action: str) -> int:
     model = _model(args)
     with _database(args) as engine, Session(engine) as session, session.begin():
         queue = JobQueue(session, model)
-        job = queue.cancel(args.id) if action == "cancel" else queue.retry(args.id)
+        job_id = _resolve_id(session, model, args.id)
+        job = queue.cancel(job_id) if action == "cancel" else queue.retry(job_id)
         row = _job_dict(job)
     if args.json:
         _print_json(row)
@@ -719,6 +925,12 @@ def _database_options() -> _Parser:
         help="PostgreSQL URL (default: $DATABASE_URL, else the embedded PostgreSQL)",
     )
     group.add_argument(
+        "--app",
+        metavar="MODULE:NAME",
+        help="take the database from your application instead: its Engine or AsyncEngine, "
+        "URL or URL string, or a function returning one, e.g. myapp.db:engine",
+    )
+    group.add_argument(
         "--data-dir",
         metavar="DIR",
         help="data directory of the embedded PostgreSQL (default: under your user data dir)",
@@ -814,7 +1026,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub = command("show", _cmd_show, "everything about one job, with its last error", [db, js])
-    sub.add_argument("id", type=_job_id, help="the job's id")
+    sub.add_argument(
+        "id", type=_job_id, help="the job's id, or its first or last 8 or more hex digits"
+    )
 
     sub = command("enqueue", _cmd_enqueue, "add a job", [db, js])
     sub.add_argument("job_type", metavar="TYPE", help="the job type (which handler runs it)")
@@ -852,9 +1066,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub = command("cancel", _cmd_cancel, "cancel a job that has not finished", [db, js])
-    sub.add_argument("id", type=_job_id, help="the job's id")
+    sub.add_argument(
+        "id", type=_job_id, help="the job's id, or its first or last 8 or more hex digits"
+    )
     sub = command("retry", _cmd_retry, "send a failed job back to pending", [db, js])
-    sub.add_argument("id", type=_job_id, help="the job's id")
+    sub.add_argument(
+        "id", type=_job_id, help="the job's id, or its first or last 8 or more hex digits"
+    )
 
     sub = command(
         "recover", _cmd_recover, "return held jobs with a stale heartbeat to pending", [db, js]
@@ -1022,7 +1240,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         # every few thousand jobs (about a quarter of a no-op job's CPU, docs/benchmarks.md).
         gc.collect()
         gc.freeze()
-        return worker.run()
+        try:
+            return worker.run()
+        except JobQueueError as error:
+            if isinstance(error.__cause__, DBAPIError):
+                # A missing table: told like every other command's, with the --model hint.
+                raise error.__cause__ from None
+            raise
 
 
 DEMO_MAX_JOBS = 20_000
@@ -1048,12 +1272,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         if not inspect(engine).has_table(Job.__tablename__):
             _migrate(engine)
         with Session(engine) as session, session.begin():
-            ids = demo.enqueue(session, args.jobs)
+            # The workers claim by job type: demo jobs an interrupted run left unfinished
+            # run too, so they are counted and shown with this run's own.
+            earlier = demo.unfinished(session)
+            ids = earlier + demo.enqueue(session, args.jobs)
         if not args.json:
             console.print(
-                f"Enqueued {len(ids)} demo jobs: render_report (priority 150), sync_feed (100), "
-                f"backfill_thumbnails (30); running them on {args.workers} workers."
+                f"Enqueued {args.jobs} demo jobs: render_report (priority 150), sync_feed (100), "
+                f"backfill_thumbnails (30); running them on {args.workers} workers. The "
+                "handlers sleep (20 ms to 1.5 s) to show progress, so the jobs per second "
+                "here are not the queue's throughput (docs/benchmarks.md)."
             )
+            if earlier:
+                console.print(
+                    f"{len(earlier)} demo jobs left unfinished by an earlier run run too: "
+                    f"{len(ids)} jobs in all."
+                )
         workers = [
             Worker(
                 engine,
@@ -1071,17 +1305,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         started = time.monotonic()
         interrupted = False
         running: list[Any] = []
+        elapsed = 0.0
         try:
             for worker in workers:
                 worker.start()
                 running.append(worker)
-            _demo_progress(engine, ids, console, quiet=args.json, started=started)
+            elapsed = _demo_progress(engine, ids, console, quiet=args.json, started=started)
         except KeyboardInterrupt:
             interrupted = True
             _say("Interrupted: running jobs finish, the others go back to pending...")
         finally:
             _stop_workers(running)
-        elapsed = time.monotonic() - started
+        if interrupted:
+            elapsed = time.monotonic() - started
         with Session(engine) as session:
             summary = demo_summary(session, ids)
     totals = {status: 0 for status in _STATUSES}
@@ -1093,9 +1329,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         _print_json(
             {
                 "jobs": len(ids),
+                "enqueued": args.jobs,
+                "earlier_unfinished": len(earlier),
                 "workers": args.workers,
                 "elapsed_seconds": round(elapsed, 3),
-                "jobs_per_second": round(finished / elapsed, 2) if elapsed else None,
+                "jobs_per_second": round(_rate(finished, elapsed), 2),
                 "totals": totals,
                 "by_type": summary,
                 "interrupted": interrupted,
@@ -1130,6 +1368,11 @@ def _stop_workers(workers: Sequence[Any]) -> None:
             _say(f"worker {worker.worker_id} did not stop; its jobs come back through rescue")
 
 
+def _rate(finished: int, elapsed: float) -> float:
+    """The demo's jobs per second, the same in its live view and in its summary."""
+    return finished / elapsed if elapsed > 0 else 0.0
+
+
 def _demo_progress(
     engine: Engine,
     ids: Sequence[uuid.UUID],
@@ -1137,18 +1380,25 @@ def _demo_progress(
     *,
     quiet: bool,
     started: float,
-) -> None:
-    """Show the demo's jobs until none is pending or held."""
+) -> float:
+    """Show the demo's jobs until none is pending or held; return the seconds from
+    ``started`` to the last frame, when the last job had finished."""
     from .model import Job
 
     title = "sqla-jobqueue demo (Ctrl-C to stop)"
     refresh = 0.2
+    elapsed = 0.0
 
     def frame() -> Snapshot:
-        # Jobs per second over the last five seconds, or since the start when sooner.
-        window = timedelta(seconds=min(5.0, max(0.5, time.monotonic() - started)))
+        nonlocal elapsed
         with Session(repeatable_read(engine)) as session:
-            return take_snapshot(session, Job, ids=ids, limit=12, window=window)
+            snapshot = take_snapshot(session, Job, ids=ids, limit=12)
+        elapsed = time.monotonic() - started
+        return snapshot
+
+    def finished(snapshot: Snapshot) -> int:
+        t = snapshot.totals
+        return t["completed"] + t["failed"] + t["cancelled"]
 
     def live_jobs(snapshot: Snapshot) -> int:
         t = snapshot.totals
@@ -1170,20 +1420,19 @@ def _demo_progress(
             )
 
     if quiet or not console.is_terminal:
-        last_line = 0.0
+        last_line = -1.0
         while True:
             snapshot = frame()
-            now = time.monotonic()
-            if not quiet and (now - last_line >= 1.0 or not live_jobs(snapshot)):
+            if not quiet and (elapsed - last_line >= 1.0 or not live_jobs(snapshot)):
                 t = snapshot.totals
                 console.print(
-                    f"{now - started:5.1f}s  done {t['completed']} · failed {t['failed']} · "
+                    f"{elapsed:5.1f}s  done {t['completed']} · failed {t['failed']} · "
                     f"running {t['running']} · pending {t['pending']} of {len(ids)} · "
-                    f"{snapshot.jobs_per_second:.1f} jobs/s"
+                    f"{_rate(finished(snapshot), elapsed):.1f} jobs/s"
                 )
-                last_line = now
+                last_line = elapsed
             if not live_jobs(snapshot):
-                return
+                return elapsed
             time.sleep(refresh)
     from rich.live import Live
 
@@ -1191,11 +1440,17 @@ def _demo_progress(
         while True:
             snapshot = frame()
             live.update(
-                render_snapshot(snapshot, title=title, total=len(ids), width=console.width),
+                render_snapshot(
+                    snapshot,
+                    title=title,
+                    total=len(ids),
+                    width=console.width,
+                    rate=_rate(finished(snapshot), elapsed),
+                ),
                 refresh=True,
             )
             if not live_jobs(snapshot):
-                return
+                return elapsed
             time.sleep(refresh)
 
 
@@ -1235,7 +1490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"{prefix} {_one_line(str(error))}")
         return EXIT_FAILURE
     except DBAPIError as error:
-        _say(f"{prefix} {_database_error(error)}")
+        _say(f"{prefix} {_database_error(error, model_given=bool(getattr(args, 'model', None)))}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         _say(f"{PROG} {args.command}: interrupted")

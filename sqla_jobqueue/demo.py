@@ -12,7 +12,9 @@ It shows, in a few seconds, what the queue does with a mixed workload:
 ``backfill_thumbnails`` (priority 30, ``Priority.BACKFILL``: background catch-up)
     Very short, many of them; they run when nothing more important is waiting.
 
-The handlers only sleep; :data:`registry` can be run by any worker, e.g.
+The handlers only sleep, to make progress visible: the demo's jobs per second say nothing of
+the queue's throughput (``docs/benchmarks.md`` measures that). :data:`registry` can be run by
+any worker, e.g.
 ``sqla-jobqueue worker sqla_jobqueue.demo:registry``. :func:`plan` says which jobs to
 enqueue for a given total, and :func:`enqueue` writes them in the caller's transaction.
 """
@@ -25,11 +27,12 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .backoff import Backoff
 from .handlers import JobContext, Registry
-from .model import Priority
+from .model import LIVE_STATUSES, Job, Priority
 from .queue import JobQueue
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "enqueue",
     "plan",
     "registry",
+    "unfinished",
 ]
 
 QUICK_RETRY = Backoff(
@@ -136,6 +140,17 @@ def plan(jobs: int, *, seed: int | None = None) -> list[dict[str, Any]]:
             }
         )
     return specs
+
+
+def unfinished(session: Session) -> list[uuid.UUID]:
+    """Ids of the demo's jobs still pending or held, left by an earlier run that stopped."""
+    return list(
+        session.scalars(
+            select(Job.id)
+            .where(Job.job_type.in_(DEMO_TYPES), Job.status.in_(LIVE_STATUSES))
+            .order_by(Job.id)
+        )
+    )
 
 
 def enqueue(session: Session, jobs: int, *, seed: int | None = None) -> list[uuid.UUID]:

@@ -177,12 +177,19 @@ def take_snapshot(
 
 
 def render_snapshot(
-    snapshot: Snapshot, *, title: str, total: int | None = None, width: int = 120
+    snapshot: Snapshot,
+    *,
+    title: str,
+    total: int | None = None,
+    width: int = 120,
+    rate: float | None = None,
 ) -> RenderableType:
     """The live view: the totals (with an overall bar when ``total`` is known) and one
     progress bar per held job with its stage, percent, worker and elapsed time.
 
-    Below 100 columns the worker column is left out so that stage and percent still fit.
+    ``rate`` replaces the snapshot's jobs per second over its recent window (the demo shows
+    its rate since it started, as its summary does). Below 100 columns the worker column is
+    left out so that stage and percent still fit.
     """
     from rich.console import Group
     from rich.progress_bar import ProgressBar
@@ -202,7 +209,8 @@ def render_snapshot(
     counts = [f"done {t['completed']}", f"failed {t['failed']}"]
     counts += [f"{s} {t[s]}" for s in ("cancelled", "claimed") if t[s]]
     counts += [f"pending {t['pending']}", f"running {t['running']}"]
-    header.append(Text(" · ".join(counts) + f" · {snapshot.jobs_per_second:.1f} jobs/s"))
+    per_second = snapshot.jobs_per_second if rate is None else rate
+    header.append(Text(" · ".join(counts) + f" · {per_second:.1f} jobs/s"))
     if not snapshot.running:
         return Group(*header, Text("no job is running", style="dim"))
     compact = width < 100
@@ -315,7 +323,7 @@ def print_demo_summary(
     )
     rate = finished / elapsed if elapsed > 0 else 0.0
     console.print(
-        f"{finished} jobs finished in {elapsed:.1f}s ({rate:.1f} jobs/s). Higher priorities "
-        "started first; failed jobs used all their attempts and keep their last_error "
-        "(sqla-jobqueue list --status failed)."
+        f"{finished} jobs finished in {elapsed:.1f}s ({rate:.1f} jobs/s, handlers that sleep "
+        "to show progress). Higher priorities started first; failed jobs used all their "
+        "attempts and keep their last_error (sqla-jobqueue list --status failed)."
     )

@@ -235,6 +235,13 @@ def test_unreachable_database() -> None:
         (["recover", "--timeout", "5 minutes"], "invalid duration"),
         (["prune"], "required: --older-than"),
         (["prune", "--older-than", "-7d"], "expected one argument"),
+        (["prune", "--older-than", "100000000d"], "at most 36600d (100 years)"),
+        (["prune", "--older-than", "9" * 400 + "w"], "at most 36600d (100 years)"),
+        (["recover", "--timeout", "36601d"], "at most 36600d (100 years)"),
+        (["status", "--stale-after", "5300w"], "at most 36600d (100 years)"),
+        (["show", "abc123"], "at least 8 of its hex digits"),
+        (["cancel", "0123abcz"], "is not a job id"),
+        (["status", "--app", "x:engine", "--database-url", "postgresql://h/d"], "only one"),
         (["status", "--database-url", "nope://x"], "invalid database URL"),
         (["status", "--model", "no_such_module:Job"], "cannot import 'no_such_module'"),
         (["status", "--model", "sqla_jobqueue:Priority"], "not a mapped JobMixin class"),
@@ -352,3 +359,170 @@ def test_migrate_refuses_an_applications_own_alembic_history(empty_database_url:
     env = base_environment(DATABASE_URL=url_text(empty_database_url))
     line = assert_one_line_error(run_cli("migrate", env=env), 1)
     assert "'app0001'" in line and "alembic upgrade head" in line
+
+
+# ------------------------------------------------------------------ issue 12
+
+
+def backdate_running(session_factory: sessionmaker[Session], job_type: str, age: str) -> str:
+    """Claim and start the one job of ``job_type`` and make its heartbeat ``age`` old."""
+    with session_factory.begin() as session:
+        queue = JobQueue(session, worker_id="dead-worker")
+        (claimed,) = queue.claim([job_type])
+        queue.start(claimed)
+        session.execute(
+            text(f"UPDATE jobs SET heartbeat_at = now() - interval '{age}' WHERE id = :id"),
+            {"id": claimed.id},
+        )
+        return str(claimed.id)
+
+
+def test_status_suggests_the_recover_that_returns_its_stale_jobs(
+    cli: CliRunner, session_factory: sessionmaker[Session]
+) -> None:
+    enqueue(cli, "slow")
+    # Stale for --stale-after 2s, not for recover's default of 1m.
+    backdate_running(session_factory, "slow", "30 seconds")
+    human = cli("status", "--stale-after", "2s")
+    assert human.returncode == 0, human.stderr
+    suggested = human.stdout.split("`")[1]
+    assert suggested == "sqla-jobqueue recover --timeout 2s", human.stdout
+    recovered = cli(*suggested.split()[1:], "--json")
+    assert ok_json(recovered)["recovered"] == 1  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("sqlite:///x.db", "sqlite:///x.db"),
+        ("mysql://app:s3cret@db.internal/app", "mysql://app:***@db.internal/app"),
+        ("mssql+pyodbc://app@dsn", "mssql+pyodbc://app@dsn"),
+    ],
+)
+@pytest.mark.parametrize("command", ["status", "migrate", "list"])
+def test_a_url_of_another_database_is_refused_before_use(
+    tmp_path: Path, command: str, url: str, shown: str
+) -> None:
+    for args, env in (
+        ([command, "--database-url", url], base_environment()),
+        ([command], base_environment(DATABASE_URL=url)),
+    ):
+        line = assert_one_line_error(run_cli(*args, env=env, cwd=tmp_path), 2)
+        assert f"'{shown}' is not a PostgreSQL URL" in line
+        assert "s3cret" not in line
+        source = "--database-url" if "--database-url" in args else "DATABASE_URL"
+        assert f"from {source}" in line
+    assert not list(tmp_path.iterdir()), "nothing is written for a refused URL"
+
+
+def test_the_url_of_an_async_driver_is_used_through_psycopg(
+    cli_env: dict[str, str], database_url: URL
+) -> None:
+    for driver in ("asyncpg", "psycopg_async"):
+        url = url_text(database_url.set(drivername=f"postgresql+{driver}"))
+        report = run_cli("status", "--json", "--database-url", url, env=base_environment())
+        assert report.returncode == 0, report.stderr
+
+
+def test_status_on_a_table_it_cannot_find_points_at_model(empty_database_url: URL) -> None:
+    env = base_environment(DATABASE_URL=url_text(empty_database_url))
+    line = assert_one_line_error(run_cli("status", env=env), 1)
+    assert 'relation "jobs" does not exist' in line
+    assert "--model MODULE:CLASS" in line and "sqla-jobqueue migrate" in line
+    line = assert_one_line_error(run_cli("status", "--model", "sqla_jobqueue:Job", env=env), 1)
+    assert "--model" not in line, "no hint at --model when it was given"
+
+
+def test_worker_on_a_table_it_cannot_find_points_at_model(empty_database_url: URL) -> None:
+    env = base_environment(DATABASE_URL=url_text(empty_database_url))
+    result = run_cli("worker", "sqla_jobqueue.demo:registry", env=env, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("sqla-jobqueue worker: error:")
+    assert "--model MODULE:CLASS" in last and "sqla-jobqueue migrate" in last
+
+
+TRACEBACK = """Traceback (most recent call last):
+  File "/srv/app/jobs.py", line 12, in sync_feed
+    response = client.get(url, timeout=5)
+               ^^^^^^^^^^^^^^^^^^^^^^^^^^
+  File "/srv/app/client.py", line 40, in get
+    raise FeedError(f"feed {name} answered {status}")
+FeedError: feed 7 answered 500
+"""
+
+
+def test_list_shows_the_exception_of_a_failed_job_at_120_columns(
+    cli_env: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    ids = [str(enqueue_direct(session_factory, "sync_feed")) for _ in range(3)]
+    with session_factory.begin() as session:
+        queue = JobQueue(session, worker_id="w")
+        for job in queue.claim(["sync_feed"], batch_size=3):
+            queue.start(job)
+            queue.fail(job, TRACEBACK)
+    env = {**cli_env, "COLUMNS": "120"}
+    result = run_cli("list", "--status", "failed", env=env)
+    assert result.returncode == 0, result.stderr
+    assert max(len(line) for line in result.stdout.splitlines()) <= 120
+    assert result.stdout.count("FeedError: feed 7 answered 500") == 3, result.stdout
+    assert "Traceback" not in result.stdout
+    for job_id in ids:
+        assert job_id[-8:] in result.stdout
+    shown = run_cli("show", ids[0], env=env)
+    assert "Traceback (most recent call last)" in shown.stdout, "show keeps the traceback"
+
+
+def enqueue_direct(session_factory: sessionmaker[Session], job_type: str) -> uuid.UUID:
+    with session_factory.begin() as session:
+        return JobQueue(session).enqueue(job_type, max_attempts=1).id
+
+
+def test_ids_may_be_given_by_their_first_or_last_digits(
+    cli: CliRunner, session_factory: sessionmaker[Session]
+) -> None:
+    first, second = enqueue(cli, "resize"), enqueue(cli, "resize")
+    first_id, second_id = str(first["id"]), str(second["id"])
+    # The last 8 hex digits, as watch shows them.
+    assert ok_json(cli("show", first_id[-8:], "--json"))["id"] == first_id  # type: ignore[index]
+    cancelled = ok_json(cli("cancel", second_id[-8:].upper(), "--json"))
+    assert cancelled["id"] == second_id and cancelled["status"] == "cancelled"  # type: ignore[index]
+    prefix = first_id[:23]
+    assert ok_json(cli("show", prefix, "--json"))["id"] == first_id  # type: ignore[index]
+
+    # Two ids that begin alike: their first 8 digits name both, their last 8 one each.
+    twins = ["abcdef01-0000-7000-8000-000000000001", "abcdef01-0000-7000-8000-000000000002"]
+    with session_factory.begin() as session:
+        for old, new in zip((first_id, second_id), twins, strict=True):
+            session.execute(
+                text("UPDATE jobs SET id = :new WHERE id = :old"), {"old": old, "new": new}
+            )
+    for command in ("show", "cancel", "retry"):
+        line = assert_one_line_error(cli(command, "abcdef01"), 2)
+        assert "'abcdef01' matches more than one job" in line and twins[0] in line
+        line = assert_one_line_error(cli(command, "0123abcd"), 1)
+        assert "no job id begins or ends with '0123abcd'" in line
+    assert ok_json(cli("show", "00000002", "--json"))["id"] == twins[1]  # type: ignore[index]
+
+    # What watch prints is what show takes.
+    backdate_running(session_factory, "resize", "1 second")
+    watched = cli("watch", "--count", "1")
+    assert watched.returncode == 0 and "000000000001"[-8:] in watched.stdout
+    assert ok_json(cli("show", "00000001", "--json"))["status"] == "running"  # type: ignore[index]
+
+
+def test_a_duplicate_unique_key_says_the_live_job_was_returned(cli: CliRunner) -> None:
+    new = cli("enqueue", "nightly", "--unique-key", "n-1")
+    assert new.returncode == 0 and new.stdout.startswith("Enqueued "), new.stdout
+    job_id = new.stdout.split()[1]
+    again = cli("enqueue", "nightly", "--unique-key", "n-1")
+    assert again.returncode == 0, again.stderr
+    assert not again.stdout.startswith("Enqueued")
+    assert f"A live job with unique key 'n-1' already exists: {job_id}" in again.stdout
+    assert "nothing was enqueued" in again.stdout
+    as_json = cli("enqueue", "nightly", "--unique-key", "n-1", "--json")
+    assert json.loads(as_json.stdout)["id"] == job_id
+    assert "already exists" in as_json.stderr
+    other = cli("enqueue", "nightly", "--unique-key", "n-2", "--json")
+    assert other.returncode == 0 and other.stderr == ""

@@ -224,3 +224,30 @@ def test_watch_shows_the_stage_of_a_job_a_worker_runs(
             worker.kill()
             worker.wait()
     assert worker.returncode == 0, stderr
+
+
+def test_demo_runs_and_counts_what_an_earlier_run_left(database_url: URL, engine: Engine) -> None:
+    from sqlalchemy.orm import Session
+
+    from sqla_jobqueue import demo
+
+    with Session(engine) as session, session.begin():
+        demo.enqueue(session, 12)  # what an interrupted run leaves pending
+    env = base_environment(DATABASE_URL=url_text(database_url))
+    result = run_cli("demo", "--jobs", "6", "--workers", "2", "--json", env=env, timeout=180)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["jobs"], summary["enqueued"], summary["earlier_unfinished"]) == (18, 6, 12)
+    totals = summary["totals"]
+    assert totals["completed"] + totals["failed"] == 18
+    assert counts(engine).get("pending", 0) == 0
+
+
+def test_demo_live_rate_is_the_summary_rate(empty_database_url: URL) -> None:
+    env = base_environment(DATABASE_URL=url_text(empty_database_url))
+    result = run_cli("demo", "--jobs", "20", "--workers", "2", env=env, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "handlers sleep" in result.stdout and "not the queue's throughput" in result.stdout
+    progress = [line for line in result.stdout.splitlines() if line.endswith(" jobs/s")]
+    last_live = progress[-1].split(" · ")[-1]
+    assert f"({last_live}, handlers that sleep" in result.stdout, result.stdout

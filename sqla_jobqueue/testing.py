@@ -55,12 +55,15 @@ from .worker import failure_text
 
 __all__ = [
     "TEST_URL_VARIABLE",
+    "configured_server_url",
     "create_database",
     "docker_available",
     "drop_database",
     "enqueued",
     "postgres_server",
     "run_jobs",
+    "server_version",
+    "shown_url",
 ]
 
 J = TypeVar("J", bound=JobMixin)
@@ -88,6 +91,35 @@ def docker_available() -> bool:
         return False
 
 
+def configured_server_url() -> tuple[URL, str] | None:
+    """The server URL the environment names, and the variable it came from.
+
+    ``SQLA_JOBQUEUE_TEST_DATABASE_URL`` first, then ``DATABASE_URL``; ``None`` when neither
+    is set (then :func:`postgres_server` starts one).
+    """
+    for variable in (TEST_URL_VARIABLE, "DATABASE_URL"):
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return sqlalchemy_url(value), variable
+    return None
+
+
+def server_version(url: URL, *, connect_timeout: int = 5) -> str:
+    """The ``server_version`` of the PostgreSQL at ``url`` (e.g. ``"16.4"``)."""
+    engine = create_engine(url, connect_args={"connect_timeout": connect_timeout})
+    try:
+        with engine.connect() as connection:
+            return str(connection.exec_driver_sql("SHOW server_version").scalar_one())
+    finally:
+        engine.dispose()
+
+
+def shown_url(url: URL) -> str:
+    """``url`` fit for a log or a report: no password, no query (it may hold one)."""
+    bare = URL.create(url.drivername, url.username, None, url.host, url.port, url.database)
+    return bare.render_as_string(hide_password=False)
+
+
 @contextlib.contextmanager
 def postgres_server() -> Iterator[tuple[URL, str]]:
     """Yield ``(url, source)`` of a PostgreSQL server for tests, started if need be.
@@ -95,9 +127,9 @@ def postgres_server() -> Iterator[tuple[URL, str]]:
     ``source`` says where it came from: ``"environment"``, ``"testcontainers"`` or
     ``"embedded"``. The URL's user may create and drop databases.
     """
-    given = os.environ.get(TEST_URL_VARIABLE) or os.environ.get("DATABASE_URL")
-    if given:
-        yield sqlalchemy_url(given), "environment"
+    given = configured_server_url()
+    if given is not None:
+        yield given[0], "environment"
         return
     if docker_available():
         from testcontainers.postgres import PostgresContainer

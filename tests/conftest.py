@@ -20,25 +20,71 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue.alembic import upgrade
-from sqla_jobqueue.testing import create_database, drop_database, postgres_server
+from sqla_jobqueue.testing import (
+    configured_server_url,
+    create_database,
+    docker_available,
+    drop_database,
+    postgres_server,
+    server_version,
+    shown_url,
+)
+
+_USED = pytest.StashKey[str]()
+"""What the suite ran against, once a test started the server: reported at the end."""
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return "sqla_jobqueue: PostgreSQL from $SQLA_JOBQUEUE_TEST_DATABASE_URL, Docker or embedded"
+    """Which PostgreSQL the suite will use (never its password).
+
+    The header is printed before any fixture runs: a server named by the environment is
+    asked its version now; a container or an embedded server is only started when a test
+    needs it, so its version is reported in the terminal summary.
+    """
+    given = configured_server_url()
+    if given is None:
+        where = (
+            "a testcontainers PostgreSQL (Docker answers)"
+            if docker_available()
+            else "an embedded PostgreSQL (no test URL set, no Docker)"
+        )
+        return f"sqla_jobqueue: {where}, started when a test needs it"
+    url, variable = given
+    try:
+        found = f"PostgreSQL {server_version(url)}"
+    except DBAPIError as exc:
+        found = f"no answer ({_first_line(exc)})"
+    return f"sqla_jobqueue: {found} at {shown_url(url)} (from ${variable})"
+
+
+def _first_line(exc: DBAPIError) -> str:
+    return str(exc.orig or exc).strip().splitlines()[0]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    used = terminalreporter.config.stash.get(_USED, None)
+    if used is not None:
+        terminalreporter.write_line(f"sqla_jobqueue: the tests ran against {used}")
 
 
 @pytest.fixture(scope="session")
-def server_url() -> Iterator[URL]:
+def server_url(pytestconfig: pytest.Config) -> Iterator[URL]:
     """The URL of the PostgreSQL server the suite runs against."""
     with postgres_server() as (url, source):
-        engine = create_engine(url)
-        with engine.connect() as connection:
-            version = connection.exec_driver_sql("SHOW server_version").scalar()
-        engine.dispose()
-        print(f"\nsqla_jobqueue tests: PostgreSQL {version} ({source})")
+        try:
+            version = server_version(url)
+        except DBAPIError as exc:
+            version = ""
+            problem = _first_line(exc)
+        if not version:
+            # One line, without the traceback, whose frames would show the password.
+            pytest.fail(f"cannot reach the test PostgreSQL at {shown_url(url)} ({source}): "
+                        f"{problem}", pytrace=False)  # fmt: skip
+        pytestconfig.stash[_USED] = f"PostgreSQL {version} at {shown_url(url)} ({source})"
         yield url
 
 

@@ -478,6 +478,9 @@ class JobQueue(Generic[J]):
             Which handler runs the job (1 to 50 characters).
         data:
             The job's arguments, a JSON object; keep it small and store references.
+            ``UUID``, ``datetime``, ``date``, ``time`` and ``Decimal`` values are stored
+            as the strings that rebuild them (``str(value)`` or ``isoformat()``), and the
+            handler reads those strings; see :mod:`sqla_jobqueue.validation`.
         priority:
             Higher runs first; see :class:`~sqla_jobqueue.Priority`.
         max_attempts:
@@ -586,10 +589,13 @@ class JobQueue(Generic[J]):
                 ids: list[uuid.UUID] = []
                 self._copy(driver, _copy_data(reserve_job_ids(len(specs)), *plain, None, ids))
                 return ids
-        rows = [
-            self._row(check.mapping_keys(spec, _ENQUEUE_KEYS, index))
-            for index, spec in enumerate(specs)
-        ]
+        rows = []
+        for index, spec in enumerate(specs):
+            checked = check.mapping_keys(spec, _ENQUEUE_KEYS, index)
+            try:
+                rows.append(self._row(checked))
+            except InvalidJobError as exc:
+                raise InvalidJobError(f"job #{index}: {exc}") from None
         driver = self._psycopg_connection() if all(_copyable(row) for row in rows) else None
         if driver is not None:
             ids = [row["id"] for row in rows]
@@ -768,9 +774,16 @@ class JobQueue(Generic[J]):
         return self._transition(job, "update progress of", HELD_STATUSES, values, attempt=attempt)
 
     def complete(self, job: JobRef, result: Any = None, *, attempt: int | None = None) -> J:
-        """Mark a held job ``completed`` with an optional small JSON ``result``."""
+        """Mark a held job ``completed`` with an optional small JSON ``result``.
+
+        ``result`` may hold the same values as a job's ``data``, stored the same way.
+        """
+        # Stored as the checked text, not through the engine's JSON serialiser, so that a
+        # result holds the same values (UUID, datetime, Decimal) as a worker's result.
+        stored: Any = None
         if result is not None:
-            check.check_json(result, "result", self.max_payload_bytes, require_object=False)
+            text = check.check_json(result, "result", self.max_payload_bytes, require_object=False)
+            stored = sql_cast(literal(text, Text()), JSONB())
         return self._transition(
             job,
             "complete",
@@ -779,7 +792,7 @@ class JobQueue(Generic[J]):
                 "status": JobStatus.COMPLETED.value,
                 "progress": 100,
                 "completed_at": func.statement_timestamp(),
-                "result": result,
+                "result": stored,
             },
             attempt=attempt,
         )
@@ -824,7 +837,9 @@ class JobQueue(Generic[J]):
     def cancel(self, job: JobRef) -> J:
         """Give up on a job that has not finished: it ends as ``cancelled``.
 
-        A worker still running it finds out when it tries to complete it.
+        A handler still running it is not interrupted: its ``ctx.abandoned`` turns true at
+        the worker's next progress write that carries a report from it (within the
+        worker's ``progress_interval``), and its outcome is discarded when it returns.
         """
         return self._transition(
             job,

@@ -2,6 +2,23 @@
 
 Each check raises :class:`~sqla_jobqueue.errors.InvalidJobError` with a message that says
 what was wrong and what to do instead.
+
+A job's ``data`` and a handler's ``result`` are stored as ``jsonb``. Besides what JSON has
+(``dict``, ``list``, ``tuple``, ``str``, ``int``, finite ``float``, ``bool``, ``None``;
+a tuple comes back as a list and an int, float, bool or None key as a string, as with
+``json.dumps``), they may hold the values applications keep in their own rows, each
+written as the string that constructs it again:
+
+- :class:`uuid.UUID` as ``str(value)``: ``"0190f2b4-…"``, read back with ``uuid.UUID(s)``;
+- :class:`~datetime.datetime`, :class:`~datetime.date` and :class:`~datetime.time` as
+  ``value.isoformat()``, read back with ``fromisoformat`` (a UTC offset is kept, the name
+  of a ``zoneinfo`` zone is not; a naive value stays naive);
+- :class:`~decimal.Decimal` as ``str(value)``: ``"12.30"``, read back exactly with
+  ``Decimal(s)`` (a JSON number would come back as a ``float``).
+
+Everything else is refused with the place it was found (``data['tags'][2]``): NaN and the
+infinities, NUL characters, ``bytes``, sets, keys that are not strings, circular
+references and any other object.
 """
 
 from __future__ import annotations
@@ -10,8 +27,10 @@ import json
 import json.encoder
 import math
 import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any, cast
 
 from .errors import InvalidJobError
@@ -43,9 +62,33 @@ MAX_DELAY = timedelta(days=100 * 366)
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 """Payloads are references, not blobs: store large data elsewhere and enqueue its key."""
 
-_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+def _as_json(value: object) -> str:
+    """The string a value JSON has no type for is stored as (see the module docstring).
+
+    The encoder calls this only for such values, so payloads of plain JSON never do.
+    """
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"Decimal {value} is not a finite number")
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_ENCODER = json.JSONEncoder(
+    allow_nan=False, separators=(",", ":"), ensure_ascii=False, default=_as_json
+)
 _encode = _ENCODER.encode
 """One encoder for every payload: ``json.dumps`` with options builds a new one per call."""
+
+_ACCEPTED = (
+    "dicts with string keys, lists, tuples, str, int, finite float, bool, None, "
+    "UUID, datetime, date, time and finite Decimal"
+)
 
 
 def _one_shot_encoder() -> Callable[[object, int], Iterable[str]]:
@@ -64,7 +107,7 @@ def _one_shot_encoder() -> Callable[[object, int], Iterable[str]]:
         "Callable[[object, int], Iterable[str]]",
         make(
             {},
-            _ENCODER.default,
+            _as_json,
             json.encoder.encode_basestring,
             None,
             _ENCODER.key_separator,
@@ -144,26 +187,18 @@ def check_progress(value: object) -> int:
 def check_json(value: object, what: str, max_bytes: int, *, require_object: bool) -> str:
     """Serialise ``value`` as JSON after checking it; return the text.
 
-    Rejects what PostgreSQL's ``jsonb`` cannot hold (NaN and infinities, NUL characters),
-    values that are not JSON at all, and payloads larger than ``max_bytes``.
+    Accepts the values listed in the module docstring. Refuses, naming where it was found,
+    what ``jsonb`` cannot hold or would not give back: NaN and infinities, NUL characters,
+    other types, circular references; and payloads larger than ``max_bytes``.
     """
     if require_object and not isinstance(value, Mapping):
         raise InvalidJobError(f"{what} must be a JSON object (a dict), got {type(value).__name__}")
     try:
         text = _encode(value)
-    except ValueError as exc:
-        raise InvalidJobError(
-            f"{what} holds NaN or an infinity, which JSON cannot represent: {exc}"
-        ) from None
-    except TypeError as exc:
-        raise InvalidJobError(
-            f"{what} must be JSON-serialisable: {exc}; convert such values to strings or "
-            "numbers before enqueueing"
-        ) from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidJobError(_refusal(value, what) or f"{what} cannot be stored: {exc}") from None
     if "\\u0000" in text and _ESCAPED_NUL.search(text):
-        raise InvalidJobError(
-            f"{what} contains a NUL character (\\u0000), which jsonb cannot store"
-        )
+        raise InvalidJobError(_refusal(value, what) or f"{what} contains a NUL character")
     # A character is at most 4 bytes of UTF-8: only encode when the limit may be near.
     size = len(text) if len(text) * 4 <= max_bytes else len(text.encode("utf-8"))
     if size > max_bytes:
@@ -172,6 +207,57 @@ def check_json(value: object, what: str, max_bytes: int, *, require_object: bool
             "elsewhere and enqueue a reference to it (or raise max_payload_bytes)"
         )
     return text
+
+
+def _refusal(value: object, path: str, parents: tuple[int, ...] = ()) -> str | None:
+    """What the encoder refused in ``value`` and where, in the words of the error; ``None``
+    when nothing is wrong. Walks the value as the encoder does (only once it failed)."""
+    if isinstance(value, str):
+        if "\x00" not in value:
+            return None
+        return f"{path} contains a NUL character (\\u0000), which jsonb cannot store"
+    if isinstance(value, (float, Decimal)):
+        if value.is_finite() if isinstance(value, Decimal) else math.isfinite(value):
+            return None
+        return (
+            f"{path} is {value}: NaN or an infinity, which JSON cannot represent; "
+            "store None or a string instead"
+        )
+    if isinstance(value, (int, type(None), uuid.UUID, datetime, date, time)):
+        return None
+    if id(value) in parents:
+        return f"{path} contains itself (a circular reference), which JSON cannot represent"
+    inner = (*parents, id(value))
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int, float, type(None))):
+                return (
+                    f"{path} has the key {key!r} of type {type(key).__name__}; JSON keys are "
+                    "strings: convert it with str() before enqueueing"
+                )
+            found = _refusal(key, f"{path} key {key!r}") or _refusal(
+                item, f"{path}[{key!r}]", inner
+            )
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _refusal(item, f"{path}[{index}]", inner)
+            if found:
+                return found
+        return None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        advice = "encode it as text (e.g. base64), or store it elsewhere and enqueue a reference"
+    elif isinstance(value, (set, frozenset)):
+        advice = "pass a sorted list instead"
+    else:
+        advice = "convert it to one of those before enqueueing"
+    root = re.split(r"[\[ ]", path, maxsplit=1)[0]
+    return (
+        f"{root} must be JSON-serialisable, but {path} is of type {type(value).__name__}; "
+        f"it may hold {_ACCEPTED}: {advice}"
+    )
 
 
 def check_run_at(value: object) -> datetime | timedelta | None:

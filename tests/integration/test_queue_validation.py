@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -23,12 +24,11 @@ BAD_ENQUEUES: list[tuple[str, dict[str, Any], str]] = [
     ("empty type", {"job_type": ""}, "must not be empty"),
     ("long type", {"job_type": "x" * 51}, "at most 50"),
     ("type not str", {"job_type": 7}, "must be a string"),
-    (
-        "data not JSON",
-        {"job_type": "t", "data": {"when": datetime(2026, 1, 1)}},
-        "JSON-serialisable",
-    ),
+    ("data a set", {"job_type": "t", "data": {"ids": {1, 2}}}, r"data\['ids'\] is of type set"),
+    ("data bytes", {"job_type": "t", "data": {"b": [b"x"]}}, r"data\['b'\]\[0\] is of type bytes"),
+    ("data object", {"job_type": "t", "data": {"o": object()}}, "JSON-serialisable"),
     ("data NaN", {"job_type": "t", "data": {"x": math.nan}}, "NaN"),
+    ("data Decimal NaN", {"job_type": "t", "data": {"x": Decimal("NaN")}}, "NaN"),
     ("data infinity", {"job_type": "t", "data": {"x": [math.inf]}}, "NaN or an infinity"),
     ("data NUL", {"job_type": "t", "data": {"x": "a\x00b"}}, "NUL"),
     ("key NUL", {"job_type": "t", "data": {"a\x00": 1}}, "NUL"),

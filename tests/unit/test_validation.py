@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections import OrderedDict
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
 from types import MappingProxyType
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -82,6 +86,8 @@ def test_plain_specs_encodes_exactly_like_check_json() -> None:
         {"n": 1, "f": 0.1, "big": 2**70, "neg": -1e-300, "t": True, "none": None},
         {"s": 'é\u2028\t"\\/ \U0001f600', "nested": {"list": [1, [2, {"k": []}]]}},
         {"é": "keys too", "": ""},
+        {"id": uuid.UUID(int=7), "at": [datetime(2026, 1, 2, tzinfo=timezone.utc)]},
+        {"amount": Decimal("12.30"), "day": date(2026, 1, 2), "t": time(9, 30)},
     ]
     specs = [{"job_type": "t", "data": data} for data in payloads]
     specs += [{"job_type": "t", "data": None}, {"job_type": "u"}]
@@ -91,7 +97,7 @@ def test_plain_specs_encodes_exactly_like_check_json() -> None:
     assert job_types == ["t"] * (len(payloads) + 1) + ["u"]
     expected = [check_json(data, "data", 1000, require_object=True) for data in payloads]
     assert encoded == [text.encode() for text in expected] + [b"{}", b"{}"]
-    assert [json.loads(text) for text in encoded[: len(payloads)]] == payloads
+    assert [json.loads(text) for text in encoded[:4]] == payloads[:4]
 
 
 def test_plain_specs_limit_counts_utf8_bytes_like_check_json() -> None:
@@ -112,3 +118,79 @@ def test_a_failed_encoding_leaves_no_trace_for_the_next_batch() -> None:
         ["t"],
         [b'{"a":{"n":1},"b":{}}'],
     )
+
+
+def test_common_values_are_stored_as_the_strings_that_rebuild_them() -> None:
+    paris = datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=ZoneInfo("Europe/Paris"))
+    data = {
+        "id": uuid.UUID("0190f2b4-7c1e-7a3b-9a4e-2f6c1d9b8e01"),
+        "at": paris,
+        "naive": datetime(2026, 1, 2, 3, 4, 5),
+        "day": date(2026, 1, 2),
+        "time": time(23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5))),
+        "amounts": (Decimal("12.30"), Decimal("-0.000001"), Decimal("1E+30")),
+    }
+    stored = json.loads(check_json(data, "data", 1000, require_object=True))
+    assert stored == {
+        "id": "0190f2b4-7c1e-7a3b-9a4e-2f6c1d9b8e01",
+        "at": "2026-03-29T01:30:00.123456+01:00",
+        "naive": "2026-01-02T03:04:05",
+        "day": "2026-01-02",
+        "time": "23:59:59.999999-05:00",
+        "amounts": ["12.30", "-0.000001", "1E+30"],
+    }
+    assert uuid.UUID(stored["id"]) == data["id"]
+    assert datetime.fromisoformat(stored["at"]) == paris  # the same instant; the zone is an offset
+    assert datetime.fromisoformat(stored["naive"]) == data["naive"]
+    assert date.fromisoformat(stored["day"]) == data["day"]
+    assert time.fromisoformat(stored["time"]) == data["time"]
+    amounts = [Decimal(text) for text in stored["amounts"]]
+    assert amounts == list(data["amounts"])
+    assert [str(a) for a in amounts] == ["12.30", "-0.000001", "1E+30"]  # exponent kept
+
+
+class Colour:
+    pass
+
+
+def circular() -> dict[str, object]:
+    loop: dict[str, object] = {"ok": 1}
+    loop["again"] = [loop]
+    return {"loop": loop}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"a": {"b": [1, {2, 3}]}}, r"data\['a'\]\['b'\]\[1\] is of type set; .* sorted list"),
+        ({"a": frozenset()}, r"data\['a'\] is of type frozenset"),
+        ({"blob": b"\x00"}, r"data\['blob'\] is of type bytes; .* base64"),
+        ({"blob": [bytearray(b"x")]}, r"data\['blob'\]\[0\] is of type bytearray"),
+        ({"c": Colour()}, r"data\['c'\] is of type Colour; it may hold dicts"),
+        ({"d": timedelta(1)}, r"data\['d'\] is of type timedelta"),
+        ({"x": [0.5, math.nan]}, r"data\['x'\]\[1\] is nan: NaN or an infinity"),
+        ({"x": -math.inf}, r"data\['x'\] is -inf: NaN or an infinity"),
+        ({"x": Decimal("NaN")}, r"data\['x'\] is NaN: NaN or an infinity"),
+        ({"x": Decimal("-Infinity")}, r"data\['x'\] is -Infinity: NaN or an infinity"),
+        ({"x": Decimal("sNaN")}, r"data\['x'\] is sNaN: NaN or an infinity"),
+        ({"x": {"y": "a\x00"}}, r"data\['x'\]\['y'\] contains a NUL character"),
+        ({"x": {"a\x00": 1}}, r"data\['x'\] key 'a\\x00' contains a NUL character"),
+        ({"x": {(1, 2): 1}}, r"data\['x'\] has the key \(1, 2\) of type tuple"),
+        ({uuid.UUID(int=1): 1}, r"data has the key UUID\(.*\) of type UUID; JSON keys are"),
+        (circular(), r"data\['loop'\]\['again'\]\[0\] contains itself \(a circular"),
+    ],
+)
+def test_refusals_name_the_place_and_the_fix(data: object, message: str) -> None:
+    with pytest.raises(InvalidJobError, match=message):
+        check_json(data, "data", 10_000, require_object=True)
+    assert plain_specs([{"job_type": "t", "data": data}], 10_000) is None
+
+
+def test_a_result_is_checked_by_the_same_rules() -> None:
+    assert check_json([uuid.UUID(int=0), Decimal("1.5")], "result", 100, require_object=False) == (
+        '["00000000-0000-0000-0000-000000000000","1.5"]'
+    )
+    with pytest.raises(InvalidJobError, match=r"result must be .* result\[0\] is of type set"):
+        check_json([set()], "result", 100, require_object=False)
+    with pytest.raises(InvalidJobError, match="result is of type Colour"):
+        check_json(Colour(), "result", 100, require_object=False)

@@ -65,7 +65,11 @@ __all__ = [
 ]
 
 HandlerFunction = Callable[["JobContext"], Any]
-"""A handler: called with the job's context, returns a JSON-serialisable result or None."""
+"""A handler: called with the job's context, returns a result or None.
+
+The result may hold what a job's ``data`` may (JSON, and ``UUID``, ``datetime``, ``date``,
+``time`` and ``Decimal`` stored as strings; see :mod:`sqla_jobqueue.validation`).
+"""
 
 F = TypeVar("F", bound=HandlerFunction)
 
@@ -302,7 +306,11 @@ class JobContext:
 
     @property
     def data(self) -> dict[str, Any]:
-        """The job's arguments (decoded from JSON on first use)."""
+        """The job's arguments, decoded from the stored JSON on first use.
+
+        Values enqueued as ``UUID``, ``datetime``, ``date``, ``time`` or ``Decimal`` are
+        the strings they were stored as: ``uuid.UUID(ctx.data["order_id"])`` rebuilds one.
+        """
         data = self._data
         if isinstance(data, str):
             data = self._data = json.loads(data)

@@ -1,10 +1,17 @@
 """Alembic operations that install, replace and drop a job table's database objects.
 
-Importing :mod:`sqla_jobqueue.alembic` registers them on Alembic's ``op``::
+In a revision, call them through the functions of :mod:`sqla_jobqueue.alembic`, which
+autogenerate writes and type checkers know::
 
-    op.create_job_queue("jobs")                      # claim function + NOTIFY trigger
-    op.replace_job_queue("jobs", from_version=1, version=2)
-    op.drop_job_queue("jobs")
+    import sqla_jobqueue.alembic
+
+    sqla_jobqueue.alembic.create_job_queue("jobs")   # claim function + NOTIFY trigger
+    sqla_jobqueue.alembic.replace_job_queue("jobs", from_version=1, version=2)
+    sqla_jobqueue.alembic.drop_job_queue("jobs")
+
+Importing :mod:`sqla_jobqueue.alembic` also registers them on Alembic's ``op``
+(``op.create_job_queue(...)``), as older revisions call them; Alembic's type stubs for
+``op`` cannot list them, so a strictly type-checked revision uses the functions.
 
 Each operation names the *version* of the SQL it installs, and shipped versions never
 change, so a revision renders the same SQL after any library upgrade. Every operation is
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from alembic import op
 from alembic.operations import MigrateOperation, Operations
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import ExecutableDDLElement
@@ -23,7 +31,15 @@ from sqlalchemy.sql.compiler import DDLCompiler
 from ..model import default_claim_function_name
 from ..sql import CURRENT_VERSION, QueueObjects, install_statements, uninstall_statements
 
-__all__ = ["CreateJobQueueOp", "DropJobQueueOp", "JobQueueOp", "ReplaceJobQueueOp"]
+__all__ = [
+    "CreateJobQueueOp",
+    "DropJobQueueOp",
+    "JobQueueOp",
+    "ReplaceJobQueueOp",
+    "create_job_queue",
+    "drop_job_queue",
+    "replace_job_queue",
+]
 
 _FALLBACK_SCHEMA = "public"
 
@@ -181,6 +197,72 @@ class ReplaceJobQueueOp(JobQueueOp):
             from_version=self.version,
             version=self.from_version,
         )
+
+
+def create_job_queue(
+    table_name: str,
+    *,
+    schema: str | None = None,
+    function_name: str | None = None,
+    version: int = CURRENT_VERSION,
+) -> None:
+    """Install the job-queue objects of ``version`` for ``table_name`` in this migration.
+
+    Parameters
+    ----------
+    table_name:
+        The job table, which must exist.
+    schema:
+        Its schema; ``None`` is the migration connection's current schema.
+    function_name:
+        The claim function: ``claim_job_batch`` for a table named ``jobs`` and
+        ``claim_<table>_batch`` otherwise, unless given.
+    version:
+        The version of the shipped SQL to install.
+    """
+    op.invoke(
+        CreateJobQueueOp(table_name, schema=schema, function_name=function_name, version=version)
+    )
+
+
+def drop_job_queue(
+    table_name: str,
+    *,
+    schema: str | None = None,
+    function_name: str | None = None,
+    version: int = CURRENT_VERSION,
+) -> None:
+    """Drop what :func:`create_job_queue` installed, before the table is dropped.
+
+    The parameters are those of :func:`create_job_queue`.
+    """
+    op.invoke(
+        DropJobQueueOp(table_name, schema=schema, function_name=function_name, version=version)
+    )
+
+
+def replace_job_queue(
+    table_name: str,
+    *,
+    from_version: int,
+    schema: str | None = None,
+    function_name: str | None = None,
+    version: int = CURRENT_VERSION,
+) -> None:
+    """Move the job-queue objects of ``table_name`` from ``from_version`` to ``version``.
+
+    They are replaced in place, so grants on the claim function survive; the other
+    parameters are those of :func:`create_job_queue`.
+    """
+    op.invoke(
+        ReplaceJobQueueOp(
+            table_name,
+            from_version=from_version,
+            schema=schema,
+            function_name=function_name,
+            version=version,
+        )
+    )
 
 
 class _Verbatim(ExecutableDDLElement):

@@ -1,7 +1,6 @@
 """The Alembic environment shipped with sqla_jobqueue, and how to use or copy it.
 
-The environment lives in the repository's top-level ``alembic_templates/`` folder and is
-installed as the package ``sqla_jobqueue.alembic_templates``. It can be used in place
+The environment is the package ``sqla_jobqueue.alembic_templates``. It can be used in place
 (:func:`upgrade`, which is what ``sqla-jobqueue migrate`` runs) or copied into a project
 that has no Alembic set-up yet (:func:`copy_template`, ``sqla-jobqueue init-alembic``).
 """

@@ -17,6 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
+from .typecheck import mypy_strict
+
 MODELS = """
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -125,21 +127,23 @@ def test_autogenerate_upgrade_check_and_downgrade(project: Path, empty_database_
     assert generated.returncode == 0, generated.stderr
     (revision,) = (project / "migrations" / "versions").glob("*.py")
     source = revision.read_text()
-    assert "import sqla_jobqueue.alembic  # noqa: F401" in source
+    assert "\nimport sqla_jobqueue.alembic\n" in source
     upgrade = source[source.index("def upgrade") : source.index("def downgrade")]
     downgrade = source[source.index("def downgrade") :]
     assert (
         upgrade.index("op.create_table('background_jobs'")
         < upgrade.index("op.create_index(op.f('ix_background_jobs_claimable')")
-        < upgrade.index("op.create_job_queue(")
+        < upgrade.index("sqla_jobqueue.alembic.create_job_queue(")
     )
     assert upgrade.rstrip().splitlines()[-2].strip() == (
-        "op.create_job_queue('background_jobs', schema='shop', "
+        "sqla_jobqueue.alembic.create_job_queue('background_jobs', schema='shop', "
         "function_name='claim_background_jobs_batch', version=1)"
     )
-    assert downgrade.index("op.drop_job_queue('background_jobs'") < downgrade.index(
-        "op.drop_table('background_jobs'"
-    )
+    assert downgrade.index(
+        "sqla_jobqueue.alembic.drop_job_queue('background_jobs'"
+    ) < downgrade.index("op.drop_table('background_jobs'")
+    typed = mypy_strict(revision, cwd=project)
+    assert typed.returncode == 0, typed.stdout + typed.stderr
 
     upgraded = alembic(project, "upgrade", "head")
     assert upgraded.returncode == 0, upgraded.stderr

@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 from alembic.autogenerate import render_python_code
+from alembic.autogenerate.api import AutogenContext
+from alembic.migration import MigrationContext
 from alembic.operations.ops import UpgradeOps
 
 from sqla_jobqueue.alembic import CreateJobQueueOp, DropJobQueueOp, ReplaceJobQueueOp
+from sqla_jobqueue.alembic.render import render_job_queue_op
 
 
-def test_each_operation_renders_with_its_arguments() -> None:
+def test_each_operation_renders_as_a_typed_call_with_its_arguments() -> None:
     ops = [
         CreateJobQueueOp("jobs"),
         DropJobQueueOp("tasks", schema="work", function_name="take_tasks", version=1),
         ReplaceJobQueueOp("jobs", from_version=1, version=2),
     ]
     code = render_python_code(UpgradeOps(ops=ops))
-    assert "op.create_job_queue('jobs', function_name='claim_job_batch', version=1)" in code
-    assert (
-        "op.drop_job_queue('tasks', schema='work', function_name='take_tasks', version=1)" in code
-    )
-    assert (
-        "op.replace_job_queue('jobs', function_name='claim_job_batch', version=2, "
-        "from_version=1)" in code
-    )
+    lines = [line.strip() for line in code.splitlines() if "job_queue" in line]
+    assert lines == [
+        "sqla_jobqueue.alembic.create_job_queue('jobs', function_name='claim_job_batch', "
+        "version=1)",
+        "sqla_jobqueue.alembic.drop_job_queue('tasks', schema='work', function_name='take_tasks', "
+        "version=1)",
+        "sqla_jobqueue.alembic.replace_job_queue('jobs', function_name='claim_job_batch', "
+        "version=2, from_version=1)",
+    ]
 
 
 def test_reverse_and_diff_tuples() -> None:
@@ -38,3 +42,11 @@ def test_reverse_and_diff_tuples() -> None:
     back = replace.reverse()
     assert (back.from_version, back.version) == (2, 1)
     assert back.to_diff_tuple()[0] == "replace_job_queue"
+
+
+def test_the_rendered_call_brings_its_import() -> None:
+    context = AutogenContext(
+        MigrationContext.configure(dialect_name="postgresql"), autogenerate=False
+    )
+    render_job_queue_op(context, CreateJobQueueOp("jobs"))
+    assert context.imports == {"import sqla_jobqueue.alembic"}

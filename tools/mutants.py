@@ -1,0 +1,631 @@
+"""Named mutants: plant one deliberate bug at a time in a copy of the tree and run the tests.
+
+Each mutant is a file, an exact piece of its text and what replaces it, and the tests that
+are meant to catch it. For every mutant this script copies the tree to a temporary
+directory (the working tree is never touched), plants the bug there, and runs pytest in
+the copy (``PYTHONPATH`` puts the copy first, so the CLI subprocesses and worker processes
+the tests start import the mutated package too). It prints one line per mutant::
+
+    caught    claim-skip-locked        tests/integration/test_claim_never_waits.py::...
+    SURVIVED  claim-order-age          -
+    STALE     fence-complete-attempt   sqla_jobqueue/leases.py: original text not found
+
+A mutant whose original text is missing (or no longer unique) is reported as STALE, never
+skipped: the code moved, and the mutant must be rewritten against its new place.
+
+Usage (from the repository root, with SQLA_JOBQUEUE_TEST_DATABASE_URL set)::
+
+    python tools/mutants.py --list              # the catalogue
+    python tools/mutants.py --own               # each mutant against its own tests (minutes)
+    python tools/mutants.py                     # the fast suite, then the mutant's slow tests
+    python tools/mutants.py claim-skip-locked prune-pending --own
+
+Exit status: 0 when every mutant was caught, 1 when any survived or is stale, 2 when the
+unmutated tree fails its own tests (the baseline) or the arguments are wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["MUTANTS", "Mutant", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+_IGNORED = shutil.ignore_patterns(
+    ".git", "build", "dist", "*.egg-info", ".mypy_cache", ".ruff_cache", ".pytest_cache",
+    "__pycache__", "site", ".venv",
+)  # fmt: skip
+_FAILED_LINE = re.compile(r"^(FAILED|ERROR) (\S+)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One deliberate bug.
+
+    Attributes
+    ----------
+    name:
+        A short name, unique in :data:`MUTANTS`.
+    path:
+        The file, relative to the repository root.
+    original:
+        Text that must occur exactly once in the file.
+    replacement:
+        What the bug puts in its place.
+    tests:
+        pytest node ids meant to catch it (run alone with ``--own``).
+    slow:
+        Tests marked ``slow`` that are meant to catch it; the full run adds them after the
+        fast suite.
+    why:
+        What promise the bug breaks.
+    """
+
+    name: str
+    path: str
+    original: str
+    replacement: str
+    tests: tuple[str, ...]
+    why: str
+    slow: tuple[str, ...] = ()
+
+
+_Q = "sqla_jobqueue/queue.py"
+_L = "sqla_jobqueue/leases.py"
+_W = "sqla_jobqueue/worker.py"
+_B = "sqla_jobqueue/backoff.py"
+_SQL = "sqla_jobqueue/sql/job_queue/v1/install.sql"
+_MIGRATION = "sqla_jobqueue/alembic_templates/versions/0001_jobs_table_and_claim_function.py"
+_T_QUEUE = "tests/integration/test_queue.py"
+_T_WAITS = "tests/integration/test_claim_never_waits.py"
+_T_FENCES = "tests/integration/test_worker_outcome_fences.py"
+_T_WORKER = "tests/integration/test_worker_promises.py"
+_T_RECORD = "tests/integration/test_state_changes.py"
+_T_SETTINGS = "tests/integration/test_worker_settings.py"
+_T_HANDLERS = "tests/integration/test_handlers.py"
+_T_PROCESSES = "tests/reliability/test_processes.py"
+
+MUTANTS: tuple[Mutant, ...] = (
+    # ------------------------------------------------------------------ claiming
+    Mutant(
+        "claim-priority-ascending",
+        _Q,
+        ".order_by(c.priority.desc(), c.created_at, c.id)",
+        ".order_by(c.priority, c.created_at, c.id)",
+        (f"{_T_QUEUE}::test_claim_takes_highest_priority_then_oldest",),
+        "highest priority first",
+    ),
+    Mutant(
+        "claim-newest-first",
+        _Q,
+        ".order_by(c.priority.desc(), c.created_at, c.id)",
+        ".order_by(c.priority.desc(), c.created_at.desc(), c.id)",
+        (f"{_T_QUEUE}::test_claim_takes_highest_priority_then_oldest",),
+        "oldest first within a priority",
+    ),
+    Mutant(
+        "claim-not-due",
+        _Q,
+        "            c.run_at <= func.statement_timestamp(),\n",
+        "",
+        (f"{_T_QUEUE}::test_claim_waits_for_run_at",),
+        "a job is not claimed before its run_at",
+    ),
+    Mutant(
+        "claim-no-attempts-left",
+        _Q,
+        "            c.attempts < c.max_attempts,\n",
+        "            c.attempts <= c.max_attempts,\n",
+        (f"{_T_QUEUE}::test_claim_skips_jobs_without_attempts_left",),
+        "a job without attempts left is never claimed",
+    ),
+    Mutant(
+        "claim-skip-locked",
+        _Q,
+        ".with_for_update(skip_locked=True, key_share=True)",
+        ".with_for_update(skip_locked=False, key_share=True)",
+        (
+            f"{_T_WAITS}::test_jobqueue_claim_skips_a_locked_job_instead_of_waiting",
+            f"{_T_WAITS}::test_a_worker_claims_around_a_locked_job_then_runs_it_once_unlocked",
+        ),
+        "JobQueue.claim and the worker's claim never wait on another's lock",
+    ),
+    Mutant(
+        "claim-for-update",
+        _Q,
+        ".with_for_update(skip_locked=True, key_share=True)",
+        ".with_for_update(skip_locked=True, key_share=False)",
+        (f"{_T_WAITS}::test_a_claimed_job_does_not_block_inserts_that_reference_it",),
+        "FOR NO KEY UPDATE: a claim does not block inserts referencing the job",
+    ),
+    Mutant(
+        "sql-claim-skip-locked",
+        _SQL,
+        "FOR NO KEY UPDATE SKIP LOCKED",
+        "FOR NO KEY UPDATE",
+        (f"{_T_WAITS}::test_claim_job_batch_skips_a_locked_job_instead_of_waiting",),
+        "claim_job_batch never waits on another's lock",
+    ),
+    Mutant(
+        "sql-claim-for-update",
+        _SQL,
+        "FOR NO KEY UPDATE SKIP LOCKED",
+        "FOR UPDATE SKIP LOCKED",
+        (f"{_T_WAITS}::test_a_claimed_job_does_not_block_inserts_that_reference_it",),
+        "claim_job_batch does not block inserts referencing the job",
+    ),
+    Mutant(
+        "sql-claim-order",
+        _SQL,
+        "ORDER BY candidate.priority DESC, candidate.created_at, candidate.id",
+        "ORDER BY candidate.created_at, candidate.id",
+        (f"{_T_QUEUE}::test_sql_function_claims_exactly_like_the_queue",),
+        "claim_job_batch claims exactly like JobQueue.claim",
+    ),
+    Mutant(
+        "notify-trigger-on-update",
+        _SQL,
+        "AFTER INSERT ON {table}",
+        "AFTER UPDATE ON {table}",
+        (f"{_T_QUEUE}::test_enqueue_notifies_each_type_on_commit",),
+        "an enqueue notifies the job's type on commit",
+    ),
+    Mutant(
+        "batch-not-capped-at-free-slots",
+        _W,
+        "want = min(self.batch_size, free)",
+        "want = self.batch_size",
+        (f"{_T_SETTINGS}::test_a_claim_takes_no_more_jobs_than_free_slots",),
+        "a worker never holds a job it is not running",
+    ),
+    # ------------------------------------------------------------------ the schema
+    Mutant(
+        "migration-no-status-check",
+        _MIGRATION,
+        "        sa.CheckConstraint(\n"
+        "            \"status IN ('pending', 'claimed', 'running', 'completed', 'failed', "
+        "'cancelled')\",\n"
+        '            name="jobs_status_check",\n'
+        "        ),\n",
+        "",
+        (f"{_T_RECORD}::test_the_migrated_table_refuses_an_unknown_status",),
+        "the status CHECK is in the database the migration builds",
+    ),
+    Mutant(
+        "unique-key-index-any-status",
+        "sqla_jobqueue/model.py",
+        'UNIQUE_KEY_PREDICATE = f"unique_key IS NOT NULL AND status IN '
+        '({status_list_sql(LIVE_STATUSES)})"',
+        'UNIQUE_KEY_PREDICATE = "unique_key IS NOT NULL"',
+        (f"{_T_QUEUE}::test_unique_key_returns_the_live_job",),
+        "at most one live job per unique_key; a finished one does not count",
+    ),
+    # ------------------------------------------------------------------ transitions
+    Mutant(
+        "transition-any-status",
+        _Q,
+        "conditions = [model.id == job_id, model.status.in_(allowed)]",
+        "conditions = [model.id == job_id]",
+        (
+            f"{_T_QUEUE}::test_transitions_from_the_wrong_state_are_refused",
+            f"{_T_RECORD}::test_a_refused_transition_writes_nothing",
+        ),
+        "a transition from the wrong state is refused and writes nothing",
+    ),
+    Mutant(
+        "fence-queue-worker",
+        _Q,
+        "            conditions.append(model.worker_id == expected_worker)\n",
+        "            pass\n",
+        (
+            f"{_T_QUEUE}::test_a_stale_worker_cannot_complete_a_rescued_job",
+            f"{_T_FENCES}::test_a_stale_outcome_never_lands[fail-other_worker]",
+            f"{_T_FENCES}::test_a_stale_outcome_never_lands[ctx.session-other_worker]",
+        ),
+        "fail/complete/progress through JobQueue require the holder",
+    ),
+    Mutant(
+        "fence-queue-attempt",
+        _Q,
+        "            conditions.append(model.attempts == expected_attempt)\n",
+        "            pass\n",
+        (
+            f"{_T_FENCES}::test_a_stale_outcome_never_lands[fail-same_worker_id]",
+            f"{_T_FENCES}::test_a_stale_outcome_never_lands[ctx.session-same_worker_id]",
+        ),
+        "fail/complete/progress through JobQueue require the attempt",
+    ),
+    Mutant(
+        "fail-spent-one-late",
+        _Q,
+        "spent = model.attempts >= model.max_attempts\n",
+        "spent = model.attempts > model.max_attempts\n",
+        (f"{_T_QUEUE}::test_fail_retries_with_backoff_then_fails_and_retry_revives",),
+        "a job fails for good after max_attempts",
+    ),
+    Mutant(
+        "rescue-charges-unstarted",
+        _Q,
+        "(never_started, func.greatest(model.attempts - 1, 0)),",
+        "(never_started, model.attempts),",
+        (f"{_T_QUEUE}::test_recover_stale_returns_jobs_and_refunds_unstarted_ones",),
+        "a rescued job that never started gets its attempt back",
+    ),
+    Mutant(
+        "rescue-never-fails-poison",
+        _Q,
+        "spent = and_(~never_started, model.attempts >= model.max_attempts)",
+        "spent = and_(~never_started, model.attempts > model.max_attempts)",
+        (f"{_T_QUEUE}::test_recover_stale_returns_jobs_and_refunds_unstarted_ones",),
+        "a job that keeps killing workers ends failed after max_attempts",
+        slow=(
+            f"{_T_PROCESSES}::test_a_poison_job_fails_after_max_attempts_without_charging_"
+            "innocent_jobs",
+        ),
+    ),
+    Mutant(
+        "stale-by-claim-time",
+        _Q,
+        "func.coalesce(model.heartbeat_at, model.claimed_at)",
+        "model.claimed_at",
+        ("tests/integration/test_worker.py::test_a_long_job_of_a_live_worker_is_never_rescued",),
+        "a live worker's long job is never rescued",
+    ),
+    Mutant(
+        "prune-pending",
+        _Q,
+        "            model.status.in_(FINISHED_STATUSES),\n"
+        "            model.completed_at < func.statement_timestamp()",
+        "            func.coalesce(model.completed_at, model.created_at)\n"
+        "            < func.statement_timestamp()",
+        (f"{_T_RECORD}::test_prune_never_deletes_live_jobs_however_old",),
+        "prune deletes finished jobs only",
+    ),
+    Mutant(
+        "prune-young",
+        _Q,
+        "model.completed_at < func.statement_timestamp() - literal(older_than, Interval())",
+        "model.completed_at < func.statement_timestamp() + literal(older_than, Interval())",
+        (f"{_T_RECORD}::test_prune_never_deletes_live_jobs_however_old",),
+        "prune keeps finished jobs younger than the retention",
+    ),
+    Mutant(
+        "completed-at-from-python-clock",
+        _Q,
+        '"progress": 100,\n                "completed_at": func.statement_timestamp(),',
+        '"progress": 100,\n                "completed_at": datetime.now().astimezone(),',
+        (f"{_T_RECORD}::test_timestamps_come_from_the_database_clock_not_the_processs",),
+        "timestamps come from the database clock",
+    ),
+    # ------------------------------------------------------------------ backoff
+    Mutant(
+        "sql-backoff-uncapped",
+        _B,
+        "seconds = func.least(literal(cap, Float), grown) * (",
+        "seconds = grown * (",
+        (f"{_T_RECORD}::test_the_databases_backoff_stays_within_the_python_bounds",),
+        "a retry waits at most the backoff's cap",
+    ),
+    Mutant(
+        "sql-backoff-jitter-lengthens",
+        _B,
+        "(1 - literal(self.jitter, Float) * func.random())",
+        "(1 + literal(self.jitter, Float) * func.random())",
+        (f"{_T_RECORD}::test_the_databases_backoff_stays_within_the_python_bounds",),
+        "jitter only shortens a delay",
+    ),
+    Mutant(
+        "python-backoff-jitter-lengthens",
+        _B,
+        "return timedelta(seconds=longest * (1 - self.jitter)), timedelta(seconds=longest)",
+        "return timedelta(seconds=longest), timedelta(seconds=longest * (1 + self.jitter))",
+        ("tests/unit/test_backoff.py::test_jitter_only_shortens_within_bounds",),
+        "Backoff.bounds: jitter only shortens",
+    ),
+    # ------------------------------------------------------------------ worker writes
+    Mutant(
+        "fence-complete-worker",
+        _L,
+        '        func.coalesce(c.worker_id, "") == bindparam("p_worker_id", type_=String()),\n',
+        "",
+        (f"{_T_FENCES}::test_a_stale_outcome_never_lands[completed-other_worker]",),
+        "the worker's batched completion (and progress) require the holder",
+    ),
+    Mutant(
+        "fence-complete-attempt",
+        _L,
+        "        c.attempts == per_job.c.attempt,\n",
+        "",
+        (f"{_T_FENCES}::test_a_stale_outcome_never_lands[completed-same_worker_id]",),
+        "the worker's batched completion (and progress) require the attempt",
+    ),
+    Mutant(
+        "fence-complete-status",
+        _L,
+        "        c.status.not_in(_NOT_HELD),\n",
+        "",
+        (
+            "tests/integration/test_worker.py::test_a_job_cancelled_while_it_runs_counts_as_"
+            "cancelled_and_the_stop_line_is_readable",
+        ),
+        "a job cancelled while it ran is not completed",
+    ),
+    Mutant(
+        "fence-outcome-worker",
+        _L,
+        '            c.attempts == bindparam("p_attempt", type_=Integer()),\n'
+        '            c.worker_id == bindparam("p_worker_id", type_=String()),\n',
+        '            c.attempts == bindparam("p_attempt", type_=Integer()),\n',
+        (
+            f"{_T_FENCES}::test_a_stale_outcome_never_lands[retry-other_worker]",
+            f"{_T_FENCES}::test_a_stale_outcome_never_lands[cancel-other_worker]",
+        ),
+        "a handler's Retry and Cancel require the holder",
+    ),
+    Mutant(
+        "fence-outcome-attempt",
+        _L,
+        '            c.attempts == bindparam("p_attempt", type_=Integer()),\n',
+        "",
+        (
+            f"{_T_FENCES}::test_a_stale_outcome_never_lands[retry-same_worker_id]",
+            f"{_T_FENCES}::test_a_stale_outcome_never_lands[cancel-same_worker_id]",
+        ),
+        "a handler's Retry and Cancel require the attempt",
+    ),
+    Mutant(
+        "retry-counts-a-failure",
+        _L,
+        "max_attempts=func.least(c.max_attempts + 1, _MAX_INT32),",
+        "max_attempts=c.max_attempts,",
+        (f"{_T_HANDLERS}::test_retry_reschedules_without_counting_a_failure",),
+        "Retry does not use up an attempt",
+    ),
+    Mutant(
+        "heartbeat-waits-on-locks",
+        _L,
+        ".with_for_update(skip_locked=True, key_share=True)",
+        ".with_for_update(skip_locked=False, key_share=True)",
+        (f"{_T_WAITS}::test_heartbeats_skip_a_locked_job_and_refresh_the_others",),
+        "a heartbeat never waits on a row another transaction has locked",
+    ),
+    Mutant(
+        "give-back-charges",
+        _L,
+        "            attempts=func.greatest(c.attempts - 1, 0),\n"
+        "                worker_id=None,\n"
+        "                claimed_at=None,\n"
+        "                heartbeat_at=None,\n"
+        "                started_at=None,\n",
+        "            worker_id=None,\n"
+        "                claimed_at=None,\n"
+        "                heartbeat_at=None,\n"
+        "                started_at=None,\n",
+        (
+            "tests/integration/test_worker.py::test_jobs_claimed_by_a_round_whose_answer_was_"
+            "lost_are_given_back_uncharged",
+        ),
+        "jobs claimed by a round whose answer was lost are given back uncharged",
+    ),
+    # ------------------------------------------------------------------ worker behaviour
+    Mutant(
+        "session-kept-when-handler-raised",
+        _W,
+        "            except BaseException as exc:\n"
+        "                return self._outcome(\n"
+        "                    run, _FAILED, error=failure_text(exc), summary=_first_line(exc)\n",
+        "            except BaseException as exc:\n"
+        "                if ctx.uses_session:\n"
+        "                    ctx.session.commit()\n"
+        "                return self._outcome(\n"
+        "                    run, _FAILED, error=failure_text(exc), summary=_first_line(exc)\n",
+        (f"{_T_WORKER}::test_ctx_session_work_is_rolled_back_when_the_handler_raises",),
+        "a handler that raised leaves none of its ctx.session writes",
+    ),
+    Mutant(
+        "lost-answer-not-confirmed",
+        _W,
+        "elif status == JobStatus.COMPLETED and uncertain and outcome.kind == _COMPLETED:",
+        "elif False:",
+        (f"{_T_WORKER}::test_a_completion_whose_answer_was_lost_is_confirmed_not_lost",),
+        "a completion written by a round whose answer was lost counts as completed",
+    ),
+    Mutant(
+        "outcome-never-given-up",
+        _W,
+        "_MAX_RECORD_TRIES = 5\n",
+        "_MAX_RECORD_TRIES = 1_000_000\n",
+        (f"{_T_WORKER}::test_an_outcome_that_cannot_be_written_is_given_up_after_five_rounds",),
+        "an outcome that cannot be written is given up after five rounds",
+    ),
+    Mutant(
+        "worker-never-prunes",
+        _W,
+        "            if retention is not None:\n",
+        "            if False:\n",
+        (f"{_T_WORKER}::test_a_worker_prunes_old_finished_jobs_and_keeps_live_ones",),
+        "a worker with maintenance on prunes finished jobs past the retention",
+    ),
+    Mutant(
+        "no-wake-after-reconnect",
+        "sqla_jobqueue/listener.py",
+        "                    self.on_notify(None)\n",
+        "",
+        (f"{_T_WORKER}::test_a_job_enqueued_while_the_listener_was_away_runs_after_it_reconnects",),
+        "after the listener reconnects the worker looks for jobs at once",
+    ),
+    Mutant(
+        "default-grace-period",
+        _W,
+        "DEFAULT_GRACE_PERIOD = timedelta(seconds=30)",
+        "DEFAULT_GRACE_PERIOD = timedelta(seconds=3)",
+        (f"{_T_SETTINGS}::test_default_worker_settings_are_the_documented_ones",),
+        "the documented default settings",
+    ),
+)
+
+
+@dataclass
+class Result:
+    """What one mutant's run found."""
+
+    mutant: Mutant
+    verdict: str  # caught, SURVIVED, STALE, TIMEOUT
+    by: str
+    seconds: float
+
+
+def _copy_tree(ref: str | None, target: Path) -> None:
+    if ref is None:
+        shutil.copytree(ROOT, target, ignore=_IGNORED, symlinks=True)
+        return
+    target.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", ref],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+
+
+def _pytest(
+    tree: Path, args: Sequence[str], timeout: float, *, every: bool = False
+) -> tuple[int | None, str]:
+    """Run pytest in ``tree``; with ``every``, run on after the first failure."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
+    stop = [] if every else ["-x"]
+    command = [sys.executable, "-m", "pytest", *stop, "-q", "-rfE", "-p", "no:cacheprovider",
+               *args]  # fmt: skip
+    try:
+        done = subprocess.run(
+            command, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return None, out
+    return done.returncode, done.stdout + done.stderr
+
+
+def _failures(output: str, every: bool) -> str:
+    """The first failing test, or with ``every`` all of them."""
+    found = [match.group(2) for match in _FAILED_LINE.finditer(output)]
+    if found:
+        return " ".join(found if every else found[:1])
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    return lines[-1][:120] if lines else "(no output)"
+
+
+def _check(tree: Path, mutant: Mutant) -> str | None:
+    """Why the mutant cannot be planted, or ``None``."""
+    path = tree / mutant.path
+    if not path.exists():
+        return f"{mutant.path} does not exist"
+    count = path.read_text().count(mutant.original)
+    if count != 1:
+        return f"{mutant.path}: original text found {count} times, expected once"
+    return None
+
+
+def _run_one(tree: Path, mutant: Mutant, own: bool, timeout: float) -> Result:
+    started = time.monotonic()
+    problem = _check(tree, mutant)
+    if problem is not None:
+        return Result(mutant, "STALE", problem, 0.0)
+    path = tree / mutant.path
+    original_text = path.read_text()
+    path.write_text(original_text.replace(mutant.original, mutant.replacement))
+    try:
+        runs: list[list[str]] = (
+            [[*mutant.tests, *mutant.slow]] if own else [["-m", "not slow", "tests"]]
+        )
+        if not own and mutant.slow:
+            runs.append(list(mutant.slow))
+        for args in runs:
+            code, output = _pytest(tree, args, timeout, every=own)
+            if code is None:
+                return Result(mutant, "TIMEOUT", " ".join(args)[:80], time.monotonic() - started)
+            if code != 0:
+                return Result(mutant, "caught", _failures(output, own), time.monotonic() - started)
+        return Result(mutant, "SURVIVED", "-", time.monotonic() - started)
+    finally:
+        path.write_text(original_text)
+
+
+def _baseline(tree: Path, mutants: Iterable[Mutant], own: bool, timeout: float) -> str | None:
+    """The failure of the unmutated tree on the tests the run relies on, or ``None``."""
+    if own:
+        args = sorted({test for m in mutants for test in (*m.tests, *m.slow)})
+    else:
+        args = ["-m", "not slow", "tests"]
+    code, output = _pytest(tree, args, timeout)
+    if code == 0:
+        return None
+    return output[-3000:] if code is not None else "timed out"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the mutants named on the command line (all by default); print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="mutants to run (default: all)")
+    parser.add_argument(
+        "--own", action="store_true", help="only each mutant's own tests, listing every one failed"
+    )
+    parser.add_argument("--list", action="store_true", help="print the catalogue and exit")
+    parser.add_argument("--ref", help="a git ref to copy instead of the working tree")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per pytest run")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
+    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    args = parser.parse_args(argv)
+    by_name = {m.name: m for m in MUTANTS}
+    unknown = [name for name in args.names if name not in by_name]
+    if unknown:
+        print(f"unknown mutants: {', '.join(unknown)}; see --list", file=sys.stderr)
+        return 2
+    chosen = [by_name[name] for name in args.names] or list(MUTANTS)
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:34} {m.path}: {m.why}")
+        return 0
+    if not os.environ.get("SQLA_JOBQUEUE_TEST_DATABASE_URL"):
+        print("set SQLA_JOBQUEUE_TEST_DATABASE_URL to the PostgreSQL to test against "
+              "(e.g. postgresql://postgres@127.0.0.1:5432/test)", file=sys.stderr)  # fmt: skip
+        return 2
+    with tempfile.TemporaryDirectory(prefix="sqla_jobqueue_mutants_") as tmp:
+        tree = Path(tmp) / "tree"
+        _copy_tree(args.ref, tree)
+        if not args.no_baseline:
+            failure = _baseline(tree, chosen, args.own, args.timeout)
+            if failure is not None:
+                print(f"the unmutated tree fails its tests; fix that first:\n{failure}",
+                      file=sys.stderr)  # fmt: skip
+                return 2
+        results = []
+        for mutant in chosen:
+            result = _run_one(tree, mutant, args.own, args.timeout)
+            results.append(result)
+            if not args.markdown:
+                print(f"{result.verdict:9} {mutant.name:34} {result.by}  ({result.seconds:.0f}s)",
+                      flush=True)  # fmt: skip
+    caught = sum(r.verdict in ("caught", "TIMEOUT") for r in results)
+    if args.markdown:
+        print("| mutant | file | breaks | result | caught by |\n|---|---|---|---|---|")
+        for r in results:
+            print(f"| `{r.mutant.name}` | `{r.mutant.path}` | {r.mutant.why} | {r.verdict} | "
+                  f"`{r.by}` |")  # fmt: skip
+    print(f"\n{caught} of {len(results)} mutants caught"
+          f" ({'own tests only' if args.own else 'fast suite + own slow tests'})")  # fmt: skip
+    return 0 if caught == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 from sqlalchemy.orm import Session, sessionmaker
 
-from sqla_jobqueue import JobQueue
+from sqla_jobqueue import Job, JobQueue
 from sqla_jobqueue.handlers import Registry
 from sqla_jobqueue.worker import Worker
 
@@ -48,3 +48,10 @@ def fast_worker(engine: Engine, registry: Registry, **options: Any) -> Worker:
     options.setdefault("stale_timeout", 5)
     options.setdefault("progress_interval", 0.05)
     return Worker(engine, registry, **options)
+
+
+def job_table(model: Any = Job) -> Table:
+    """The job model's table, typed as the ``Table`` it is (``__table__`` is a FromClause)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table

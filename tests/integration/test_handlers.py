@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Backoff, Cancel, Job, JobContext, JobQueue, JobStatus, Registry, Retry
 from sqla_jobqueue.errors import InvalidJobError
-from tests.helpers import WAIT, fast_worker, wait_for
+from tests.helpers import WAIT, fast_worker, job_table, wait_for
 
 domain = MetaData()
 receipts = Table(
@@ -80,21 +80,20 @@ def test_failures_back_off_as_configured_then_fail(
     with fast_worker(engine, registry):
         for attempt, hours in ((1, 1), (2, 3)):
             before = db_now(session_factory)
-            found = wait_for(
-                lambda a=attempt: (
-                    (j := job(session_factory, job_id)).attempts == a
-                    and j.status == JobStatus.PENDING
-                    and j
-                ),
-                what=f"attempt {attempt} failed and rescheduled",
-            )
+
+            def rescheduled(attempt: int = attempt) -> Job | None:
+                found = job(session_factory, job_id)
+                done = found.attempts == attempt and found.status == JobStatus.PENDING
+                return found if done else None
+
+            found = wait_for(rescheduled, what=f"attempt {attempt} failed and rescheduled")
             assert f"RuntimeError: boom on attempt {attempt}" in (found.last_error or "")
             delay = found.run_at - before
             # run_at = failure time + base * factor ** (attempt - 1), no jitter
             assert timedelta(hours=hours) <= delay <= timedelta(hours=hours, minutes=1)
             with session_factory.begin() as session:  # make it due again without waiting
                 session.execute(
-                    Job.__table__.update()
+                    job_table().update()
                     .where(Job.id == job_id)
                     .values(run_at=func.statement_timestamp())
                 )

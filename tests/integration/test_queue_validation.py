@@ -107,7 +107,7 @@ def test_bad_claim_and_progress_arguments(
             with pytest.raises(InvalidJobError, match="batch_size must be at least 1"):
                 queue.claim(batch_size=size)
         with pytest.raises(InvalidJobError, match="list of job types"):
-            queue.claim("t")  # type: ignore[arg-type]
+            queue.claim("t")
         with pytest.raises(InvalidJobError, match="job_types is empty"):
             queue.claim([])
     assert snapshot(engine) == before

@@ -31,7 +31,7 @@ from sqla_jobqueue.errors import InvalidJobError, JobQueueError
 from sqla_jobqueue.handlers import JobContext, Registry
 from sqla_jobqueue.listener import APPLICATION_NAME
 from sqla_jobqueue.worker import Worker, load_registry
-from tests.helpers import WAIT, fast_worker, statuses, wait_for
+from tests.helpers import WAIT, fast_worker, job_table, statuses, wait_for
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_jobs_of_several_types_run_in_priority_order_with_results(
     @registry.handler("beta")
     def beta(ctx: JobContext) -> str:
         order.append(ctx.data["name"])
-        return ctx.data["name"].upper()
+        return str(ctx.data["name"]).upper()
 
     specs = [("alpha", "low", 10), ("beta", "high", 200), ("alpha", "mid", 100),
              ("beta", "mid2", 100), ("alpha", "top", 300)]  # fmt: skip
@@ -374,7 +374,7 @@ def test_jobs_claimed_by_a_round_whose_answer_was_lost_are_given_back_uncharged(
             raise OperationalError("claim", {}, Exception("connection lost after commit"))
         return answer
 
-    worker._leases.complete_and_claim = commit_then_lose_the_answer  # type: ignore[method-assign]
+    worker._leases.complete_and_claim = commit_then_lose_the_answer  # type: ignore[assignment]
     with session_factory.begin() as session:
         ids = registry.enqueue_many(JobQueue(session), [{"job_type": "x"}] * 2)
     with worker:
@@ -439,7 +439,7 @@ def test_the_round_statement_asks_psycopg_for_binary_arrays_exactly_where_it_mea
 ) -> None:
     from sqla_jobqueue.leases import _ARRAY_PARAMS, LeaseStatements
 
-    leases = LeaseStatements(Job.__table__, "w")
+    leases = LeaseStatements(job_table(), "w")
     with engine.connect() as connection:
         for statement in leases._rounds.values():
             values = {"p_ids": [], "p_attempts": [], "p_results": [], "p_stages": [],
@@ -461,7 +461,7 @@ def test_a_round_claims_in_priority_order_and_writes_each_completion_its_own_val
 ) -> None:
     from sqla_jobqueue.leases import LeaseStatements
 
-    leases = LeaseStatements(Job.__table__, "w")
+    leases = LeaseStatements(job_table(), "w")
     with session_factory.begin() as session:
         queue = JobQueue(session)
         jobs = [queue.enqueue("x", {"i": i}, priority=p) for i, p in enumerate([30, 150, 100])]
@@ -497,7 +497,7 @@ def test_a_progress_write_sets_a_percent_of_zero_and_leaves_what_was_not_reporte
 ) -> None:
     from sqla_jobqueue.leases import LeaseStatements
 
-    leases = LeaseStatements(Job.__table__, "w")
+    leases = LeaseStatements(job_table(), "w")
     with session_factory.begin() as session:
         JobQueue(session).enqueue("x")
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")

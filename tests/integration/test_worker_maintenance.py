@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqla_jobqueue import Job, JobQueue, JobStatus, Registry
 from sqla_jobqueue.errors import InvalidJobError
 from sqla_jobqueue.maintenance import Pruner, PrunerConfig, Rescuer, RescuerConfig, try_lock
-from tests.helpers import WAIT, fast_worker, wait_for
+from tests.helpers import WAIT, fast_worker, job_table, wait_for
 
 
 def stale_running_job(factory: sessionmaker[Session]) -> Job:
@@ -33,7 +33,7 @@ def test_one_rescue_round_at_a_time_under_the_advisory_lock(
     job = stale_running_job(session_factory)
     rescuer = Rescuer(Job, RescuerConfig(stale_timeout=timedelta(minutes=1)))
     with engine.connect() as other, other.begin():
-        assert try_lock(other, "rescuer", Job.__table__)  # another worker's round
+        assert try_lock(other, "rescuer", job_table())  # another worker's round
         assert rescuer.run_once(engine) is None
     assert rescuer.run_once(engine) == 1  # the lock went with that transaction
     with session_factory() as session:
@@ -41,7 +41,7 @@ def test_one_rescue_round_at_a_time_under_the_advisory_lock(
     assert (rescued.status, rescued.attempts, rescued.worker_id) == (JobStatus.PENDING, 1, None)
     # The rescuer's lock is its own: the pruner is not blocked by it.
     with engine.connect() as other, other.begin():
-        assert try_lock(other, "rescuer", Job.__table__)
+        assert try_lock(other, "rescuer", job_table())
         assert Pruner(Job).run_once(engine) == 0
 
 

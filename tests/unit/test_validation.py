@@ -9,6 +9,7 @@ from collections import OrderedDict
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from types import MappingProxyType
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -89,7 +90,7 @@ def test_plain_specs_encodes_exactly_like_check_json() -> None:
         {"id": uuid.UUID(int=7), "at": [datetime(2026, 1, 2, tzinfo=timezone.utc)]},
         {"amount": Decimal("12.30"), "day": date(2026, 1, 2), "t": time(9, 30)},
     ]
-    specs = [{"job_type": "t", "data": data} for data in payloads]
+    specs: list[dict[str, Any]] = [{"job_type": "t", "data": data} for data in payloads]
     specs += [{"job_type": "t", "data": None}, {"job_type": "u"}]
     plain = plain_specs(specs, 1000)
     assert plain is not None
@@ -145,7 +146,7 @@ def test_common_values_are_stored_as_the_strings_that_rebuild_them() -> None:
     assert date.fromisoformat(stored["day"]) == data["day"]
     assert time.fromisoformat(stored["time"]) == data["time"]
     amounts = [Decimal(text) for text in stored["amounts"]]
-    assert amounts == list(data["amounts"])
+    assert amounts == [Decimal("12.30"), Decimal("-0.000001"), Decimal("1E+30")]
     assert [str(a) for a in amounts] == ["12.30", "-0.000001", "1E+30"]  # exponent kept
 
 

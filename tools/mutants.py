@@ -319,8 +319,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "sql-backoff-jitter-lengthens",
         _B,
-        "(1 - literal(self.jitter, Float) * func.random())",
-        "(1 + literal(self.jitter, Float) * func.random())",
+        "1 - literal(self.jitter, Float) * func.random()",
+        "1 + literal(self.jitter, Float) * func.random()",
         (f"{_T_RECORD}::test_the_databases_backoff_stays_within_the_python_bounds",),
         "jitter only shortens a delay",
     ),

@@ -1,0 +1,109 @@
+"""A stale worker's outcome never lands on a job that was rescued and claimed again.
+
+A worker runs attempt *n* of a job and stops heartbeating (a pause, a partition). The job
+is rescued and a second worker runs it. Whatever the stale attempt then reports — a
+completion (batched or through ``ctx.session``), a failure, ``Retry`` or ``Cancel`` — is
+discarded while the second worker still holds the job, and the second worker's outcome
+is the one that lands.
+
+Two ways the holder can differ, each guarded by one half of the fence:
+
+- ``same_worker_id``: both workers use one worker id (a fixed id given to two processes);
+  only the attempt tells the stale one apart.
+- ``other_worker``: the job had one attempt, so the rescue failed it; an operator retried
+  it (attempts back to 0) and the second worker runs it at the same attempt number as the
+  stale one; only the worker id tells them apart.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from sqla_jobqueue import Job, JobQueue, JobStatus
+from sqla_jobqueue.handlers import Cancel, JobContext, Registry, Retry
+from tests.helpers import WAIT, fast_worker, wait_for
+
+KINDS = ("completed", "ctx.session", "fail", "retry", "cancel")
+FENCES = ("same_worker_id", "other_worker")
+
+
+@pytest.mark.parametrize(
+    ("kind", "fence"),
+    list(itertools.product(KINDS, FENCES)),
+    ids=[f"{kind}-{fence}" for kind, fence in itertools.product(KINDS, FENCES)],
+)
+def test_a_stale_outcome_never_lands(
+    engine: Engine, session_factory: sessionmaker[Session], kind: str, fence: str
+) -> None:
+    writes = Table("writes", MetaData(), Column("run", Integer), Column("worker", String(100)))
+    writes.metadata.create_all(engine)
+    gates = [threading.Event(), threading.Event()]
+    runs: list[int] = []
+    registry = Registry()
+
+    @registry.handler("hold")
+    def hold(ctx: JobContext) -> str:
+        run = len(runs)
+        runs.append(ctx.attempt)
+        if kind == "ctx.session":
+            ctx.session.execute(writes.insert().values(run=run, worker=ctx.worker_id))
+        assert gates[run].wait(WAIT)
+        if run == 0:  # the stale attempt reports its outcome
+            if kind == "fail":
+                raise RuntimeError("the stale attempt failed")
+            if kind == "retry":
+                raise Retry(timedelta(0), "the stale attempt asks for a retry")
+            if kind == "cancel":
+                raise Cancel("the stale attempt cancels")
+            return "stale"
+        return "fresh"
+
+    same = fence == "same_worker_id"
+    with session_factory.begin() as session:
+        job_id = JobQueue(session).enqueue("hold", max_attempts=3 if same else 1).id
+
+    options = {"concurrency": 1, "maintenance": False}
+    with fast_worker(engine, registry, worker_id="w" if same else "stale", **options) as stale:
+        wait_for(lambda: stale.running_jobs == [job_id], what="the stale worker runs the job")
+        with session_factory.begin() as session:
+            # As if its heartbeat had stopped an hour ago, then a rescue round ran.
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(heartbeat_at=func.statement_timestamp() - timedelta(hours=1))
+            )
+            queue = JobQueue(session)
+            assert queue.recover_stale(timedelta(minutes=1)) == 1
+            if not same:
+                assert queue.get(job_id).status == JobStatus.FAILED  # its only attempt
+                queue.retry(job_id)
+        with fast_worker(engine, registry, worker_id="w" if same else "fresh", **options) as fresh:
+            wait_for(lambda: len(runs) == 2, what="the fresh worker runs the job")
+            with session_factory() as session:
+                held = JobQueue(session).get(job_id)
+                expected = (JobStatus.RUNNING, held.attempts, fresh.worker_id)
+            assert held.attempts == (2 if same else 1)
+
+            gates[0].set()
+            wait_for(lambda: job_id not in stale.running_jobs, what="the stale outcome handled")
+            with session_factory() as session:
+                job = JobQueue(session).get(job_id)
+                assert (job.status, job.attempts, job.worker_id) == expected, "it landed"
+            assert (stale.stats.lost, stale.stats.completed, stale.stats.failed) == (1, 0, 0)
+            assert (stale.stats.retried, stale.stats.cancelled) == (0, 0)
+
+            gates[1].set()
+            wait_for(lambda: fresh.stats.completed == 1, what="the fresh worker completes it")
+
+    with session_factory() as session:
+        done = JobQueue(session).get(job_id)
+        rows = session.execute(select(writes.c.run, writes.c.worker)).all()
+    assert (done.status, done.result) == (JobStatus.COMPLETED, "fresh")
+    # The stale attempt's ctx.session write was rolled back with its refused completion.
+    assert rows == ([(1, fresh.worker_id)] if kind == "ctx.session" else [])

@@ -20,13 +20,14 @@ import pytest
 from alembic import command
 from alembic.autogenerate import produce_migrations
 from alembic.migration import MigrationContext
+from alembic.operations import MigrateOperation
 from pytest_alembic.tests.default import (
     test_model_definitions_match_ddl,
     test_single_head_revision,
     test_up_down_consistency,
     test_upgrade,
 )
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, MetaData, create_engine, text
 from sqlalchemy.engine import URL
 
 import sqla_jobqueue.alembic
@@ -74,10 +75,16 @@ def objects(engine: Engine) -> dict[str, list[str]]:
         return {"tables": list(tables), "functions": list(functions)}
 
 
-def autogenerate_ops(engine: Engine) -> list[object]:
+def diff(context: MigrationContext, target: MetaData) -> list[MigrateOperation]:
+    """The operations autogenerate would write into a revision's ``upgrade()``."""
+    upgrade_ops = produce_migrations(context, target).upgrade_ops
+    assert upgrade_ops is not None
+    return list(upgrade_ops.ops)
+
+
+def autogenerate_ops(engine: Engine) -> list[MigrateOperation]:
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection)
-        return list(produce_migrations(context, metadata).upgrade_ops.ops)
+        return diff(MigrationContext.configure(connection), metadata)
 
 
 def test_upgrade_autogenerate_is_empty_downgrade_leaves_nothing(alembic_engine: Engine) -> None:
@@ -137,11 +144,10 @@ def test_an_older_installed_version_gets_a_replace_op(alembic_engine: Engine) ->
 
 def test_a_removed_job_table_drops_its_function_before_the_table(alembic_engine: Engine) -> None:
     command.upgrade(package_config(alembic_engine), "head")
-    from sqlalchemy import MetaData
 
     with alembic_engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        ops = produce_migrations(context, MetaData()).upgrade_ops.ops
+        ops = diff(context, MetaData())
     names = [type(op).__name__ for op in ops]
     assert names[0] == "DropJobQueueOp"
     assert "DropTableOp" in names
@@ -232,12 +238,11 @@ def test_a_job_table_left_out_by_include_object_keeps_its_function(
 
     with alembic_engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"include_object": include_object})
-        ops = produce_migrations(context, metadata).upgrade_ops.ops
+        ops = diff(context, metadata)
     assert ops == []
 
 
 def test_renaming_the_claim_function_drops_the_old_one_first(alembic_engine: Engine) -> None:
-    from sqlalchemy import MetaData
     from sqlalchemy.orm import DeclarativeBase
 
     from sqla_jobqueue import JobMixin
@@ -253,7 +258,7 @@ def test_renaming_the_claim_function_drops_the_old_one_first(alembic_engine: Eng
 
     with alembic_engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        ops = list(produce_migrations(context, Base.metadata).upgrade_ops.ops)
+        ops = diff(context, Base.metadata)
     assert [(type(op).__name__, op.function_name) for op in ops] == [  # type: ignore[attr-defined]
         ("DropJobQueueOp", "claim_job_batch"),
         ("CreateJobQueueOp", "take_jobs"),
@@ -266,5 +271,5 @@ def test_renaming_the_claim_function_drops_the_old_one_first(alembic_engine: Eng
             operations.invoke(op)
     with alembic_engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        assert list(produce_migrations(context, Base.metadata).upgrade_ops.ops) == []
+        assert diff(context, Base.metadata) == []
     assert objects(alembic_engine)["functions"] == ["jobs_notify_enqueued", "take_jobs"]

@@ -94,6 +94,8 @@ _T_RECORD = "tests/integration/test_state_changes.py"
 _T_SETTINGS = "tests/integration/test_worker_settings.py"
 _T_HANDLERS = "tests/integration/test_handlers.py"
 _T_PROCESSES = "tests/reliability/test_processes.py"
+_T_OPTIONS = "tests/acceptance/test_worker_options.py"
+_CLI = "sqla_jobqueue/cli.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     # ------------------------------------------------------------------ claiming
@@ -187,6 +189,39 @@ MUTANTS: tuple[Mutant, ...] = (
         "want = self.batch_size",
         (f"{_T_SETTINGS}::test_a_claim_takes_no_more_jobs_than_free_slots",),
         "a worker never holds a job it is not running",
+    ),
+    # ------------------------------------------------------------------ the command line
+    Mutant(
+        "cli-batch-size-ignored",
+        _CLI,
+        '"batch_size": args.batch_size,',
+        '"batch_size": None,',
+        (f"{_T_OPTIONS}::test_batch_size_grace_period_and_log_level_act_as_documented",),
+        "sqla-jobqueue worker --batch-size",
+    ),
+    Mutant(
+        "cli-grace-period-ignored",
+        _CLI,
+        '("poll_interval", "heartbeat_interval", "grace_period", "stale_timeout")',
+        '("poll_interval", "heartbeat_interval", "stale_timeout")',
+        (f"{_T_OPTIONS}::test_batch_size_grace_period_and_log_level_act_as_documented",),
+        "sqla-jobqueue worker --grace-period",
+    ),
+    Mutant(
+        "cli-poll-interval-ignored",
+        _CLI,
+        '("poll_interval", "heartbeat_interval", "grace_period", "stale_timeout")',
+        '("heartbeat_interval", "grace_period", "stale_timeout")',
+        (f"{_T_OPTIONS}::test_bad_worker_durations_get_one_line_and_exit_2",),
+        "sqla-jobqueue worker --poll-interval",
+    ),
+    Mutant(
+        "cli-log-level-ignored",
+        _CLI,
+        "level=getattr(logging, args.log_level),",
+        "level=logging.INFO,",
+        (f"{_T_OPTIONS}::test_batch_size_grace_period_and_log_level_act_as_documented",),
+        "sqla-jobqueue worker --log-level",
     ),
     # ------------------------------------------------------------------ the schema
     Mutant(

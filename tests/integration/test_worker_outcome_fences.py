@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import itertools
 import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, func, select, update
@@ -69,7 +73,30 @@ def test_a_stale_outcome_never_lands(
         job_id = JobQueue(session).enqueue("hold", max_attempts=3 if same else 1).id
 
     options = {"concurrency": 1, "maintenance": False}
-    with fast_worker(engine, registry, worker_id="w" if same else "stale", **options) as stale:
+    _run_both(engine, session_factory, registry, job_id, gates, runs, same, options)
+    with session_factory() as session:
+        done = JobQueue(session).get(job_id)
+        rows = session.execute(select(writes.c.run, writes.c.worker)).all()
+    assert (done.status, done.result) == (JobStatus.COMPLETED, "fresh")
+    # The stale attempt's ctx.session write was rolled back with its refused completion.
+    fresh_id = "w" if same else "fresh"
+    assert rows == ([(1, fresh_id)] if kind == "ctx.session" else [])
+
+
+def _run_both(
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    registry: Registry,
+    job_id: uuid.UUID,
+    gates: list[threading.Event],
+    runs: list[int],
+    same: bool,
+    options: dict[str, Any],
+) -> None:
+    """Run the job on a stale worker, rescue it, run it on a fresh one, and release the
+    stale attempt while the fresh one holds the job."""
+    stale_id, fresh_id = ("w", "w") if same else ("stale", "fresh")
+    with fast_worker(engine, registry, worker_id=stale_id, **options) as stale, released(gates):
         wait_for(lambda: stale.running_jobs == [job_id], what="the stale worker runs the job")
         with session_factory.begin() as session:
             # As if its heartbeat had stopped an hour ago, then a rescue round ran.
@@ -83,27 +110,32 @@ def test_a_stale_outcome_never_lands(
             if not same:
                 assert queue.get(job_id).status == JobStatus.FAILED  # its only attempt
                 queue.retry(job_id)
-        with fast_worker(engine, registry, worker_id="w" if same else "fresh", **options) as fresh:
+        with fast_worker(engine, registry, worker_id=fresh_id, **options) as fresh:
             wait_for(lambda: len(runs) == 2, what="the fresh worker runs the job")
             with session_factory() as session:
                 held = JobQueue(session).get(job_id)
-                expected = (JobStatus.RUNNING, held.attempts, fresh.worker_id)
-            assert held.attempts == (2 if same else 1)
+            assert (held.status, held.attempts) == (JobStatus.RUNNING, 2 if same else 1)
+            expected = (JobStatus.RUNNING, held.attempts, fresh_id)
 
             gates[0].set()
             wait_for(lambda: job_id not in stale.running_jobs, what="the stale outcome handled")
             with session_factory() as session:
                 job = JobQueue(session).get(job_id)
-                assert (job.status, job.attempts, job.worker_id) == expected, "it landed"
-            assert (stale.stats.lost, stale.stats.completed, stale.stats.failed) == (1, 0, 0)
-            assert (stale.stats.retried, stale.stats.cancelled) == (0, 0)
+            assert (job.status, job.attempts, job.worker_id) == expected, "the stale outcome landed"
+            counts = stale.stats
+            assert (counts.lost, counts.completed, counts.failed) == (1, 0, 0)
+            assert (counts.retried, counts.cancelled) == (0, 0)
 
             gates[1].set()
             wait_for(lambda: fresh.stats.completed == 1, what="the fresh worker completes it")
 
-    with session_factory() as session:
-        done = JobQueue(session).get(job_id)
-        rows = session.execute(select(writes.c.run, writes.c.worker)).all()
-    assert (done.status, done.result) == (JobStatus.COMPLETED, "fresh")
-    # The stale attempt's ctx.session write was rolled back with its refused completion.
-    assert rows == ([(1, fresh.worker_id)] if kind == "ctx.session" else [])
+
+@contextmanager
+def released(gates: list[threading.Event]) -> Iterator[None]:
+    """On the way out, let every handler return: a failed assertion must not leave a
+    worker waiting for its handler through its grace period."""
+    try:
+        yield
+    finally:
+        for gate in gates:
+            gate.set()

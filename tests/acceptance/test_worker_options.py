@@ -1,0 +1,80 @@
+"""What ``sqla-jobqueue worker``'s options do, seen in the database and on stderr."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from tests.helpers import wait_for
+
+from .running import CliRunner, assert_one_line_error, cli_command
+
+HOLDING_MODULE = """
+import time
+
+from sqla_jobqueue.handlers import JobContext, Registry
+
+registry = Registry()
+
+
+@registry.handler("hold")
+def hold(ctx: JobContext) -> None:
+    while not ctx.abandoned:  # until the grace period is over
+        time.sleep(0.02)
+"""
+
+
+def test_batch_size_grace_period_and_log_level_act_as_documented(
+    tmp_path: Path, cli: CliRunner, cli_env: dict[str, str], engine: Engine
+) -> None:
+    (tmp_path / "holding.py").write_text(HOLDING_MODULE)
+    for _ in range(4):
+        assert cli("enqueue", "hold").returncode == 0
+    options = ["--concurrency", "4", "--batch-size", "2", "--grace-period", "1s"]
+    process = subprocess.Popen(
+        [*cli_command(), "worker", "holding:registry", *options, "--log-level", "WARNING"],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def running() -> int:
+            with engine.connect() as connection:
+                query = text("SELECT count(*) FROM jobs WHERE status = 'running'")
+                return int(connection.execute(query).scalar_one())
+
+        wait_for(lambda: running() == 4, timeout=60, what="four jobs running")
+        process.send_signal(signal.SIGTERM)
+        _stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT status, attempts, last_error, claimed_at IS NULL FROM jobs")
+        ).all()
+        # --batch-size 2: two claims of two (a claim stamps its jobs with one timestamp);
+        # read from the started_at the claims left, since a failure clears claimed_at.
+        claims = connection.execute(text("SELECT started_at FROM jobs")).scalars()
+    assert sorted(Counter(claims).values()) == [2, 2]
+    # --grace-period 1s: cut off after a second, failed and due again.
+    for status, attempts, last_error, _ in rows:
+        assert (status, attempts) == ("pending", 1)
+        assert "grace period 1s" in last_error
+    # --log-level WARNING: none of the INFO lines (start, one per outcome, stop).
+    assert " INFO " not in stderr, stderr
+
+
+def test_bad_worker_durations_get_one_line_and_exit_2(cli: CliRunner) -> None:
+    for option in ("--poll-interval", "--grace-period", "--heartbeat-interval"):
+        line = assert_one_line_error(cli("worker", "sqla_jobqueue.demo:registry", option, "-1"), 2)
+        assert option in line or "must be" in line, line

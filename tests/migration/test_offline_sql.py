@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL
 
 from sqla_jobqueue.alembic import TEMPLATE_DIRECTORY, package_config, upgrade
 from sqla_jobqueue.testing import create_database, drop_database
+from tests.servers import PSQL
 
 # The offline branch of a real application's env.py: no dialect_opts, literal_binds and
 # compare_type as that application passes them.
@@ -104,12 +105,9 @@ def snapshot(url: URL) -> dict[str, list[tuple[object, ...]]]:
 
 
 def psql(url: URL, script: Path) -> subprocess.CompletedProcess[str]:
-    psql = shutil.which("psql")
-    if psql is None:
-        pytest.skip("psql is not installed: offline SQL cannot be applied as users apply it")
     libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
     return subprocess.run(
-        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(script), libpq],
+        [PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(script), libpq],
         capture_output=True,
         text=True,
         timeout=60,

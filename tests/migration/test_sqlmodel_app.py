@@ -10,7 +10,6 @@ a real SQLModel app's: its offline branch passes ``literal_binds=True`` and no
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -22,6 +21,7 @@ from sqlalchemy.engine import URL
 
 from sqla_jobqueue.alembic import TEMPLATE_DIRECTORY
 from sqla_jobqueue.testing import create_database, drop_database
+from tests.servers import PSQL
 
 from .typecheck import mypy_strict
 
@@ -208,9 +208,6 @@ def test_autogenerate_upgrade_and_enqueue_in_a_sqlmodel_app(
 def test_the_offline_sql_of_a_sqlmodel_app_applies_with_psql(
     project: Path, server_url: URL
 ) -> None:
-    psql = shutil.which("psql")
-    if psql is None:
-        pytest.skip("psql is not installed: offline SQL cannot be applied as users apply it")
     run(project, "-m", "alembic", "revision", "--autogenerate", "-m", "heroes and jobs")
     script = run(project, "-m", "alembic", "upgrade", "head", "--sql").stdout
     assert "got %'" in script
@@ -218,7 +215,7 @@ def test_the_offline_sql_of_a_sqlmodel_app_applies_with_psql(
     try:
         libpq = target.set(drivername="postgresql").render_as_string(hide_password=False)
         applied = subprocess.run(
-            [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", libpq],
+            [PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", libpq],
             input=script,
             capture_output=True,
             text=True,

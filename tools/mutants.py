@@ -385,6 +385,18 @@ MUTANTS: tuple[Mutant, ...] = (
         "the worker's batched completion (and progress) require the attempt",
     ),
     Mutant(
+        "fence-complete-holder",
+        _L,
+        "        c.attempts == per_job.c.attempt,\n"
+        '        func.coalesce(c.worker_id, "") == bindparam("p_worker_id", type_=String()),\n',
+        "",
+        (
+            f"{_T_FENCES}::test_a_stale_outcome_never_lands[completed-same_worker_id]",
+            f"{_T_FENCES}::test_a_stale_outcome_never_lands[completed-other_worker]",
+        ),
+        "the worker's completion fence, both halves (docs/reliability.md's fence row)",
+    ),
+    Mutant(
         "fence-complete-status",
         _L,
         "        c.status.not_in(_NOT_HELD),\n",
@@ -619,7 +631,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ref", help="a git ref to copy instead of the working tree")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per pytest run")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
-    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    parser.add_argument(
+        "--markdown", action="store_true", help="end with a markdown table (progress on stderr)"
+    )
     args = parser.parse_args(argv)
     by_name = {m.name: m for m in MUTANTS}
     unknown = [name for name in args.names if name not in by_name]
@@ -648,9 +662,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for mutant in chosen:
             result = _run_one(tree, mutant, args.own, args.timeout)
             results.append(result)
-            if not args.markdown:
-                print(f"{result.verdict:9} {mutant.name:34} {result.by}  ({result.seconds:.0f}s)",
-                      flush=True)  # fmt: skip
+            line = f"{result.verdict:9} {mutant.name:34} {result.by}  ({result.seconds:.0f}s)"
+            print(line, file=sys.stderr if args.markdown else sys.stdout, flush=True)
     caught = sum(r.verdict in ("caught", "TIMEOUT") for r in results)
     if args.markdown:
         print("| mutant | file | breaks | result | caught by |\n|---|---|---|---|---|")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+
 import pytest
 
 from sqla_jobqueue.cli import MAX_DURATION, duration_text, error_line, parse_duration

@@ -112,8 +112,16 @@ MUTANTS: tuple[Mutant, ...] = (
         _Q,
         ".order_by(c.priority.desc(), c.created_at, c.id)",
         ".order_by(c.priority.desc(), c.created_at.desc(), c.id)",
-        (f"{_T_QUEUE}::test_claim_takes_highest_priority_then_oldest",),
+        (f"{_T_QUEUE}::test_claims_of_one_take_the_oldest_by_created_at_first",),
         "oldest first within a priority",
+    ),
+    Mutant(
+        "claim-by-id-not-age",
+        _Q,
+        ".order_by(c.priority.desc(), c.created_at, c.id)",
+        ".order_by(c.priority.desc(), c.id)",
+        (f"{_T_QUEUE}::test_claims_of_one_take_the_oldest_by_created_at_first",),
+        "oldest by created_at first, whatever the ids",
     ),
     Mutant(
         "claim-not-due",

@@ -95,6 +95,23 @@ def test_claim_takes_highest_priority_then_oldest(session_factory: sessionmaker[
         assert [job.id for job in JobQueue(session, worker_id="w").claim()] == [backfill.id]
 
 
+def test_claims_of_one_take_the_oldest_by_created_at_first(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    ids = []
+    for _ in range(3):
+        with session_factory.begin() as session:
+            ids.append(JobQueue(session).enqueue("t").id)
+    # The last one enqueued, made the oldest: as if its transaction had begun first.
+    backdate(engine, "created_at", "1 hour", f"id = '{ids[-1]}'")
+    order = []
+    for _ in range(3):
+        with session_factory.begin() as session:
+            (job,) = JobQueue(session, worker_id="w").claim(batch_size=1)
+            order.append(job.id)
+    assert order == [ids[2], ids[0], ids[1]]
+
+
 def test_jobs_enqueued_together_are_claimed_in_enqueue_order(
     session_factory: sessionmaker[Session],
 ) -> None:

@@ -63,8 +63,8 @@ def test_a_claim_takes_no_more_jobs_than_free_slots(
     registry = Registry({"hold": lambda ctx: release.wait(WAIT) and None})
     with session_factory.begin() as session:
         JobQueue(session).enqueue("hold")
-    try:
-        with fast_worker(engine, registry, concurrency=3, maintenance=False) as worker:
+    with fast_worker(engine, registry, concurrency=3, maintenance=False) as worker:
+        try:
             wait_for(lambda: len(worker.running_jobs) == 1, what="the first job to run")
             with session_factory.begin() as session:
                 # Four more in one commit, one notification: one slot is taken, two free.
@@ -74,5 +74,5 @@ def test_a_claim_takes_no_more_jobs_than_free_slots(
             assert statuses(session_factory) == {"running": 3, "pending": 2}
             release.set()
             wait_for(lambda: worker.stats.completed == 5, what="all five jobs")
-    finally:
-        release.set()
+        finally:
+            release.set()  # before the worker's graceful stop waits for its handlers

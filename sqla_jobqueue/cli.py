@@ -219,8 +219,11 @@ def _json_object(value: str) -> dict[str, Any]:
 
 
 def _run_at(value: str) -> datetime | timedelta:
-    with contextlib.suppress(ValueError):
+    try:
         return parse_duration(value)
+    except ValueError as error:
+        if re.fullmatch(f"(?:{_DURATION_PART.pattern})+", value.strip().lower()):
+            raise argparse.ArgumentTypeError(str(error)) from None
     iso = value.strip()
     if iso.endswith(("Z", "z")):
         iso = iso[:-1] + "+00:00"

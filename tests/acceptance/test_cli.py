@@ -290,7 +290,7 @@ WORKER_TARGET = ("worker", "sqla_jobqueue.demo:registry")
         (["enqueue", "x", "--data", '{"ratio": NaN}'], "NaN is not a JSON number"),
         (["enqueue", "x", "--data", '{"big": "' + "x" * 70_000 + '"}'], "over the limit"),
         (["enqueue", "x", "--unique-key", "k" * 256], "unique_key is 256 characters"),
-        (["enqueue", "x", "--run-at", "40000d"], "run_at delay"),
+        (["enqueue", "x", "--run-at", "40000d"], "at most 36600d (100 years)"),
         (
             [*WORKER_TARGET, "--stale-timeout", "20s"],
             "at least three heartbeat intervals",

@@ -15,12 +15,16 @@ import os
 
 from pydantic import PostgresDsn, TypeAdapter
 from sqlalchemy import create_engine
-from sqlalchemy.ext.asyncio import create_async_engine
 
 URL = {url!r}
 
 engine = create_engine(URL)
-async_engine = create_async_engine(URL.replace("postgresql://", "postgresql+psycopg_async://"))
+try:  # an AsyncEngine needs greenlet (sqlalchemy[asyncio])
+    from sqlalchemy.ext.asyncio import create_async_engine
+except ImportError:
+    async_engine = None
+else:
+    async_engine = create_async_engine(URL.replace("postgresql://", "postgresql+psycopg_async://"))
 dsn = TypeAdapter(PostgresDsn).validate_python(URL)
 sqlite_engine = create_engine("sqlite:///app.db")
 port = 5432
@@ -42,7 +46,6 @@ class settings:
 @pytest.fixture
 def app_dir(tmp_path: Path, database_url: URL) -> Path:
     """A directory holding ``appdb.py``, an application module naming this test's database."""
-    pytest.importorskip("greenlet", reason="an AsyncEngine needs sqlalchemy[asyncio]")
     url = url_text(database_url.set(drivername="postgresql"))
     (tmp_path / "appdb.py").write_text(APP_MODULE.format(url=url))
     return tmp_path
@@ -54,6 +57,8 @@ def app_dir(tmp_path: Path, database_url: URL) -> Path:
 def test_every_command_with_a_database_takes_it_from_the_app(
     app_dir: Path, database_url: URL, name: str
 ) -> None:
+    if name == "async_engine":
+        pytest.importorskip("greenlet", reason="an AsyncEngine needs sqlalchemy[asyncio]")
     env = base_environment()
     app = ["--app", f"appdb:{name}"]
     made = run_cli("enqueue", "hello", "--json", *app, env=env, cwd=app_dir)

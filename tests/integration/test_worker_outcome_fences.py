@@ -110,7 +110,7 @@ def _run_both(
             if not same:
                 assert queue.get(job_id).status == JobStatus.FAILED  # its only attempt
                 queue.retry(job_id)
-        with fast_worker(engine, registry, worker_id=fresh_id, **options) as fresh:
+        with fast_worker(engine, registry, worker_id=fresh_id, **options) as fresh, released(gates):
             wait_for(lambda: len(runs) == 2, what="the fresh worker runs the job")
             with session_factory() as session:
                 held = JobQueue(session).get(job_id)

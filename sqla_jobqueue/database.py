@@ -16,6 +16,8 @@ from typing import NoReturn
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
+from .errors import ConfigurationError
+
 __all__ = [
     "ENVIRONMENT_VARIABLE",
     "postgresql_url",
@@ -53,19 +55,19 @@ def postgresql_url(url: str | URL) -> URL:
 
     Raises
     ------
-    ValueError
+    ConfigurationError
         When ``url`` cannot be parsed or names another database (SQLite, MySQL, ...).
     """
     shown = url if isinstance(url, str) else url.render_as_string(hide_password=True)
     try:
         parsed = sqlalchemy_url(url)
     except ArgumentError:
-        raise ValueError(
+        raise ConfigurationError(
             f"{shown!r} is not a database URL: write postgresql://USER:PASSWORD@HOST:5432/DBNAME"
         ) from None
     if parsed.get_backend_name() != "postgresql":
         shown = parsed.render_as_string(hide_password=True)
-        raise ValueError(
+        raise ConfigurationError(
             f"{shown!r} is not a PostgreSQL URL: sqla_jobqueue needs PostgreSQL, e.g. "
             "postgresql://USER:PASSWORD@HOST:5432/DBNAME"
         )
@@ -84,7 +86,7 @@ def url_of(value: object) -> str | URL:
 
     Raises
     ------
-    ValueError
+    ConfigurationError
         When ``value`` is none of these (the message says what it is).
     """
     if callable(value) and not isinstance(value, type) and not _is_url_like(value):
@@ -114,7 +116,7 @@ def _is_url_like(value: object) -> bool:
 
 def _refuse(value: object) -> NoReturn:
     what = "an empty string" if value == "" else f"a {type(value).__qualname__}"
-    raise ValueError(
+    raise ConfigurationError(
         f"it is {what}; give an Engine, an AsyncEngine, a URL or a string, or a function "
         "returning one"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from uuid import UUID
 
 __all__ = [
+    "ConfigurationError",
     "InvalidJobError",
     "InvalidTransitionError",
     "JobNotFoundError",
@@ -31,6 +32,11 @@ class InvalidJobError(JobQueueError, ValueError):
     holds a NUL character, a priority outside the int32 range, a batch size below one,
     progress outside 0..100, and the like.
     """
+
+
+class ConfigurationError(JobQueueError, ValueError):
+    """A setting names something unusable: a database URL that is not PostgreSQL, or an
+    application object that holds no engine or URL."""
 
 
 class ModelError(JobQueueError, TypeError):

@@ -527,8 +527,10 @@ class Worker:
             except ProgrammingError as exc:
                 raise JobQueueError(
                     f"cannot read the job table {self.table.fullname!r}: "
-                    f"{_first_line(exc.orig or exc)}; run the migrations first "
-                    "(sqla-jobqueue migrate, or alembic upgrade head)"
+                    f"{_first_line(exc.orig or exc)}; if your job model maps another "
+                    "table, give it as the worker's model (Worker(engine, registry, "
+                    "model=YourJob), or --model MODULE:CLASS); otherwise run the "
+                    "migrations first (sqla-jobqueue migrate, or alembic upgrade head)"
                 ) from exc
             except DBAPIError as exc:
                 log.warning("database unavailable at startup (%s); retrying in %.1fs",

@@ -19,7 +19,8 @@ from sqlalchemy import Connection, Engine, create_engine, pool
 
 import sqla_jobqueue.alembic  # noqa: F401  (registers op.create_job_queue and autogenerate)
 from sqla_jobqueue import metadata as jobqueue_metadata
-from sqla_jobqueue.database import sqlalchemy_url, url_from_environment
+from sqla_jobqueue.database import postgresql_url, url_from_environment
+from sqla_jobqueue.errors import ConfigurationError
 
 config = context.config
 if config.config_file_name is not None:
@@ -32,7 +33,12 @@ target_metadata = [jobqueue_metadata]
 
 def _url() -> str | None:
     url = url_from_environment() or config.get_main_option("sqlalchemy.url")
-    return sqlalchemy_url(url).render_as_string(hide_password=False) if url else None
+    if not url:
+        return None
+    try:
+        return postgresql_url(url).render_as_string(hide_password=False)
+    except ConfigurationError as error:
+        raise CommandError(f"{error}; nothing was migrated") from None
 
 
 def _configure(**kwargs: Any) -> None:

@@ -57,8 +57,6 @@ def app_dir(tmp_path: Path, database_url: URL) -> Path:
 def test_every_command_with_a_database_takes_it_from_the_app(
     app_dir: Path, database_url: URL, name: str
 ) -> None:
-    if name == "async_engine":
-        pytest.importorskip("greenlet", reason="an AsyncEngine needs sqlalchemy[asyncio]")
     env = base_environment()
     app = ["--app", f"appdb:{name}"]
     made = run_cli("enqueue", "hello", "--json", *app, env=env, cwd=app_dir)

@@ -215,6 +215,15 @@ def test_a_copied_project_names_no_database_of_its_own(tmp_path: Path) -> None:
     (line,) = [line for line in output.splitlines() if line.startswith("FAILED")]
     assert line.startswith("FAILED: no database named, nothing was migrated: set DATABASE_URL")
 
+    # A database that is not PostgreSQL is refused before anything is written to it.
+    sqlite = tmp_path / "app.db"
+    refused = alembic_in(tmp_path, "upgrade", "head", DATABASE_URL=f"sqlite:///{sqlite}")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "Traceback" not in output
+    (line,) = [line for line in output.splitlines() if line.startswith("FAILED")]
+    assert "is not a PostgreSQL URL" in line and "nothing was migrated" in line
+    assert not sqlite.exists()
+
     # Offline SQL needs no database: it renders PostgreSQL.
     rendered = alembic_in(tmp_path, "upgrade", "head", "--sql")
     assert rendered.returncode == 0, rendered.stderr

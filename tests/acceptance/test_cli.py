@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -16,9 +18,9 @@ from sqla_jobqueue import Job, JobQueue, JobStatus
 from .running import CliRunner, assert_one_line_error, base_environment, run_cli, url_text
 
 
-def ok_json(result: object) -> object:
-    assert getattr(result, "returncode", None) == 0, result
-    return json.loads(result.stdout)  # type: ignore[attr-defined]
+def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, result
+    return json.loads(result.stdout)
 
 
 def enqueue(cli: CliRunner, *args: str) -> dict[str, object]:
@@ -40,9 +42,9 @@ def test_enqueue_show_and_list(cli: CliRunner) -> None:
     assert shown == first
 
     listed = ok_json(cli("list", "--type", "send_receipt", "--status", "pending", "--json"))
-    assert [job["id"] for job in listed] == [first["id"]]  # type: ignore[index, union-attr]
+    assert [job["id"] for job in listed] == [first["id"]]
     both = ok_json(cli("list", "--json", "--limit", "1"))
-    assert [job["id"] for job in both] == [later["id"]]  # type: ignore[index, union-attr]
+    assert [job["id"] for job in both] == [later["id"]]
 
     human = cli("list")
     assert human.returncode == 0, human.stderr
@@ -93,7 +95,7 @@ def test_status_counts_throughput_and_stale(
     assert report["oldest_pending_age_seconds"] >= 0
 
     fresh = ok_json(cli("status", "--json", "--stale-after", "1h"))
-    assert fresh["stale"] == 0  # type: ignore[index]
+    assert fresh["stale"] == 0
 
     human = cli("status")
     assert human.returncode == 0, human.stderr
@@ -115,10 +117,10 @@ def test_cancel_and_retry(cli: CliRunner, session_factory: sessionmaker[Session]
         queue.start(claimed)
         queue.fail(claimed, "boom")
     failed = ok_json(cli("show", job_id, "--json"))
-    assert failed["status"] == "failed" and failed["last_error"] == "boom"  # type: ignore[index]
+    assert failed["status"] == "failed" and failed["last_error"] == "boom"
 
     retried = ok_json(cli("retry", job_id, "--json"))
-    assert retried["status"] == "pending" and retried["attempts"] == 0  # type: ignore[index]
+    assert retried["status"] == "pending" and retried["attempts"] == 0
 
     human = cli("cancel", job_id)
     assert human.returncode == 0, human.stderr
@@ -145,10 +147,10 @@ def test_recover_returns_stale_jobs(cli: CliRunner, session_factory: sessionmake
             text("UPDATE jobs SET heartbeat_at = now() - interval '10 minutes' WHERE id = :id"),
             {"id": claimed.id},
         )
-    assert ok_json(cli("recover", "--timeout", "15m", "--json"))["recovered"] == 0  # type: ignore[index]
-    assert ok_json(cli("recover", "--timeout", "5m", "--json"))["recovered"] == 1  # type: ignore[index]
+    assert ok_json(cli("recover", "--timeout", "15m", "--json"))["recovered"] == 0
+    assert ok_json(cli("recover", "--timeout", "5m", "--json"))["recovered"] == 1
     shown = ok_json(cli("show", str(job["id"]), "--json"))
-    assert shown["status"] == "pending" and shown["worker_id"] is None  # type: ignore[index]
+    assert shown["status"] == "pending" and shown["worker_id"] is None
     human = cli("recover")
     assert human.returncode == 0 and "Recovered 0 jobs" in human.stdout
 
@@ -165,9 +167,9 @@ def test_prune_deletes_old_finished_jobs(
             text("UPDATE jobs SET completed_at = now() - interval '8 days' WHERE id = :id"),
             {"id": uuid.UUID(str(old["id"]))},
         )
-    assert ok_json(cli("prune", "--older-than", "7d", "--json"))["deleted"] == 1  # type: ignore[index]
+    assert ok_json(cli("prune", "--older-than", "7d", "--json"))["deleted"] == 1
     assert_one_line_error(cli("show", str(old["id"])), 1)
-    assert ok_json(cli("show", str(recent["id"]), "--json"))["status"] == "completed"  # type: ignore[index]
+    assert ok_json(cli("show", str(recent["id"]), "--json"))["status"] == "completed"
     human = cli("prune", "--older-than", "1w", "--limit", "10")
     assert human.returncode == 0 and "Deleted 0 finished jobs" in human.stdout
 
@@ -388,7 +390,7 @@ def test_status_suggests_the_recover_that_returns_its_stale_jobs(
     suggested = human.stdout.split("`")[1]
     assert suggested == "sqla-jobqueue recover --timeout 2s", human.stdout
     recovered = cli(*suggested.split()[1:], "--json")
-    assert ok_json(recovered)["recovered"] == 1  # type: ignore[index]
+    assert ok_json(recovered)["recovered"] == 1
 
 
 @pytest.mark.parametrize(
@@ -485,11 +487,11 @@ def test_ids_may_be_given_by_their_first_or_last_digits(
     first, second = enqueue(cli, "resize"), enqueue(cli, "resize")
     first_id, second_id = str(first["id"]), str(second["id"])
     # The last 8 hex digits, as watch shows them.
-    assert ok_json(cli("show", first_id[-8:], "--json"))["id"] == first_id  # type: ignore[index]
+    assert ok_json(cli("show", first_id[-8:], "--json"))["id"] == first_id
     cancelled = ok_json(cli("cancel", second_id[-8:].upper(), "--json"))
-    assert cancelled["id"] == second_id and cancelled["status"] == "cancelled"  # type: ignore[index]
+    assert cancelled["id"] == second_id and cancelled["status"] == "cancelled"
     prefix = first_id[:23]
-    assert ok_json(cli("show", prefix, "--json"))["id"] == first_id  # type: ignore[index]
+    assert ok_json(cli("show", prefix, "--json"))["id"] == first_id
 
     # Two ids that begin alike: their first 8 digits name both, their last 8 one each.
     twins = ["abcdef01-0000-7000-8000-000000000001", "abcdef01-0000-7000-8000-000000000002"]
@@ -503,13 +505,13 @@ def test_ids_may_be_given_by_their_first_or_last_digits(
         assert "'abcdef01' matches more than one job" in line and twins[0] in line
         line = assert_one_line_error(cli(command, "0123abcd"), 1)
         assert "no job id begins or ends with '0123abcd'" in line
-    assert ok_json(cli("show", "00000002", "--json"))["id"] == twins[1]  # type: ignore[index]
+    assert ok_json(cli("show", "00000002", "--json"))["id"] == twins[1]
 
     # What watch prints is what show takes.
     backdate_running(session_factory, "resize", "1 second")
     watched = cli("watch", "--count", "1")
     assert watched.returncode == 0 and "000000000001"[-8:] in watched.stdout
-    assert ok_json(cli("show", "00000001", "--json"))["status"] == "running"  # type: ignore[index]
+    assert ok_json(cli("show", "00000001", "--json"))["status"] == "running"
 
 
 def test_a_duplicate_unique_key_says_the_live_job_was_returned(cli: CliRunner) -> None:

@@ -205,7 +205,7 @@ def test_watch_shows_the_stage_of_a_job_a_worker_runs(
         def stage_written() -> bool:
             with engine.connect() as connection:
                 stage = connection.execute(text("SELECT current_stage FROM jobs")).scalar_one()
-            return stage == "crunching numbers"
+            return bool(stage == "crunching numbers")
 
         wait_for(stage_written, timeout=60, what="the handler to report its stage")
         frames = cli("watch", "--count", "3", "--interval", "100ms")

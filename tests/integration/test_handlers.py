@@ -93,7 +93,8 @@ def test_failures_back_off_as_configured_then_fail(
             assert timedelta(hours=hours) <= delay <= timedelta(hours=hours, minutes=1)
             with session_factory.begin() as session:  # make it due again without waiting
                 session.execute(
-                    job_table().update()
+                    job_table()
+                    .update()
                     .where(Job.id == job_id)
                     .values(run_at=func.statement_timestamp())
                 )

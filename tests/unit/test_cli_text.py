@@ -28,7 +28,8 @@ class FeedError(Exception):
 def test_error_line_is_the_exception_a_traceback_ends_with() -> None:
     try:
         try:
-            {}["feed"]
+            missing: dict[str, int] = {}
+            missing["feed"]
         except KeyError as cause:
             raise FeedError("feed 7 answered 500\nbody: <html>") from cause
     except FeedError as error:

@@ -76,18 +76,18 @@ class Executor:
                 yield JobQueue(session, model, **options)
             return
         loop = asyncio.new_event_loop()
-        session = AsyncSession(self.async_engine, expire_on_commit=False)
+        async_session = AsyncSession(self.async_engine, expire_on_commit=False)
         run: Callable[[Any], Any] = loop.run_until_complete
         try:
-            run(session.begin())
+            run(async_session.begin())
             try:
-                yield Blocking(loop, AsyncJobQueue(session, model, **options))
+                yield Blocking(loop, AsyncJobQueue(async_session, model, **options))
             except BaseException:
-                run(session.rollback())
+                run(async_session.rollback())
                 raise
-            run(session.commit())
+            run(async_session.commit())
         finally:
-            run(session.close())
+            run(async_session.close())
             loop.close()
 
     def dispose(self) -> None:

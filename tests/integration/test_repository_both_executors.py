@@ -25,7 +25,9 @@ from tests.integration.executors import Executor
 
 def count(engine: Engine, where: str = "true") -> int:
     with engine.connect() as connection:
-        return int(connection.execute(text(f"SELECT count(*) FROM jobs WHERE {where}")).scalar())
+        return int(
+            connection.execute(text(f"SELECT count(*) FROM jobs WHERE {where}")).scalar_one()
+        )
 
 
 def backdate(engine: Engine, column: str, by: str) -> None:

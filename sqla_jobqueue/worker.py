@@ -1003,9 +1003,10 @@ class Worker:
                 run.finished = True
                 timed_out = run.timed_out
             if timed_out:
-                log.warning("job %s type=%s attempt=%d: handler returned %.1fs after its "
-                            "timeout; outcome discarded", run.ctx.job_id, run.ctx.job_type,
-                            run.ctx.attempt, outcome.duration)  # fmt: skip
+                log.warning("job %s type=%s attempt=%d: handler returned after %.1fs, when "
+                            "the worker had given up on it (its timeout, or the end of the "
+                            "grace period); outcome discarded", run.ctx.job_id,
+                            run.ctx.job_type, run.ctx.attempt, outcome.duration)  # fmt: skip
                 return
             self._outcomes.put(outcome)
             if not self._wake.is_set():

@@ -439,7 +439,8 @@ def test_a_worker_that_cannot_start_in_time_stops_trying(registry: Registry) -> 
 def test_the_round_statement_asks_psycopg_for_binary_arrays_exactly_where_it_means_to(
     engine: Engine,
 ) -> None:
-    from sqla_jobqueue.statements import _ARRAY_PARAMS, ClaimPosition, JobStatements, driver_sql
+    from sqla_jobqueue.statements import ClaimPosition, JobStatements, driver_sql
+    from sqla_jobqueue.statements.execution import _ARRAY_PARAMS
 
     statements = JobStatements.of(job_table())
     after = ClaimPosition(1, datetime.now(timezone.utc), uuid.uuid4())

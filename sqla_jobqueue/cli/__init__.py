@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import click
 from sqlalchemy.exc import DBAPIError
 
+from .. import __version__
 from ..embedded import DataDirectoryError
 from ..errors import InvalidJobError, JobQueueError, ModelError
 from .demo import demo
@@ -55,19 +56,13 @@ _BAD_INPUT = (BadInput, InvalidJobError, ModelError, DataDirectoryError)
 """Errors of the operator's input (exit code 2); other JobQueueErrors are failures (1)."""
 
 
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
 @click.group(
     PROG,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Durations: 30s, 5m, 2h, 7d, 1w, 250ms, 1h30m.",
     no_args_is_help=False,
 )
-@click.version_option(_version(), "--version", prog_name=PROG, message="%(prog)s %(version)s")
+@click.version_option(__version__, "--version", prog_name=PROG, message="%(prog)s %(version)s")
 def cli() -> None:
     """Look at and operate a sqla_jobqueue job table; run workers and the demo."""
 

@@ -90,7 +90,7 @@ from .plans import check_job_types, default_worker_id
 from .queue import JobQueue
 from .statements import Bound, Claimed, ClaimPosition, JobStatements, driver_sql
 
-__all__ = ["Worker", "WorkerStats", "load_registry"]
+__all__ = ["Worker", "WorkerSettings", "WorkerStats", "load_registry"]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,107 @@ def _positive_int(value: object, what: str) -> int:
     if number < 1:
         raise InvalidJobError(f"{what} must be at least 1, got {number}")
     return number
+
+
+def _job_table(model: type[JobMixin]) -> Table:
+    table = getattr(model, "__table__", None)
+    if not isinstance(table, Table) or not is_job_table(table):
+        raise ModelError(f"{model!r} is not a mapped JobMixin model")
+    return table
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """A worker's settings, checked, with durations in seconds: what a :class:`Worker` runs
+    with. :meth:`check` is how a :class:`Worker` checks its arguments, and how
+    ``sqla-jobqueue worker`` checks its options before it opens a database."""
+
+    job_types: list[str]
+    concurrency: int
+    batch_size: int
+    poll_interval: float
+    heartbeat_interval: float
+    stale_timeout: float
+    grace_period: float
+    progress_interval: float
+    rescue_interval: float
+    retention: float | None
+    worker_id: str
+
+    @classmethod
+    def check(
+        cls,
+        registry: Registry,
+        *,
+        model: type[JobMixin] = Job,
+        job_types: Sequence[str] | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        batch_size: int | None = None,
+        poll_interval: Duration = DEFAULT_POLL_INTERVAL,
+        heartbeat_interval: Duration = DEFAULT_HEARTBEAT_INTERVAL,
+        stale_timeout: Duration = DEFAULT_STALE_TIMEOUT,
+        worker_id: str | None = None,
+        grace_period: Duration = DEFAULT_GRACE_PERIOD,
+        progress_interval: Duration = DEFAULT_PROGRESS_INTERVAL,
+        retention: Duration | None = DEFAULT_RETENTION,
+        rescue_interval: Duration | None = None,
+    ) -> WorkerSettings:
+        """The settings :class:`Worker` takes (same names, same defaults), checked.
+
+        Raises
+        ------
+        InvalidJobError
+            When a setting is out of range, the registry is empty or has no handler for a
+            type of ``job_types``, or the stale timeout is under three heartbeat intervals.
+        ModelError
+            When ``model`` is not a mapped :class:`~sqla_jobqueue.model.JobMixin` model.
+        """
+        if not isinstance(registry, Registry):
+            raise InvalidJobError(f"registry must be a Registry, got {type(registry).__name__}")
+        if not len(registry):
+            raise InvalidJobError("the registry has no handlers")
+        _job_table(model)
+        types = registry.job_types if job_types is None else check_job_types(job_types) or []
+        unknown = [t for t in types if t not in registry]
+        if unknown:
+            raise InvalidJobError(
+                f"no handler registered for job types {unknown}; registered are "
+                f"{registry.job_types}"
+            )
+        slots = _positive_int(concurrency, "concurrency")
+        batch = _positive_int(slots if batch_size is None else batch_size, "batch_size")
+        if batch > slots:
+            log.info(
+                "batch_size %d is more than concurrency %d: a claim never takes more jobs "
+                "than there are free slots, so at most %d", batch, slots, slots,
+            )  # fmt: skip
+            batch = slots
+        heartbeat = _seconds(heartbeat_interval, "heartbeat_interval")
+        stale = _seconds(stale_timeout, "stale_timeout")
+        if stale < 3 * heartbeat:
+            raise InvalidJobError(
+                f"stale_timeout ({stale}s) must be at least three heartbeat intervals "
+                f"({heartbeat}s each), or live workers' jobs would be rescued"
+            )
+        identity = worker_id or default_worker_id()
+        check.check_text(identity, "worker_id", 100)
+        return cls(
+            job_types=types,
+            concurrency=slots,
+            batch_size=batch,
+            poll_interval=_seconds(poll_interval, "poll_interval"),
+            heartbeat_interval=heartbeat,
+            stale_timeout=stale,
+            grace_period=_seconds(grace_period, "grace_period", allow_zero=True),
+            progress_interval=_seconds(progress_interval, "progress_interval"),
+            rescue_interval=(
+                stale / 4
+                if rescue_interval is None
+                else _seconds(rescue_interval, "rescue_interval")
+            ),
+            retention=None if retention is None else _seconds(retention, "retention"),
+            worker_id=identity,
+        )
 
 
 @dataclass
@@ -314,66 +415,45 @@ class Worker:
             raise InvalidJobError(
                 f"Worker needs an Engine or a sessionmaker, got {type(bind).__name__}"
             )
-        if not isinstance(registry, Registry):
-            raise InvalidJobError(f"registry must be a Registry, got {type(registry).__name__}")
-        if not len(registry):
-            raise InvalidJobError("the registry has no handlers")
+        settings = WorkerSettings.check(
+            registry,
+            model=model,
+            job_types=job_types,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            heartbeat_interval=heartbeat_interval,
+            stale_timeout=stale_timeout,
+            worker_id=worker_id,
+            grace_period=grace_period,
+            progress_interval=progress_interval,
+            retention=retention,
+            rescue_interval=rescue_interval,
+        )
         self.registry = registry
         # Looked up for every job claimed (the registry's lookup costs a method call); a
         # registry only grows, and a type registered later is found in it on first use.
         self._handlers = {job_type: registry[job_type] for job_type in registry}
-        table = getattr(model, "__table__", None)
-        if not isinstance(table, Table) or not is_job_table(table):
-            raise ModelError(f"{model!r} is not a mapped JobMixin model")
         self.model = model
-        self.table: Table = table
-        if job_types is None:
-            self.job_types: list[str] | None = registry.job_types
-        else:
-            types = check_job_types(job_types) or []
-            unknown = [t for t in types if t not in registry]
-            if unknown:
-                raise InvalidJobError(
-                    f"no handler registered for job types {unknown}; registered are "
-                    f"{registry.job_types}"
-                )
-            self.job_types = types
-        self.concurrency = _positive_int(concurrency, "concurrency")
-        self.batch_size = _positive_int(
-            self.concurrency if batch_size is None else batch_size, "batch_size"
-        )
-        if self.batch_size > self.concurrency:
-            log.info(
-                "batch_size %d is more than concurrency %d: a claim never takes more jobs "
-                "than there are free slots, so at most %d", self.batch_size,
-                self.concurrency, self.concurrency,
-            )  # fmt: skip
-            self.batch_size = self.concurrency
-        self.poll_interval = _seconds(poll_interval, "poll_interval")
-        self.heartbeat_interval = _seconds(heartbeat_interval, "heartbeat_interval")
-        stale = _seconds(stale_timeout, "stale_timeout")
-        if stale < 3 * self.heartbeat_interval:
-            raise InvalidJobError(
-                f"stale_timeout ({stale}s) must be at least three heartbeat intervals "
-                f"({self.heartbeat_interval}s each), or live workers' jobs would be rescued"
-            )
-        self.stale_timeout = stale
-        self.grace_period = _seconds(grace_period, "grace_period", allow_zero=True)
-        self.progress_interval = _seconds(progress_interval, "progress_interval")
-        self.worker_id = worker_id or default_worker_id()
-        check.check_text(self.worker_id, "worker_id", 100)
+        self.table: Table = _job_table(model)
+        self.job_types: list[str] | None = settings.job_types
+        self.concurrency = settings.concurrency
+        self.batch_size = settings.batch_size
+        self.poll_interval = settings.poll_interval
+        self.heartbeat_interval = settings.heartbeat_interval
+        self.stale_timeout = settings.stale_timeout
+        self.grace_period = settings.grace_period
+        self.progress_interval = settings.progress_interval
+        self.worker_id = settings.worker_id
         self.max_payload_bytes = max_payload_bytes
         self.listen = bool(listen)
         duties: list[Duty] = []
         if maintenance:
-            every = stale / 4
-            if rescue_interval is not None:
-                every = _seconds(rescue_interval, "rescue_interval")
-            duties.append(
-                Rescuer(model, RescuerConfig(timedelta(seconds=stale), timedelta(seconds=every)))
-            )
-            if retention is not None:
-                keep = timedelta(seconds=_seconds(retention, "retention"))
+            stale = timedelta(seconds=settings.stale_timeout)
+            every = timedelta(seconds=settings.rescue_interval)
+            duties.append(Rescuer(model, RescuerConfig(stale, every)))
+            if settings.retention is not None:
+                keep = timedelta(seconds=settings.retention)
                 duties.append(Pruner(model, PrunerConfig(retention=keep)))
         self.duties = duties
         self.stats = WorkerStats()

@@ -99,7 +99,7 @@ _T_SETTINGS = "tests/integration/test_worker_settings.py"
 _T_HANDLERS = "tests/integration/test_handlers.py"
 _T_PROCESSES = "tests/reliability/test_processes.py"
 _T_OPTIONS = "tests/acceptance/test_worker_options.py"
-_CLI = "sqla_jobqueue/cli.py"
+_CLI = "sqla_jobqueue/cli/worker.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     # ------------------------------------------------------------------ claiming
@@ -206,7 +206,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "cli-batch-size-ignored",
         _CLI,
-        '"batch_size": args.batch_size,',
+        '"batch_size": batch_size,',
         '"batch_size": None,',
         (f"{_T_OPTIONS}::test_batch_size_grace_period_and_log_level_act_as_documented",),
         "sqla-jobqueue worker --batch-size",
@@ -214,23 +214,23 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "cli-grace-period-ignored",
         _CLI,
-        '("poll_interval", "heartbeat_interval", "grace_period", "stale_timeout")',
-        '("poll_interval", "heartbeat_interval", "stale_timeout")',
+        '"grace_period": grace_period,',
+        '"grace_period": None,',
         (f"{_T_OPTIONS}::test_batch_size_grace_period_and_log_level_act_as_documented",),
         "sqla-jobqueue worker --grace-period",
     ),
     Mutant(
         "cli-poll-interval-ignored",
         _CLI,
-        '("poll_interval", "heartbeat_interval", "grace_period", "stale_timeout")',
-        '("heartbeat_interval", "grace_period", "stale_timeout")',
+        '"poll_interval": poll_interval,',
+        '"poll_interval": None,',
         (f"{_T_OPTIONS}::test_bad_worker_durations_get_one_line_and_exit_2",),
         "sqla-jobqueue worker --poll-interval",
     ),
     Mutant(
         "cli-log-level-ignored",
         _CLI,
-        "level=getattr(logging, args.log_level),",
+        "level=getattr(logging, log_level),",
         "level=logging.INFO,",
         (f"{_T_OPTIONS}::test_batch_size_grace_period_and_log_level_act_as_documented",),
         "sqla-jobqueue worker --log-level",

@@ -6,7 +6,8 @@ import traceback
 
 import pytest
 
-from sqla_jobqueue.cli import MAX_DURATION, duration_text, error_line, parse_duration
+from sqla_jobqueue.cli.output import error_line
+from sqla_jobqueue.cli.params import MAX_DURATION, duration_text, parse_duration
 
 
 @pytest.mark.parametrize("text", ["2s", "250ms", "1m", "1h30m", "7d", "1d2h3m4s5ms", "36600d"])

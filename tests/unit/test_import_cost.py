@@ -18,8 +18,8 @@ WORKER_SIDE = (
     "sqla_jobqueue.listener",
     "sqla_jobqueue.maintenance",
     "sqla_jobqueue.cli",
-    "sqla_jobqueue.live",
     "sqla_jobqueue.demo",
+    "click",
     "rich",
 )
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ARRAY, Engine, Uuid, any_, bindparam, func, literal, select
 from sqlalchemy.orm import Session
 
-from .model import HELD_STATUSES, Job, JobMixin, JobStatus
+from ..model import HELD_STATUSES, Job, JobMixin, JobStatus
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType

@@ -1,0 +1,181 @@
+"""``status`` and ``watch``: what the queue is doing, once or live."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import click
+from sqlalchemy import func, literal, select
+from sqlalchemy.orm import Session
+
+from ..maintenance.rescuer import DEFAULT_STALE_TIMEOUT
+from ..model import JobMixin, JobStatus
+from ..queue import JobQueue, stale_condition
+from .engine import open_database
+from .exits import EXIT_OK
+from .live import STATUSES, Snapshot, age_text, render_snapshot, repeatable_read, take_snapshot
+from .options import DatabaseOptions, database_options, json_option
+from .output import console, jsonable, print_json
+from .params import DURATION, NAMES, POSITIVE_INT, duration_text
+
+__all__ = ["status", "watch"]
+
+
+@click.command()
+@database_options
+@json_option
+@click.option(
+    "--stale-after",
+    type=DURATION,
+    default=DEFAULT_STALE_TIMEOUT,
+    metavar="DURATION",
+    help="a held job with no heartbeat for this long is stale (default 1m, as workers)",
+)
+def status(db: DatabaseOptions, as_json: bool, stale_after: timedelta) -> int:
+    """Counts by type and state, throughput, stale jobs."""
+    model = db.job_model()
+    printer = None if as_json else console()
+    with open_database(db) as engine, Session(engine) as session:
+        stats = JobQueue(session, model).stats()
+        last_minute = _finished_last_minute(session, model)
+        stale = session.execute(
+            select(func.count()).where(stale_condition(model, stale_after))
+        ).scalar_one()
+    totals = {state: stats.total(state) for state in STATUSES}
+    report = {
+        "counts": stats.counts,
+        "totals": totals,
+        "oldest_pending_age_seconds": jsonable(stats.oldest_pending_age),
+        "last_minute": last_minute,
+        "jobs_per_second": round(sum(last_minute.values()) / 60.0, 2),
+        "stale": int(stale),
+        "stale_after_seconds": stale_after.total_seconds(),
+    }
+    if printer is None:
+        print_json(report)
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title="Jobs by type and state", title_justify="left")
+    table.add_column("type", no_wrap=True)
+    for state in STATUSES:
+        table.add_column(state, justify="right")
+    for job_type in sorted(stats.counts):
+        by_status = stats.counts[job_type]
+        table.add_row(job_type, *(str(by_status.get(s, 0)) for s in STATUSES))
+    table.add_section()
+    table.add_row("total", *(str(totals[s]) for s in STATUSES), style="bold")
+    printer.print(table)
+    printer.print(
+        (
+            "No pending job is due. "
+            if stats.oldest_pending_age is None
+            else f"Oldest due pending job has waited {age_text(stats.oldest_pending_age)}. "
+        )
+        + f"Last minute: {last_minute['completed']} completed, {last_minute['failed']} failed "
+        f"({report['jobs_per_second']} jobs/s). "
+        f"Stale (no heartbeat for {age_text(stale_after)}): {report['stale']}"
+        + (f" — `{_recover_command(db, stale_after)}` returns them to pending." if stale else ".")
+    )
+    return EXIT_OK
+
+
+def _finished_last_minute(session: Session, model: type[JobMixin]) -> dict[str, int]:
+    now = func.statement_timestamp()
+    finished = {
+        JobStatus(state).value: int(count)
+        for state, count in session.execute(
+            select(model.status, func.count())
+            .where(
+                model.status.in_([JobStatus.COMPLETED.value, JobStatus.FAILED.value]),
+                model.completed_at >= now - literal(timedelta(minutes=1)),
+            )
+            .group_by(model.status)
+        )
+    }
+    return {"completed": finished.get("completed", 0), "failed": finished.get("failed", 0)}
+
+
+def _recover_command(db: DatabaseOptions, stale_after: timedelta) -> str:
+    """The ``recover`` that returns the jobs ``status`` counted as stale, with its options."""
+    words = ["sqla-jobqueue", "recover"]
+    if stale_after != DEFAULT_STALE_TIMEOUT:
+        words += ["--timeout", duration_text(stale_after)]
+    if db.app:
+        words += ["--app", db.app]
+    if db.model:
+        words += ["--model", db.model]
+    return " ".join(words)
+
+
+@click.command()
+@database_options
+@json_option
+@click.option(
+    "--interval",
+    type=DURATION,
+    default=timedelta(seconds=1),
+    metavar="DURATION",
+    help="time between refreshes (default 1s)",
+)
+@click.option(
+    "--count",
+    type=POSITIVE_INT,
+    metavar="N",
+    help="stop after N refreshes (default: until Ctrl-C)",
+)
+@click.option("--type", "job_types", type=NAMES, metavar="A,B", help="only these job types")
+@click.option(
+    "--limit", type=POSITIVE_INT, default=20, metavar="N", help="show at most N jobs (default 20)"
+)
+def watch(
+    db: DatabaseOptions,
+    as_json: bool,
+    interval: timedelta,
+    count: int | None,
+    job_types: list[str] | None,
+    limit: int,
+) -> int:
+    """Live progress bars of running jobs until Ctrl-C."""
+    model = db.job_model()
+    printer = None if as_json else console()
+    title = "sqla-jobqueue watch (Ctrl-C to stop)"
+    with open_database(db) as engine:
+
+        def frame() -> Snapshot:
+            with Session(repeatable_read(engine)) as session:
+                return take_snapshot(session, model, job_types=job_types, limit=limit)
+
+        if printer is None:
+            _every(interval, count, lambda: print_json(frame().as_json()))
+        elif not printer.is_terminal:
+            # Piped output gets every frame in full, one after the other.
+            _every(
+                interval,
+                count,
+                lambda: printer.print(render_snapshot(frame(), title=title, width=printer.width)),
+            )
+        else:
+            from rich.live import Live
+
+            with Live(console=printer, auto_refresh=False, transient=False) as live:
+                _every(
+                    interval,
+                    count,
+                    lambda: live.update(
+                        render_snapshot(frame(), title=title, width=printer.width), refresh=True
+                    ),
+                )
+    return EXIT_OK
+
+
+def _every(interval: timedelta, count: int | None, refresh: Callable[[], None]) -> None:
+    """Call ``refresh`` ``count`` times (forever for None), ``interval`` apart."""
+    refreshes = 0
+    while count is None or refreshes < count:
+        if refreshes:
+            time.sleep(interval.total_seconds())
+        refresh()
+        refreshes += 1

@@ -1,0 +1,135 @@
+"""``worker``: run the handlers of the application's registry until SIGTERM or Ctrl-C.
+
+Every setting is checked (:meth:`sqla_jobqueue.worker.WorkerSettings.check`) before a
+database is opened: bad settings never start, nor initialise, the embedded server.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+from datetime import timedelta
+from typing import Any
+
+import click
+from sqlalchemy.exc import DBAPIError
+
+from ..errors import JobQueueError
+from .engine import open_database
+from .exits import BadInput
+from .imports import load_registry
+from .options import DatabaseOptions, database_options
+from .params import DURATION, NAMES, POSITIVE_INT
+
+__all__ = ["worker"]
+
+
+@click.command()
+@database_options
+@click.argument("target", metavar="TARGET")
+@click.option(
+    "--concurrency", type=POSITIVE_INT, default=4, metavar="N", help="jobs run at once (default 4)"
+)
+@click.option(
+    "--types",
+    "job_types",
+    type=NAMES,
+    metavar="A,B",
+    help="only these job types (default: every type in the registry)",
+)
+@click.option(
+    "--batch-size",
+    type=POSITIVE_INT,
+    metavar="N",
+    help="most jobs claimed at once (default: free slots)",
+)
+@click.option(
+    "--poll-interval",
+    type=DURATION,
+    metavar="DURATION",
+    help="look for due jobs at least this often (LISTEN wakes it sooner)",
+)
+@click.option(
+    "--grace-period",
+    type=DURATION,
+    metavar="DURATION",
+    help="on SIGTERM, how long running jobs may take to finish (default 30s)",
+)
+@click.option(
+    "--heartbeat-interval",
+    type=DURATION,
+    metavar="DURATION",
+    help="how often running jobs' heartbeat is refreshed (default 10s)",
+)
+@click.option(
+    "--stale-timeout",
+    type=DURATION,
+    metavar="DURATION",
+    help="heartbeat age after which a job is rescued (default 1m); at least three "
+    "heartbeat intervals, so under 30s needs a shorter --heartbeat-interval",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    help="default INFO",
+)
+def worker(
+    db: DatabaseOptions,
+    target: str,
+    concurrency: int,
+    job_types: list[str] | None,
+    batch_size: int | None,
+    poll_interval: timedelta | None,
+    grace_period: timedelta | None,
+    heartbeat_interval: timedelta | None,
+    stale_timeout: timedelta | None,
+    log_level: str,
+) -> int:
+    """Run jobs with the handlers of a registry.
+
+    TARGET is your registry as module:attribute, e.g. myapp.jobs:registry.
+    """
+    from ..worker import Worker, WorkerSettings
+
+    registry = load_registry(target)
+    unknown = [t for t in job_types or () if t not in registry]
+    if unknown:
+        raise BadInput(
+            f"--types names {', '.join(unknown)}, which {target} has no handler for; "
+            f"it handles {', '.join(registry.job_types)}"
+        )
+    durations = {
+        "poll_interval": poll_interval,
+        "heartbeat_interval": heartbeat_interval,
+        "grace_period": grace_period,
+        "stale_timeout": stale_timeout,
+    }
+    options: dict[str, Any] = {
+        "model": db.job_model(),
+        "job_types": job_types,
+        "concurrency": concurrency,
+        "batch_size": batch_size,
+        **{name: value for name, value in durations.items() if value is not None},
+    }
+    WorkerSettings.check(registry, **options)
+    logging.basicConfig(
+        level=getattr(logging, log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    with open_database(db, pool_size=concurrency + 3) as engine:
+        running = Worker(engine, registry, **options)
+        # This process only runs the worker: keep what start-up built (modules, models, the
+        # registry) out of the collector's full passes, which otherwise walk it all again
+        # every few thousand jobs (about a quarter of a no-op job's CPU, docs/benchmarks.md).
+        gc.collect()
+        gc.freeze()
+        try:
+            return running.run()
+        except JobQueueError as error:
+            if isinstance(error.__cause__, DBAPIError):
+                # A missing table: told like every other command's, with the --model hint.
+                raise error.__cause__ from None
+            raise

@@ -1,0 +1,111 @@
+"""``WorkerSettings.check``: how ``sqla-jobqueue worker`` checks its options before any
+database exists, and what a :class:`Worker` runs with."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine
+
+from sqla_jobqueue.errors import InvalidJobError, ModelError
+from sqla_jobqueue.handlers import JobContext, Registry
+from sqla_jobqueue.model import Priority
+from sqla_jobqueue.worker import Worker, WorkerSettings
+
+registry = Registry()
+
+
+@registry.handler("a")
+def handle_a(ctx: JobContext) -> None:
+    pass
+
+
+@registry.handler("b")
+def handle_b(ctx: JobContext) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "message"),
+    [
+        ({"concurrency": 0}, InvalidJobError, "concurrency must be at least 1"),
+        ({"batch_size": -1}, InvalidJobError, "batch_size must be at least 1"),
+        ({"job_types": ["a", "c"]}, InvalidJobError, "no handler registered for job types"),
+        ({"poll_interval": 0}, InvalidJobError, "poll_interval must be positive"),
+        ({"grace_period": -1}, InvalidJobError, "grace_period must be zero or more"),
+        ({"stale_timeout": 20}, InvalidJobError, "at least three heartbeat intervals"),
+        (
+            {"heartbeat_interval": timedelta(seconds=10), "stale_timeout": 29},
+            InvalidJobError,
+            "at least three heartbeat intervals",
+        ),
+        ({"retention": 0}, InvalidJobError, "retention must be positive"),
+        ({"model": Priority}, ModelError, "is not a mapped JobMixin model"),
+    ],
+)
+def test_bad_settings_are_refused_without_a_database(
+    settings: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        WorkerSettings.check(registry, **settings)
+
+
+def test_an_empty_registry_is_refused() -> None:
+    with pytest.raises(InvalidJobError, match="the registry has no handlers"):
+        WorkerSettings.check(Registry())
+
+
+def test_the_settings_a_worker_runs_with() -> None:
+    settings = WorkerSettings.check(registry, concurrency=4, batch_size=10, stale_timeout=60)
+    assert settings.job_types == ["a", "b"], "every type of the registry by default"
+    assert settings.batch_size == 4, "a claim never takes more jobs than there are slots"
+    assert settings.rescue_interval == 15.0, "a quarter of the stale timeout by default"
+    assert settings.worker_id.count(":") == 2, "host:pid:random by default"
+
+
+@pytest.fixture
+def unconnected() -> Iterator[Engine]:
+    """An engine that never connects: building a Worker opens no connection."""
+    engine = create_engine("postgresql+psycopg://")
+    yield engine
+    engine.dispose()
+
+
+def test_a_worker_runs_with_what_the_check_returns(unconnected: Engine) -> None:
+    options: dict[str, Any] = {
+        "job_types": ["b"],
+        "concurrency": 3,
+        "batch_size": 2,
+        "poll_interval": timedelta(milliseconds=250),
+        "heartbeat_interval": 2,
+        "stale_timeout": timedelta(seconds=9),
+        "grace_period": 0,
+        "worker_id": "host:1:ab",
+    }
+    settings = WorkerSettings.check(registry, **options)
+    worker = Worker(unconnected, registry, **options)
+    assert (
+        worker.job_types,
+        worker.concurrency,
+        worker.batch_size,
+        worker.poll_interval,
+        worker.heartbeat_interval,
+        worker.stale_timeout,
+        worker.grace_period,
+        worker.progress_interval,
+        worker.worker_id,
+    ) == (
+        settings.job_types,
+        settings.concurrency,
+        settings.batch_size,
+        settings.poll_interval,
+        settings.heartbeat_interval,
+        settings.stale_timeout,
+        settings.grace_period,
+        settings.progress_interval,
+        settings.worker_id,
+    )
+    assert (settings.batch_size, settings.poll_interval, settings.stale_timeout) == (2, 0.25, 9.0)

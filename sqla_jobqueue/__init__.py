@@ -2,13 +2,15 @@
 
 Map :class:`JobMixin` onto your declarative base (or use the ready :class:`Job`), let
 Alembic create the table and the claim function, and enqueue through a :class:`JobQueue`
-bound to your session, in the same transaction as your own writes.
+bound to your session (an :class:`AsyncJobQueue` bound to an ``AsyncSession``), in the
+same transaction as your own writes.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .aqueue import AsyncJobQueue
 from .backoff import Backoff
 from .handlers import Cancel, JobContext, Registry, Retry
 from .model import Job, JobMixin, JobStatus, Priority, metadata
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from .worker import Worker
 
 __all__ = [
+    "AsyncJobQueue",
     "Backoff",
     "Cancel",
     "Job",

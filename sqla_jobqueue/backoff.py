@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, func, literal
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy import ColumnElement, Float, Integer, bindparam, func
 
 from .errors import InvalidJobError
 
-__all__ = ["DEFAULT_BACKOFF", "Backoff"]
+__all__ = ["DEFAULT_BACKOFF", "Backoff", "sql_delay"]
 
 
 @dataclass(frozen=True)
@@ -69,25 +68,34 @@ class Backoff:
         draw = (rng or random).random()
         return shortest + (longest - shortest) * draw
 
-    def sql_delay(
-        self, attempts: ColumnElement[int] | InstrumentedAttribute[int]
-    ) -> ColumnElement[Any]:
-        """The same delay as a SQL interval, computed from the row's ``attempts``."""
+    def sql_params(self) -> dict[str, float | int]:
+        """The bind parameters of :func:`sql_delay` for this backoff."""
+        base = self.base.total_seconds()
         cap = self.cap.total_seconds()
-        exponent = func.greatest(attempts - 1, 0)
         # Capping the exponent first keeps power() finite for any attempts count.
         max_exponent = (
-            math.log(cap / self.base.total_seconds(), self.factor) + 1
-            if (self.base.total_seconds() > 0 and self.factor > 1)
-            else 0
+            math.log(cap / base, self.factor) + 1 if (base > 0 and self.factor > 1) else 0
         )
-        grown = literal(self.base.total_seconds(), Float) * func.power(
-            literal(self.factor, Float), func.least(exponent, literal(math.ceil(max_exponent)))
-        )
-        seconds = func.least(literal(cap, Float), grown) * (
-            1 - literal(self.jitter, Float) * func.random()
-        )
-        return func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+        return {
+            "p_backoff_base": base,
+            "p_backoff_factor": float(self.factor),
+            "p_backoff_cap": cap,
+            "p_backoff_jitter": float(self.jitter),
+            "p_backoff_max_exponent": math.ceil(max_exponent),
+        }
+
+
+def sql_delay(attempts: ColumnElement[int]) -> ColumnElement[Any]:
+    """A :class:`Backoff`'s delay as a SQL interval, computed from the row's ``attempts``;
+    the backoff travels as the parameters of :meth:`Backoff.sql_params`."""
+
+    def param(name: str, type_: Any = None) -> Any:
+        return bindparam(f"p_backoff_{name}", type_=type_ or Float())
+
+    exponent = func.least(func.greatest(attempts - 1, 0), param("max_exponent", Integer()))
+    grown = param("base") * func.power(param("factor"), exponent)
+    seconds = func.least(param("cap"), grown) * (1 - param("jitter") * func.random())
+    return func.make_interval(0, 0, 0, 0, 0, 0, seconds)
 
 
 DEFAULT_BACKOFF = Backoff()

@@ -45,16 +45,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from .database import sqlalchemy_url
 from .errors import InvalidJobError, JobQueueError
 from .handlers import Cancel, JobContext, Registry, Retry
-from .leases import LeaseStatements
 from .model import JobMixin, JobStatus
-from .queue import JobQueue, default_worker_id
+from .plans import default_worker_id
+from .queue import JobQueue
+from .statements import loading
 from .worker import failure_text
 
 __all__ = [
@@ -248,16 +249,13 @@ def enqueued(
     status:
         Only jobs in this status (``"pending"``, ``JobStatus.COMPLETED``...).
     """
-    statement = select(model).order_by(model.created_at, model.id)
-    if job_type is not None:
-        statement = statement.where(model.job_type == job_type)
-    if status is not None:
-        try:
-            statement = statement.where(model.status == JobStatus(status))
-        except ValueError:
-            known = ", ".join(s.value for s in JobStatus)
-            raise InvalidJobError(f"{status!r} is not a job status; one of {known}") from None
-    return list(session.scalars(statement))
+    try:
+        chosen = None if status is None else JobStatus(status)
+    except ValueError:
+        known = ", ".join(s.value for s in JobStatus)
+        raise InvalidJobError(f"{status!r} is not a job status; one of {known}") from None
+    listing = JobQueue(session, model).statements.listing(job_type, chosen)
+    return list(session.scalars(*loading(model, listing)))
 
 
 def run_jobs(
@@ -315,7 +313,6 @@ def run_jobs(
         raise InvalidJobError(f"limit must be a positive int, got {limit!r}")
     worker_id = default_worker_id()
     queue = JobQueue(session, model, worker_id=worker_id)
-    leases = LeaseStatements(queue.table, worker_id)
     ran: list[J] = []
     while limit is None or len(ran) < limit:
         if limit is None and len(ran) >= RUNAWAY_ATTEMPTS:
@@ -327,11 +324,11 @@ def run_jobs(
         claimed = queue.claim(types, batch_size=1)
         if not claimed:
             break
-        ran.append(_run_one(queue, leases, registry, queue.start(claimed[0])))
+        ran.append(_run_one(queue, worker_id, registry, queue.start(claimed[0])))
     return ran
 
 
-def _run_one(queue: JobQueue[J], leases: LeaseStatements, registry: Registry, job: J) -> J:
+def _run_one(queue: JobQueue[J], worker_id: str, registry: Registry, job: J) -> J:
     """One attempt of a started job, recorded as a worker records it."""
     session = queue.session
     spec = registry[job.job_type]
@@ -341,7 +338,7 @@ def _run_one(queue: JobQueue[J], leases: LeaseStatements, registry: Registry, jo
         data=job.data,
         attempt=job.attempts,
         max_attempts=job.max_attempts,
-        worker_id=leases.worker_id,
+        worker_id=worker_id,
         session_factory=lambda: session,
     )
     savepoint = session.begin_nested()
@@ -354,10 +351,11 @@ def _run_one(queue: JobQueue[J], leases: LeaseStatements, registry: Registry, jo
         savepoint.commit()
     except Retry as request:
         savepoint.rollback()
-        leases.snooze(session.connection(), job.id, ctx.attempt, request.after)
+        session.execute(*queue.statements.snooze(job.id, worker_id, ctx.attempt, request.after))
     except Cancel as request:
         savepoint.rollback()
-        leases.cancel(session.connection(), job.id, ctx.attempt, request.reason)
+        cancel = queue.statements.cancel_held(job.id, worker_id, ctx.attempt, request.reason)
+        session.execute(*cancel)
     except Exception as exc:
         if savepoint.is_active:
             savepoint.rollback()

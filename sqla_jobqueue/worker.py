@@ -15,7 +15,7 @@ How it works (the guarantees are stated in ``docs/reliability.md``):
   highest priority first, with one ``UPDATE … FOR NO KEY UPDATE SKIP LOCKED`` statement that
   also marks them ``running``: every claimed job starts on a free thread at once, so the
   worker never holds a job it is not running, and a crash charges an attempt to exactly the
-  jobs that were running (see :mod:`sqla_jobqueue.leases`). While claims come back full,
+  jobs that were running (see :mod:`sqla_jobqueue.statements`). While claims come back full,
   each resumes after the last job the previous one took instead of scanning again from the
   start of the claim index, over the entries of jobs already taken; a claim that comes back
   short, and every ``poll_interval`` at the latest, starts from the beginning again.
@@ -68,7 +68,7 @@ from types import FrameType
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -81,13 +81,14 @@ from .errors import (
     ModelError,
 )
 from .handlers import Cancel, Handler, JobContext, Registry, Retry
-from .leases import Claimed, ClaimPosition, LeaseStatements
 from .listener import Listener
 from .maintenance import Duty, Pruner, PrunerConfig, Rescuer, RescuerConfig
 from .maintenance.pruner import DEFAULT_RETENTION
 from .maintenance.rescuer import DEFAULT_STALE_TIMEOUT
 from .model import Job, JobMixin, JobStatus, is_job_table
-from .queue import JobQueue, check_job_types, default_worker_id
+from .plans import check_job_types, default_worker_id
+from .queue import JobQueue
+from .statements import Bound, Claimed, ClaimPosition, JobStatements, driver_sql
 
 __all__ = ["Worker", "WorkerSettings", "WorkerStats", "load_registry"]
 
@@ -458,7 +459,7 @@ class Worker:
         self.stats = WorkerStats()
         self.listener: Listener | None = None
 
-        self._leases = LeaseStatements(self.table, self.worker_id)
+        self._statements = JobStatements.of(self.table)
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._connection: Connection | None = None
         self._uncertain = False
@@ -602,7 +603,7 @@ class Worker:
         while True:
             try:
                 with self.engine.connect() as connection:
-                    connection.execute(select(self.table.c.id).limit(0))
+                    connection.execute(*self._statements.probe())
                 break
             except ProgrammingError as exc:
                 raise JobQueueError(
@@ -800,16 +801,12 @@ class Worker:
             with self._write_lock:
                 if more:
                     with self.engine.connect() as connection, connection.begin():
-                        done, claimed = self._leases.complete_and_claim(
-                            connection, *arrays, want, self.job_types, self._resume_after
-                        )
+                        done, claimed = self._complete_and_claim(connection, *arrays, want)
                         again = self._record(connection, pending)
                 else:
                     connection = self._round_connection()
                     try:
-                        done, claimed = self._leases.complete_and_claim(
-                            connection, *arrays, want, self.job_types, self._resume_after
-                        )
+                        done, claimed = self._complete_and_claim(connection, *arrays, want)
                     except BaseException:
                         self._close_round_connection()
                         raise
@@ -854,12 +851,55 @@ class Worker:
             with contextlib.suppress(Exception):
                 connection.close()
 
+    def _complete_and_claim(
+        self,
+        connection: Connection,
+        ids: list[uuid.UUID],
+        attempts: list[int],
+        results: list[str | None],
+        stages: list[str | None],
+        events: list[int],
+        want: int,
+    ) -> tuple[list[uuid.UUID], list[Claimed]]:
+        """Run a round (:meth:`JobStatements.complete_and_claim`); return the ids completed
+        and the jobs claimed, in claim order."""
+        bound = self._statements.complete_and_claim(
+            self.worker_id, ids, attempts, results, stages, events, want, self.job_types,
+            self._resume_after,
+        )  # fmt: skip
+        done: list[uuid.UUID] = []
+        claimed: list[Claimed] = []
+        for row in self._driver_rows(connection, bound):
+            if row[0]:
+                done.append(row[1])
+            else:
+                claimed.append(Claimed._make(row[1:]))
+        return done, claimed
+
+    @staticmethod
+    def _driver_rows(connection: Connection, bound: Bound) -> Sequence[Any]:
+        """Run ``bound`` and return the driver's own rows.
+
+        These columns need no processing, and on the hot path building SQLAlchemy rows
+        costs more per job than anything else but the database. The statement still runs
+        through SQLAlchemy (its events, logging, error wrapping and invalidation of a lost
+        connection).
+        """
+        sql, compiled = driver_sql(connection.dialect, bound.statement)
+        result = connection.exec_driver_sql(sql, compiled.construct_params(bound.params))
+        try:
+            rows: Sequence[Any] = result.cursor.fetchall()
+        finally:
+            result.close()
+        return rows
+
     def _give_back_unknown(self) -> None:
         """Give back the jobs the database says this worker holds but it is not running."""
         with self._lock:
             known = list(self._active)
         with self._write_lock, self._autocommit.connect() as connection:
-            given = self._leases.give_back(connection, known)
+            bound = self._statements.give_back(self.worker_id, known)
+            given = list(connection.execute(*bound).scalars())
         if given:
             log.warning("gave back %d jobs claimed by a round whose answer was lost: %s",
                         len(given), ", ".join(map(str, given)))  # fmt: skip
@@ -873,17 +913,11 @@ class Worker:
         completed. Any other refusal stays lost. Only the accounting depends on this
         read, so a failure to read leaves them lost.
         """
-        c = self.table.c
         attempts = {o.run.ctx.job_id: o.run.ctx.attempt for o in refused}
         try:
             with self.engine.connect() as connection:
-                rows = connection.execute(
-                    select(c.id, c.status, c.attempts).where(
-                        c.id.in_(list(attempts)),
-                        c.worker_id == self.worker_id,
-                        c.status.in_([JobStatus.COMPLETED.value, JobStatus.CANCELLED.value]),
-                    )
-                ).all()
+                settled = self._statements.settled(self.worker_id, list(attempts))
+                rows = connection.execute(*settled).all()
         except DBAPIError as exc:
             log.warning("could not read why %d outcomes were refused (%s); counted as lost",
                         len(refused), _first_line(exc.orig or exc))  # fmt: skip
@@ -937,22 +971,24 @@ class Worker:
     def _record_one(self, connection: Any, outcome: _Outcome) -> str:
         ctx = outcome.run.ctx
         if outcome.kind == _FAILED:
-            # The savepoint is ours: the session neither commits nor ends it.
-            with Session(bind=connection, join_transaction_mode="rollback_only") as session:
-                job = JobQueue(session, self.model, worker_id=self.worker_id).fail(
-                    ctx.job_id,
-                    outcome.error or "failed",
-                    backoff=outcome.run.spec.retry,
-                    retry_in=outcome.after,
-                    attempt=ctx.attempt,
-                )
-                return JobStatus(job.status).value
+            failed = self._statements.fail(
+                ctx.job_id,
+                self.worker_id,
+                ctx.attempt,
+                outcome.error or "failed",
+                retry_in=outcome.after,
+                backoff=outcome.run.spec.retry,
+            )
+            row = connection.execute(*failed).first()
+            return _LOST if row is None else JobStatus(row.status).value
         if outcome.kind == _RETRY:
             after = outcome.after or timedelta(0)
-            held = self._leases.snooze(connection, ctx.job_id, ctx.attempt, after)
+            snooze = self._statements.snooze(ctx.job_id, self.worker_id, ctx.attempt, after)
+            held = connection.execute(*snooze).first() is not None
             return JobStatus.PENDING.value if held else _LOST
         reason = outcome.error or "cancelled by its handler"
-        held = self._leases.cancel(connection, ctx.job_id, ctx.attempt, reason)
+        cancel = self._statements.cancel_held(ctx.job_id, self.worker_id, ctx.attempt, reason)
+        held = connection.execute(*cancel).first() is not None
         return JobStatus.CANCELLED.value if held else _LOST
 
     def _dispatch(self, claimed: list[Claimed]) -> None:
@@ -1155,7 +1191,7 @@ class Worker:
                 try:
                     if connection is None:
                         connection = self._autocommit.connect()
-                    self._leases.heartbeat(connection, ids)
+                    connection.execute(*self._statements.heartbeat_unlocked(self.worker_id, ids))
                     backoff = 0.0
                 except Exception as exc:
                     if connection is not None:
@@ -1195,7 +1231,8 @@ class Worker:
             # Under the write lock: a statement that locks many jobs' rows never runs
             # beside the dispatcher's round, which locks some of the same rows.
             with self._write_lock, self._autocommit.connect() as connection:
-                held = self._leases.write_progress(connection, *columns)
+                bound = self._statements.write_progress(self.worker_id, *columns)
+                held = {row[0] for row in self._driver_rows(connection, bound)}
         except Exception:
             for ctx, (_, _, events) in reports:
                 ctx.give_back_events(events)

@@ -8,7 +8,7 @@ the tests start import the mutated package too). It prints one line per mutant::
 
     caught    claim-skip-locked        tests/integration/test_claim_never_waits.py::...
     SURVIVED  claim-order-age          -
-    STALE     fence-complete-attempt   sqla_jobqueue/leases.py: original text not found
+    STALE     fence-complete-attempt   sqla_jobqueue/statements/base.py: original text not found
 
 A mutant whose original text is missing (or no longer unique) is reported as STALE, never
 skipped: the code moved, and the mutant must be rewritten against its new place.
@@ -80,8 +80,12 @@ class Mutant:
     slow: tuple[str, ...] = ()
 
 
-_Q = "sqla_jobqueue/queue.py"
-_L = "sqla_jobqueue/leases.py"
+_CLAIM = "sqla_jobqueue/statements/claim.py"
+_FENCE = "sqla_jobqueue/statements/fence.py"
+_BATCH = "sqla_jobqueue/statements/base.py"
+_CHANGE = "sqla_jobqueue/statements/transitions.py"
+_HELD = "sqla_jobqueue/statements/held.py"
+_MAINTAIN = "sqla_jobqueue/statements/maintenance.py"
 _W = "sqla_jobqueue/worker.py"
 _B = "sqla_jobqueue/backoff.py"
 _SQL = "sqla_jobqueue/sql/job_queue/v1/install.sql"
@@ -101,7 +105,7 @@ MUTANTS: tuple[Mutant, ...] = (
     # ------------------------------------------------------------------ claiming
     Mutant(
         "claim-priority-ascending",
-        _Q,
+        _CLAIM,
         ".order_by(c.priority.desc(), c.created_at, c.id)",
         ".order_by(c.priority, c.created_at, c.id)",
         (f"{_T_QUEUE}::test_claim_takes_highest_priority_then_oldest",),
@@ -109,7 +113,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "claim-newest-first",
-        _Q,
+        _CLAIM,
         ".order_by(c.priority.desc(), c.created_at, c.id)",
         ".order_by(c.priority.desc(), c.created_at.desc(), c.id)",
         (f"{_T_QUEUE}::test_claims_of_one_take_the_oldest_by_created_at_first",),
@@ -117,7 +121,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "claim-by-id-not-age",
-        _Q,
+        _CLAIM,
         ".order_by(c.priority.desc(), c.created_at, c.id)",
         ".order_by(c.priority.desc(), c.id)",
         (f"{_T_QUEUE}::test_claims_of_one_take_the_oldest_by_created_at_first",),
@@ -125,7 +129,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "claim-not-due",
-        _Q,
+        _CLAIM,
         "            c.run_at <= func.statement_timestamp(),\n",
         "",
         (f"{_T_QUEUE}::test_claim_waits_for_run_at",),
@@ -133,7 +137,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "claim-no-attempts-left",
-        _Q,
+        _CLAIM,
         "            c.attempts < c.max_attempts,\n",
         "            c.attempts <= c.max_attempts,\n",
         (f"{_T_QUEUE}::test_claim_skips_jobs_without_attempts_left",),
@@ -141,7 +145,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "claim-skip-locked",
-        _Q,
+        _CLAIM,
         ".with_for_update(skip_locked=True, key_share=True)",
         ".with_for_update(skip_locked=False, key_share=True)",
         (
@@ -152,7 +156,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "claim-for-update",
-        _Q,
+        _CLAIM,
         ".with_for_update(skip_locked=True, key_share=True)",
         ".with_for_update(skip_locked=True, key_share=False)",
         (f"{_T_WAITS}::test_a_claimed_job_does_not_block_inserts_that_reference_it",),
@@ -256,9 +260,13 @@ MUTANTS: tuple[Mutant, ...] = (
     # ------------------------------------------------------------------ transitions
     Mutant(
         "transition-any-status",
-        _Q,
-        "conditions = [model.id == job_id, model.status.in_(allowed)]",
-        "conditions = [model.id == job_id]",
+        _FENCE,
+        "        conditions.append(\n"
+        "            c.status == status_literal(statuses[0])\n"
+        "            if len(statuses) == 1\n"
+        "            else c.status.in_(status_literals(statuses))\n"
+        "        )\n",
+        "",
         (
             f"{_T_QUEUE}::test_transitions_from_the_wrong_state_are_refused",
             f"{_T_RECORD}::test_a_refused_transition_writes_nothing",
@@ -267,9 +275,9 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "fence-queue-worker",
-        _Q,
-        "            conditions.append(model.worker_id == expected_worker)\n",
-        "            pass\n",
+        _CHANGE,
+        "worker_id=self._worker if worker else None,",
+        "worker_id=None,",
         (
             f"{_T_QUEUE}::test_a_stale_worker_cannot_complete_a_rescued_job",
             f"{_T_FENCES}::test_a_stale_outcome_never_lands[fail-other_worker]",
@@ -279,9 +287,9 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "fence-queue-attempt",
-        _Q,
-        "            conditions.append(model.attempts == expected_attempt)\n",
-        "            pass\n",
+        _CHANGE,
+        'attempt=param("p_attempt", Integer()) if attempt else None,',
+        "attempt=None,",
         (
             f"{_T_FENCES}::test_a_stale_outcome_never_lands[fail-same_worker_id]",
             f"{_T_FENCES}::test_a_stale_outcome_never_lands[ctx.session-same_worker_id]",
@@ -290,25 +298,25 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "fail-spent-one-late",
-        _Q,
-        "spent = model.attempts >= model.max_attempts\n",
-        "spent = model.attempts > model.max_attempts\n",
+        _CHANGE,
+        "spent = c.attempts >= c.max_attempts\n",
+        "spent = c.attempts > c.max_attempts\n",
         (f"{_T_QUEUE}::test_fail_retries_with_backoff_then_fails_and_retry_revives",),
         "a job fails for good after max_attempts",
     ),
     Mutant(
         "rescue-charges-unstarted",
-        _Q,
-        "(never_started, func.greatest(model.attempts - 1, 0)),",
-        "(never_started, model.attempts),",
+        _MAINTAIN,
+        "(never_started, func.greatest(c.attempts - 1, 0)),",
+        "(never_started, c.attempts),",
         (f"{_T_QUEUE}::test_recover_stale_returns_jobs_and_refunds_unstarted_ones",),
         "a rescued job that never started gets its attempt back",
     ),
     Mutant(
         "rescue-never-fails-poison",
-        _Q,
-        "spent = and_(~never_started, model.attempts >= model.max_attempts)",
-        "spent = and_(~never_started, model.attempts > model.max_attempts)",
+        _MAINTAIN,
+        "spent = and_(~never_started, c.attempts >= c.max_attempts)",
+        "spent = and_(~never_started, c.attempts > c.max_attempts)",
         (f"{_T_QUEUE}::test_recover_stale_returns_jobs_and_refunds_unstarted_ones",),
         "a job that keeps killing workers ends failed after max_attempts",
         slow=(
@@ -318,35 +326,35 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "stale-by-claim-time",
-        _Q,
-        "func.coalesce(model.heartbeat_at, model.claimed_at)",
-        "model.claimed_at",
+        _FENCE,
+        "func.coalesce(c.heartbeat_at, c.claimed_at)",
+        "c.claimed_at",
         ("tests/integration/test_worker.py::test_a_long_job_of_a_live_worker_is_never_rescued",),
         "a live worker's long job is never rescued",
     ),
     Mutant(
         "prune-pending",
-        _Q,
-        "            model.status.in_(FINISHED_STATUSES),\n"
-        "            model.completed_at < func.statement_timestamp()",
-        "            func.coalesce(model.completed_at, model.created_at)\n"
-        "            < func.statement_timestamp()",
+        _MAINTAIN,
+        "                c.status.in_(status_literals(FINISHED_STATUSES)),\n"
+        "                c.completed_at < self._now",
+        "                func.coalesce(c.completed_at, c.created_at) < self._now",
         (f"{_T_RECORD}::test_prune_never_deletes_live_jobs_however_old",),
         "prune deletes finished jobs only",
     ),
     Mutant(
         "prune-young",
-        _Q,
-        "model.completed_at < func.statement_timestamp() - literal(older_than, Interval())",
-        "model.completed_at < func.statement_timestamp() + literal(older_than, Interval())",
+        _MAINTAIN,
+        'c.completed_at < self._now - param("p_older_than", Interval())',
+        'c.completed_at < self._now + param("p_older_than", Interval())',
         (f"{_T_RECORD}::test_prune_never_deletes_live_jobs_however_old",),
         "prune keeps finished jobs younger than the retention",
     ),
     Mutant(
         "completed-at-from-python-clock",
-        _Q,
-        '"progress": 100,\n                "completed_at": func.statement_timestamp(),',
-        '"progress": 100,\n                "completed_at": datetime.now().astimezone(),',
+        _CHANGE,
+        '"progress": 100,\n                "completed_at": self._now,',
+        '"progress": 100,\n                "completed_at": '
+        '__import__("datetime").datetime.now().astimezone(),',
         (f"{_T_RECORD}::test_timestamps_come_from_the_database_clock_not_the_processs",),
         "timestamps come from the database clock",
     ),
@@ -354,7 +362,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "sql-backoff-uncapped",
         _B,
-        "seconds = func.least(literal(cap, Float), grown) * (",
+        'seconds = func.least(param("cap"), grown) * (',
         "seconds = grown * (",
         (f"{_T_RECORD}::test_the_databases_backoff_stays_within_the_python_bounds",),
         "a retry waits at most the backoff's cap",
@@ -362,8 +370,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "sql-backoff-jitter-lengthens",
         _B,
-        "1 - literal(self.jitter, Float) * func.random()",
-        "1 + literal(self.jitter, Float) * func.random()",
+        '1 - param("jitter") * func.random()',
+        '1 + param("jitter") * func.random()',
         (f"{_T_RECORD}::test_the_databases_backoff_stays_within_the_python_bounds",),
         "jitter only shortens a delay",
     ),
@@ -378,26 +386,25 @@ MUTANTS: tuple[Mutant, ...] = (
     # ------------------------------------------------------------------ worker writes
     Mutant(
         "fence-complete-worker",
-        _L,
-        '        func.coalesce(c.worker_id, "") == bindparam("p_worker_id", type_=String()),\n',
-        "",
+        _FENCE,
+        '            conditions.append(func.coalesce(c.worker_id, "") == worker_id)\n',
+        "            pass\n",
         (f"{_T_FENCES}::test_a_stale_outcome_never_lands[completed-other_worker]",),
         "the worker's batched completion (and progress) require the holder",
     ),
     Mutant(
         "fence-complete-attempt",
-        _L,
-        "        c.attempts == per_job.c.attempt,\n",
-        "",
+        _BATCH,
+        "            attempt=per_job.c.attempt,\n",
+        "            attempt=None,\n",
         (f"{_T_FENCES}::test_a_stale_outcome_never_lands[completed-same_worker_id]",),
         "the worker's batched completion (and progress) require the attempt",
     ),
     Mutant(
         "fence-complete-holder",
-        _L,
-        "        c.attempts == per_job.c.attempt,\n"
-        '        func.coalesce(c.worker_id, "") == bindparam("p_worker_id", type_=String()),\n',
-        "",
+        _BATCH,
+        "            attempt=per_job.c.attempt,\n            worker_id=self._worker,\n",
+        "            attempt=None,\n            worker_id=None,\n",
         (
             f"{_T_FENCES}::test_a_stale_outcome_never_lands[completed-same_worker_id]",
             f"{_T_FENCES}::test_a_stale_outcome_never_lands[completed-other_worker]",
@@ -406,8 +413,8 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "fence-complete-status",
-        _L,
-        "        c.status.not_in(_NOT_HELD),\n",
+        _FENCE,
+        "        conditions.append(c.status.not_in(status_literals(others)))\n",
         "",
         (
             "tests/integration/test_worker.py::test_a_job_cancelled_while_it_runs_counts_as_"
@@ -417,10 +424,9 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "fence-outcome-worker",
-        _L,
-        '            c.attempts == bindparam("p_attempt", type_=Integer()),\n'
-        '            c.worker_id == bindparam("p_worker_id", type_=String()),\n',
-        '            c.attempts == bindparam("p_attempt", type_=Integer()),\n',
+        _CHANGE,
+        '            attempt=param("p_attempt", Integer()),\n            worker_id=self._worker,\n',
+        '            attempt=param("p_attempt", Integer()),\n            worker_id=None,\n',
         (
             f"{_T_FENCES}::test_a_stale_outcome_never_lands[retry-other_worker]",
             f"{_T_FENCES}::test_a_stale_outcome_never_lands[cancel-other_worker]",
@@ -429,9 +435,9 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "fence-outcome-attempt",
-        _L,
-        '            c.attempts == bindparam("p_attempt", type_=Integer()),\n',
-        "",
+        _CHANGE,
+        '            attempt=param("p_attempt", Integer()),\n',
+        "            attempt=None,\n",
         (
             f"{_T_FENCES}::test_a_stale_outcome_never_lands[retry-same_worker_id]",
             f"{_T_FENCES}::test_a_stale_outcome_never_lands[cancel-same_worker_id]",
@@ -440,7 +446,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "retry-counts-a-failure",
-        _L,
+        _CHANGE,
         "max_attempts=func.least(c.max_attempts + 1, _MAX_INT32),",
         "max_attempts=c.max_attempts,",
         (f"{_T_HANDLERS}::test_retry_reschedules_without_counting_a_failure",),
@@ -448,7 +454,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "heartbeat-waits-on-locks",
-        _L,
+        _HELD,
         ".with_for_update(skip_locked=True, key_share=True)",
         ".with_for_update(skip_locked=False, key_share=True)",
         (f"{_T_WAITS}::test_heartbeats_skip_a_locked_job_and_refresh_the_others",),
@@ -456,16 +462,9 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "give-back-charges",
-        _L,
-        "            attempts=func.greatest(c.attempts - 1, 0),\n"
-        "                worker_id=None,\n"
-        "                claimed_at=None,\n"
-        "                heartbeat_at=None,\n"
-        "                started_at=None,\n",
-        "            worker_id=None,\n"
-        "                claimed_at=None,\n"
-        "                heartbeat_at=None,\n"
-        "                started_at=None,\n",
+        _HELD,
+        '            "attempts": func.greatest(c.attempts - 1, 0),\n',
+        "",
         (
             "tests/integration/test_worker.py::test_jobs_claimed_by_a_round_whose_answer_was_"
             "lost_are_given_back_uncharged",

@@ -2,8 +2,8 @@
 
 Completed, failed and cancelled jobs stay in the table for inspection (their result, their
 last error) for ``retention`` after ``completed_at``, then a pruning round deletes them
-with :meth:`JobQueue.prune <sqla_jobqueue.JobQueue.prune>`, at most ``batch_limit`` rows
-per transaction so that a large backlog never holds locks for long.
+with the statement of :meth:`JobQueue.prune <sqla_jobqueue.JobQueue.prune>`, at most
+``batch_limit`` rows per transaction so that a large backlog never holds locks for long.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from ..errors import InvalidJobError
-from ..queue import JobQueue
+from ..statements import JobStatements
 from .base import DutyBase, check_positive_intervals
 from .lock import try_lock
 
@@ -89,10 +88,9 @@ class Pruner(DutyBase[PrunerConfig]):
             with engine.begin() as connection:
                 if not try_lock(connection, self.name, self.model.__table__):
                     return None if total == 0 else total
-                with Session(bind=connection) as session:
-                    deleted = JobQueue(session, self.model).prune(
-                        self.config.retention, limit=self.config.batch_limit
-                    )
+                statements = JobStatements.of(self.model.__table__)
+                prune = statements.prune(self.config.retention, self.config.batch_limit)
+                deleted = int(connection.execute(*prune).rowcount)
             total += deleted
             if deleted < self.config.batch_limit:
                 break

@@ -2,7 +2,7 @@
 
 A worker refreshes ``heartbeat_at`` of the jobs it runs every heartbeat interval. When a
 worker dies (killed, out of memory, machine lost) its jobs stay ``running`` with an old
-heartbeat. A rescue round calls :meth:`JobQueue.recover_stale
+heartbeat. A rescue round runs the statement of :meth:`JobQueue.recover_stale
 <sqla_jobqueue.JobQueue.recover_stale>`: jobs whose heartbeat is older than
 ``stale_timeout`` go back to ``pending`` (due now), or end ``failed`` when they have spent
 their attempts, so a job that kills every worker that runs it stops after
@@ -19,9 +19,8 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
-from ..queue import JobQueue
+from ..statements import JobStatements
 from .base import DutyBase, check_positive_intervals
 from .lock import try_lock
 
@@ -81,5 +80,5 @@ class Rescuer(DutyBase[RescuerConfig]):
         with engine.begin() as connection:
             if not try_lock(connection, self.name, self.model.__table__):
                 return None
-            with Session(bind=connection) as session:
-                return JobQueue(session, self.model).recover_stale(self.config.stale_timeout)
+            rescue = JobStatements.of(self.model.__table__).recover_stale(self.config.stale_timeout)
+            return int(connection.execute(*rescue).rowcount)

@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Job, JobQueue, Priority
 from sqla_jobqueue.handlers import JobContext, Registry
-from sqla_jobqueue.leases import ClaimPosition, LeaseStatements
+from sqla_jobqueue.statements import ClaimPosition
 from tests.helpers import WAIT, fast_worker, wait_for
+from tests.integration.rounds import complete_and_claim
 
 
 def _enqueue(factory: sessionmaker[Session], name: str, priority: int) -> uuid.UUID:
@@ -21,11 +22,9 @@ def _enqueue(factory: sessionmaker[Session], name: str, priority: int) -> uuid.U
         return JobQueue(session).enqueue("noop", {"name": name}, priority=priority).id
 
 
-def _claim(
-    engine: Engine, leases: LeaseStatements, limit: int, after: ClaimPosition | None
-) -> list[str]:
+def _claim(engine: Engine, limit: int, after: ClaimPosition | None) -> list[str]:
     with engine.connect() as connection, connection.begin():
-        _, claimed = leases.complete_and_claim(connection, [], [], [], [], [], limit, None, after)
+        _, claimed = complete_and_claim(connection, [], [], [], [], [], limit, None, after)
     return [json.loads(row.data)["name"] for row in claimed]
 
 
@@ -41,13 +40,12 @@ def test_a_resumed_claim_takes_higher_then_later_then_lower_priorities(
         a2 = session.get(Job, ids["a2"])
         assert a2 is not None
         position = ClaimPosition(a2.priority, a2.created_at, a2.id)
-    leases = LeaseStatements(Job.metadata.tables["jobs"], "w")
 
-    assert _claim(engine, leases, 2, position) == ["high", "a3"]
-    assert _claim(engine, leases, 10, position) == ["a4", "low"]
+    assert _claim(engine, 2, position) == ["high", "a3"]
+    assert _claim(engine, 10, position) == ["a4", "low"]
     # The jobs before the position were left for a claim from the start.
-    assert _claim(engine, leases, 10, position) == []
-    assert _claim(engine, leases, 10, None) == ["a1", "a2"]
+    assert _claim(engine, 10, position) == []
+    assert _claim(engine, 10, None) == ["a1", "a2"]
 
 
 def test_a_busy_worker_still_claims_a_job_that_sorts_before_its_position(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from sqla_jobqueue.handlers import JobContext, Registry
 from sqla_jobqueue.listener import APPLICATION_NAME
 from sqla_jobqueue.worker import Worker, load_registry
 from tests.helpers import WAIT, fast_worker, job_table, statuses, wait_for
+from tests.integration.rounds import complete_and_claim, write_progress
 
 
 @pytest.fixture
@@ -364,7 +366,7 @@ def test_jobs_claimed_by_a_round_whose_answer_was_lost_are_given_back_uncharged(
     ran: list[int] = []
     registry.register("x", lambda ctx: ran.append(ctx.attempt))
     worker = fast_worker(engine, registry, concurrency=2, maintenance=False)
-    real = worker._leases.complete_and_claim
+    real = worker._complete_and_claim
     lost_once: list[bool] = []
 
     def commit_then_lose_the_answer(*args: Any) -> Any:
@@ -374,7 +376,7 @@ def test_jobs_claimed_by_a_round_whose_answer_was_lost_are_given_back_uncharged(
             raise OperationalError("claim", {}, Exception("connection lost after commit"))
         return answer
 
-    worker._leases.complete_and_claim = commit_then_lose_the_answer  # type: ignore[assignment]
+    worker._complete_and_claim = commit_then_lose_the_answer  # type: ignore[assignment]
     with session_factory.begin() as session:
         ids = registry.enqueue_many(JobQueue(session), [{"job_type": "x"}] * 2)
     with worker:
@@ -437,16 +439,25 @@ def test_a_worker_that_cannot_start_in_time_stops_trying(registry: Registry) -> 
 def test_the_round_statement_asks_psycopg_for_binary_arrays_exactly_where_it_means_to(
     engine: Engine,
 ) -> None:
-    from sqla_jobqueue.leases import _ARRAY_PARAMS, LeaseStatements
+    from sqla_jobqueue.statements import ClaimPosition, JobStatements, driver_sql
+    from sqla_jobqueue.statements.execution import _ARRAY_PARAMS
 
-    leases = LeaseStatements(job_table(), "w")
+    statements = JobStatements.of(job_table())
+    after = ClaimPosition(1, datetime.now(timezone.utc), uuid.uuid4())
+    rounds = [
+        statements.complete_and_claim("w", [], [], [], [], [], 1, job_types, position).statement
+        for job_types in (None, ["x"])
+        for position in (None, after)
+    ]
+    assert len(set(map(id, rounds))) == 4
     with engine.connect() as connection:
-        for statement in leases._rounds.values():
+        for statement in rounds:
             values = {"p_ids": [], "p_attempts": [], "p_results": [], "p_stages": [],
                       "p_events": [], "p_limit": 1, "p_worker_id": "w",
                       "p_job_types": ["x"], "p_after_priority": 1,
                       "p_after_created_at": None, "p_after_id": None}  # fmt: skip
-            sql, _ = leases._compiled(connection, statement, values)
+            sql, compiled = driver_sql(connection.dialect, statement)
+            compiled.construct_params(values)
             used = [name for name in _ARRAY_PARAMS if f"%({name})" in sql]
             assert used, "the statement has array parameters"
             for name in used:
@@ -459,9 +470,6 @@ def test_the_round_statement_asks_psycopg_for_binary_arrays_exactly_where_it_mea
 def test_a_round_claims_in_priority_order_and_writes_each_completion_its_own_values(
     engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
-    from sqla_jobqueue.leases import LeaseStatements
-
-    leases = LeaseStatements(job_table(), "w")
     with session_factory.begin() as session:
         queue = JobQueue(session)
         jobs = [queue.enqueue("x", {"i": i}, priority=p) for i, p in enumerate([30, 150, 100])]
@@ -469,16 +477,16 @@ def test_a_round_claims_in_priority_order_and_writes_each_completion_its_own_val
         plain = queue.enqueue("x", {"i": 3}, priority=10).id
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     with autocommit.connect() as connection:
-        _, claimed = leases.complete_and_claim(connection, [], [], [], [], [], 3, None)
+        _, claimed = complete_and_claim(connection, [], [], [], [], [], 3, None)
         assert [job.id for job in claimed] == [high, mid, low]
-        done, claimed = leases.complete_and_claim(
+        done, claimed = complete_and_claim(
             connection, [high, mid, low], [1, 1, 1], ['{"a": 1}', None, None],
             [None, "", "last"], [0, 0, 2], 1, None,
         )  # fmt: skip
         assert sorted(done) == sorted([high, mid, low])
         assert [job.id for job in claimed] == [plain]
         # Nothing to write but the completion: the arrays travel as NULL.
-        done, _ = leases.complete_and_claim(connection, [plain], [1], [None], [None], [0], 0, None)
+        done, _ = complete_and_claim(connection, [plain], [1], [None], [None], [0], 0, None)
         assert done == [plain]
     with session_factory() as session:
         rows = {job.id: job for job in session.scalars(select(Job))}
@@ -495,17 +503,14 @@ def test_a_round_claims_in_priority_order_and_writes_each_completion_its_own_val
 def test_a_progress_write_sets_a_percent_of_zero_and_leaves_what_was_not_reported(
     engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
-    from sqla_jobqueue.leases import LeaseStatements
-
-    leases = LeaseStatements(job_table(), "w")
     with session_factory.begin() as session:
         JobQueue(session).enqueue("x")
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     with autocommit.connect() as connection:
-        _, (job,) = leases.complete_and_claim(connection, [], [], [], [], [], 1, None)
-        assert leases.write_progress(connection, [job.id], [1], [50], ["a"], [2]) == {job.id}
-        assert leases.write_progress(connection, [job.id], [1], [0], [None], [0]) == {job.id}
-        assert leases.write_progress(connection, [job.id], [2], [70], [None], [0]) == set()
+        _, (job,) = complete_and_claim(connection, [], [], [], [], [], 1, None)
+        assert write_progress(connection, [job.id], [1], [50], ["a"], [2]) == {job.id}
+        assert write_progress(connection, [job.id], [1], [0], [None], [0]) == {job.id}
+        assert write_progress(connection, [job.id], [2], [70], [None], [0]) == set()
     with session_factory() as session:
         row = session.get(Job, job.id)
         assert row is not None

@@ -6,12 +6,23 @@ Nothing here runs against a database; mypy fails if an annotation users rely on 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Session
 from typing_extensions import assert_type
 
 import sqla_jobqueue
-from sqla_jobqueue import Job, JobMixin, JobQueue, JobStatus, Priority, QueueStats, Worker
+from sqla_jobqueue import (
+    AsyncJobQueue,
+    Job,
+    JobMixin,
+    JobQueue,
+    JobStatus,
+    Priority,
+    QueueStats,
+    Worker,
+)
 from sqla_jobqueue.worker import Worker as WorkerClass
 
 
@@ -38,6 +49,34 @@ def check(session: Session) -> None:
     assert_type(custom.complete(task, {"ok": True}), Task)
     assert_type(custom.enqueue_many([{"job_type": "t"}]), list[uuid.UUID])
     assert_type(custom.stats(), QueueStats)
+
+
+async def check_async(session: AsyncSession) -> None:
+    default = AsyncJobQueue(session)
+    assert_type(default, AsyncJobQueue[Job])
+    assert_type(await default.enqueue("t", {"a": 1}, priority=Priority.EXPLICIT), Job)
+    assert_type(await default.claim(["t"], batch_size=5), list[Job])
+    assert_type(await default.get(uuid.uuid4()), Job)
+
+    custom = AsyncJobQueue(session, Task, worker_id="w")
+    assert_type(custom, AsyncJobQueue[Task])
+    task = await custom.enqueue("t")
+    assert_type(task, Task)
+    assert_type(await custom.start(task), Task)
+    assert_type(await custom.update_progress(task, 50, "half"), Task)
+    assert_type(await custom.complete(task, {"ok": True}), Task)
+    assert_type(await custom.fail(task, "boom"), Task)
+    assert_type(await custom.cancel(task), Task)
+    assert_type(await custom.retry(task), Task)
+    assert_type(await custom.heartbeat(), int)
+    assert_type(await custom.release(), int)
+    assert_type(await custom.recover_stale(timedelta(minutes=5)), int)
+    assert_type(await custom.prune(timedelta(days=1), limit=10), int)
+    assert_type(await custom.enqueue_many([{"job_type": "t"}]), list[uuid.UUID])
+    assert_type(await custom.stats(), QueueStats)
+    # Not awaited, a call is a coroutine, not a job: mypy says so (this ignore is used).
+    not_awaited: Task = custom.enqueue("t")  # type: ignore[assignment]
+    del not_awaited
 
 
 def check_lazy_worker() -> None:

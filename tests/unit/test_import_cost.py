@@ -14,7 +14,7 @@ import pytest
 
 WORKER_SIDE = (
     "sqla_jobqueue.worker",
-    "sqla_jobqueue.leases",
+    "sqlalchemy.ext.asyncio",
     "sqla_jobqueue.listener",
     "sqla_jobqueue.maintenance",
     "sqla_jobqueue.cli",

@@ -1,0 +1,257 @@
+"""Claiming: the repository's claim, and the worker's round that completes and claims at once.
+
+Every claim selects its jobs by :func:`claim_candidates`: due pending jobs with attempts
+left, highest priority first, then oldest, then by id, locked ``FOR NO KEY UPDATE SKIP
+LOCKED``; the installed ``claim_job_batch`` selects the same way. The worker's round
+(:meth:`ClaimStatements.complete_and_claim`) completes many jobs and claims the next ones in
+one statement; its claimed rows go straight to ``running``. A claim may resume after the
+:class:`ClaimPosition` of the previous one, so that it does not step again over the index
+entries of jobs claimed before it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    ARRAY,
+    CompoundSelect,
+    Integer,
+    Select,
+    String,
+    Table,
+    Text,
+    Uuid,
+    and_,
+    any_,
+    false,
+    func,
+    literal_column,
+    null,
+    select,
+    true,
+    tuple_,
+    union_all,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import JSONB
+
+from ..model import JobStatus
+from .base import Bound, StatementsBase, counts_or_null, or_null, param, per_job
+from .fence import status_literal
+
+__all__ = ["ClaimPosition", "ClaimStatements", "Claimed", "claim_candidates"]
+
+_CLAIMED_COLUMNS = ("id", "job_type", "data", "attempts", "max_attempts", "priority", "created_at")
+_CLAIM_ORDER: tuple[Any, ...] = (
+    literal_column("priority").desc(),
+    literal_column("created_at"),
+    literal_column("id"),
+)
+
+
+class Claimed(NamedTuple):
+    """A job claimed by a worker's round (:meth:`ClaimStatements.complete_and_claim`)."""
+
+    id: uuid.UUID
+    job_type: str
+    data: str
+    """The job's arguments as JSON text."""
+    attempts: int
+    max_attempts: int
+    priority: int
+    created_at: datetime
+
+
+class ClaimPosition(NamedTuple):
+    """A place in claim order (priority descending, then ``created_at``, then ``id``)."""
+
+    priority: int
+    created_at: datetime
+    id: uuid.UUID
+
+    @classmethod
+    def of(cls, job: Claimed) -> ClaimPosition:
+        """The position of a claimed job."""
+        return cls(job.priority, job.created_at, job.id)
+
+
+def claim_candidates(table: Table, limit: Any, job_types: Any | None = None) -> Select[Any]:
+    """The ids a claim takes, locked: due pending jobs with attempts left, highest
+    priority first, then oldest, then by id, skipping rows another claim has locked.
+
+    ``limit`` and ``job_types`` (an array expression, ``None`` for every type) may be
+    values or bound parameters. The repository's claim, the worker's round and the
+    installed ``claim_job_batch`` all select this way.
+    """
+    c = table.c
+    candidates = (
+        select(c.id)
+        .where(
+            c.status == status_literal(JobStatus.PENDING),
+            c.run_at <= func.statement_timestamp(),
+            c.attempts < c.max_attempts,
+        )
+        .order_by(c.priority.desc(), c.created_at, c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, key_share=True)
+    )
+    if job_types is not None:
+        candidates = candidates.where(c.job_type == any_(job_types))
+    return candidates
+
+
+def _claim_after(table: Table, limit: Any, job_types: Any | None) -> CompoundSelect[Any]:
+    """:func:`claim_candidates` resumed after a position.
+
+    Three index range scans, run lazily one after the other until ``limit`` rows are
+    locked: higher priorities from their start, the position's priority after the
+    position, lower priorities from their start. In a long drain the entries before the
+    position belong to jobs already claimed; until VACUUM removes them, a scan from the
+    start of the index would step over every one of them on every claim.
+    """
+    c = table.c
+    priority = param("p_after_priority", Integer())
+    after = tuple_(c.created_at, c.id) > tuple_(
+        param("p_after_created_at", c.created_at.type), param("p_after_id", Uuid())
+    )
+    ranges = {
+        "higher": c.priority > priority,
+        "same": and_(c.priority == priority, after),
+        "lower": c.priority < priority,
+    }
+    # Each range is a subquery: FOR UPDATE is not allowed directly in a UNION.
+    scans = [
+        select(claim_candidates(table, limit, job_types).where(condition).subquery(name).c.id)
+        for name, condition in ranges.items()
+    ]
+    return union_all(*scans).limit(limit)
+
+
+# (column of the per-job relation, its array parameter, its type)
+_COMPLETION_COLUMNS: tuple[tuple[str, str, Any], ...] = (
+    ("id", "p_ids", Uuid()),
+    ("attempt", "p_attempts", Integer()),
+    ("result", "p_results", JSONB()),
+    ("stage", "p_stages", Text()),
+    ("events", "p_events", Integer()),
+)
+
+
+class ClaimStatements(StatementsBase):
+    """The statements that claim jobs."""
+
+    def claim(self, worker_id: str, limit: int, job_types: list[str] | None) -> Bound:
+        """Claim up to ``limit`` due jobs as ``claimed`` by ``worker_id``, all columns
+        returned (in no order)."""
+        typed = job_types is not None
+        statement = self._once(
+            ("claim", typed), lambda: self._claiming(typed, False, JobStatus.CLAIMED, None)
+        )
+        params: dict[str, Any] = {"p_worker_id": worker_id, "p_limit": limit}
+        if job_types is not None:
+            params["p_job_types"] = job_types
+        return Bound(statement, params)
+
+    def _claiming(
+        self, typed: bool, resumed: bool, status: JobStatus, returning: list[Any] | None
+    ) -> Any:
+        table, c = self.table, self.table.c
+        limit = param("p_limit", Integer())
+        types = param("p_job_types", ARRAY(String())) if typed else None
+        candidates: Any = (
+            _claim_after(table, limit, types) if resumed else claim_candidates(table, limit, types)
+        )
+        values: dict[str, Any] = {
+            "status": status_literal(status),
+            "worker_id": self._worker,
+            "claimed_at": self._now,
+        }
+        if status is JobStatus.RUNNING:
+            values["started_at"] = self._now
+        values["heartbeat_at"] = self._now
+        values["attempts"] = c.attempts + 1
+        return (
+            update(table)
+            # id = ANY(ARRAY(…)) rather than IN (…): the planner then fetches the few
+            # claimed rows by primary key instead of hashing a scan of the whole table.
+            .where(c.id == any_(func.array(candidates.scalar_subquery())))
+            .values(values)
+            .returning(*(table.c if returning is None else returning))
+        )
+
+    def complete_and_claim(
+        self,
+        worker_id: str,
+        ids: Sequence[uuid.UUID],
+        attempts: Sequence[int],
+        results: Sequence[str | None],
+        stages: Sequence[str | None],
+        events: Sequence[int],
+        limit: int,
+        job_types: Sequence[str] | None,
+        after: ClaimPosition | None = None,
+    ) -> Bound:
+        """A worker's round, one statement: complete the jobs ``ids`` it holds in the
+        ``attempts`` given (with their JSON ``results`` and the progress ``stages`` and
+        ``events`` not written yet) and claim up to ``limit`` due jobs as ``running``.
+
+        With ``after``, the claim takes due jobs of higher priority than ``after``, then
+        those of its priority that come after it, then those of lower priority. Rows:
+        ``(True, id, NULL…)`` for each job completed, then ``(False, *Claimed)`` for each
+        job claimed, in claim order.
+        """
+        # Arrays with nothing in them travel as NULL (unnest() pads them with NULLs): most
+        # rounds have no results, no stages and no events to write.
+        params: dict[str, Any] = {
+            "p_ids": list(ids),
+            "p_attempts": list(attempts),
+            "p_results": or_null(results),
+            "p_stages": or_null(stages),
+            "p_events": counts_or_null(events),
+            "p_limit": limit,
+            "p_worker_id": worker_id,
+        }
+        if job_types is not None:
+            params["p_job_types"] = list(job_types)
+        if after is not None:
+            params["p_after_priority"] = after.priority
+            params["p_after_created_at"] = after.created_at
+            params["p_after_id"] = after.id
+        key = (job_types is not None, after is not None)
+        return Bound(self._once(("round", *key), lambda: self._round(*key)), params)
+
+    def _round(self, typed: bool, resumed: bool) -> Any:
+        c = self.table.c
+        returning = [
+            # data as text: a handler that never reads it never pays for decoding it.
+            sql_cast(c.data, Text()).label("data") if name == "data" else c[name]
+            for name in _CLAIMED_COLUMNS
+        ]
+        claimed = self._claiming(typed, resumed, JobStatus.RUNNING, returning).cte("claimed")
+        done = per_job("done", _COMPLETION_COLUMNS)
+        completed = (
+            update(self.table)
+            .where(*self._fenced_batch(done))
+            .values(
+                status=JobStatus.COMPLETED.value,
+                progress=100,
+                completed_at=self._now,
+                result=done.c.result,
+                # Progress the worker had not written yet travels with the completion.
+                current_stage=func.coalesce(done.c.stage, c.current_stage),
+                events_count=c.events_count + func.coalesce(done.c.events, 0),
+            )
+            .returning(c.id)
+            .cte("completed")
+        )
+        blanks = [null().label(name) for name in _CLAIMED_COLUMNS[1:]]
+        # Claimed rows in claim order (completed rows have no priority and come first).
+        return union_all(
+            select(true().label("completed"), completed.c.id, *blanks),
+            select(false(), *(claimed.c[name] for name in _CLAIMED_COLUMNS)),
+        ).order_by(*_CLAIM_ORDER)

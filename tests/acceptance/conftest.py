@@ -9,6 +9,7 @@ embedded server nor wait for another one, and every server they start is stopped
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,11 +43,20 @@ def cli(cli_env: dict[str, str]) -> CliRunner:
 
 
 @pytest.fixture
-def embedded_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def embedded_root() -> Iterator[Path]:
+    """A directory of this test's own for embedded servers' data, outside pytest's
+    ``tmp_path``: every pytest process that starts makes its temporary root private to
+    root again, which the server's own user (when tests run as root) must traverse."""
+    with tempfile.TemporaryDirectory(prefix="sqla_jobqueue_embedded_") as directory:
+        yield Path(directory)
+
+
+@pytest.fixture
+def embedded_env(embedded_root: Path) -> Iterator[dict[str, str]]:
     """An environment for the embedded default, private to this test (see
-    :func:`embedded_environment`); embedded servers left under ``tmp_path`` are stopped."""
-    env = embedded_environment(tmp_path)
+    :func:`embedded_environment`); embedded servers left under its root are stopped."""
+    env = embedded_environment(embedded_root)
     try:
         yield env
     finally:
-        stop_embedded_servers(tmp_path, env)
+        stop_embedded_servers(embedded_root, env)

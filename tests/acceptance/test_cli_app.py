@@ -25,7 +25,9 @@ except ImportError:
     async_engine = None
 else:
     async_engine = create_async_engine(URL.replace("postgresql://", "postgresql+psycopg_async://"))
-dsn = TypeAdapter(PostgresDsn).validate_python(URL)
+# pydantic wants a host; a server on a Unix socket (the embedded one) names its socket
+# directory in ?host=, which libpq lets win over the placeholder.
+dsn = TypeAdapter(PostgresDsn).validate_python(URL.replace("@/", "@localhost/"))
 sqlite_engine = create_engine("sqlite:///app.db")
 port = 5432
 

@@ -35,9 +35,9 @@ def counts(engine: Engine) -> dict[str, int]:
 
 
 def test_demo_runs_to_the_end_on_the_embedded_postgres(
-    tmp_path: Path, embedded_env: dict[str, str]
+    embedded_root: Path, embedded_env: dict[str, str]
 ) -> None:
-    data_dir = tmp_path / "pg"
+    data_dir = embedded_root / "pg"
     env = embedded_env
     demo = run_cli("demo", "--jobs", "50", "--data-dir", str(data_dir), env=env, timeout=180)
     assert demo.returncode == 0, demo.stderr

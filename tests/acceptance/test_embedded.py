@@ -12,8 +12,10 @@ from .running import assert_one_line_error, run_cli
 pytestmark = pytest.mark.slow
 
 
-def test_kept_server_is_reused_then_stopped(tmp_path: Path, embedded_env: dict[str, str]) -> None:
-    data_dir = tmp_path / "pg"
+def test_kept_server_is_reused_then_stopped(
+    embedded_root: Path, embedded_env: dict[str, str]
+) -> None:
+    data_dir = embedded_root / "pg"
     env = embedded_env
     where = ["--data-dir", str(data_dir)]
 

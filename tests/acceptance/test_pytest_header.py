@@ -20,6 +20,7 @@ def test_the_header_names_the_server_and_its_version_and_hides_the_password(
     secret = "not-to-be-printed"
     env = dict(os.environ)
     env.pop("DATABASE_URL", None)
+    env.pop("SQLA_JOBQUEUE_TEST_SERVER", None)  # the URL below names the server
     # Trust authentication ignores the password; the report must not show it anyway.
     env[TEST_URL_VARIABLE] = server_url.set(password=secret).render_as_string(hide_password=False)
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]

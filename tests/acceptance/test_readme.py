@@ -164,7 +164,7 @@ def test_adding_it_to_an_existing_app_in_five_steps(
     # job of the registered type through the registry (the handler's max_attempts).
     write_handlers(blocks, tmp_path)
     script = tmp_path / "enqueue.py"
-    code = blocks["enqueue"] + "\n" + blocks["enqueue-registered"]
+    code = "\n".join(blocks[name] for name in ("enqueue", "enqueue-async", "enqueue-registered"))
     script.write_text(python_with_database(code, empty_database_url))
     sh(f"{shlex.quote(sys.executable)} enqueue.py", cwd=tmp_path, env=env)
 
@@ -181,8 +181,8 @@ def test_adding_it_to_an_existing_app_in_five_steps(
 
 
 def check_jobs(engine: Engine, *, status: str) -> None:
-    """The README's two jobs: step 5's with the default 3 attempts, and the one enqueued
-    through the registry with its handler's 5."""
+    """The README's three jobs: step 5's, sync and async, with the default 3 attempts, and
+    the one enqueued through the registry with its handler's 5."""
     with engine.connect() as connection:
         rows = connection.execute(
             text(
@@ -191,13 +191,14 @@ def check_jobs(engine: Engine, *, status: str) -> None:
             )
         ).all()
     assert [(job.job_type, job.data, job.max_attempts) for job in rows] == [
+        ("send_receipt", {"order_id": 6}, 3),
         ("send_receipt", {"order_id": 7}, 3),
         ("send_receipt", {"order_id": 8}, 5),
     ]
-    assert rows[0].priority == 150
+    assert [job.priority for job in rows] == [100, 150, 100]
     assert {job.status for job in rows} == {status}
     if status == "completed":
-        assert [job.result for job in rows] == [{"order_id": 7}, {"order_id": 8}]
+        assert [job.result for job in rows] == [{"order_id": n} for n in (6, 7, 8)]
 
 
 def write_handlers(blocks: dict[str, str], cwd: Path) -> None:

@@ -505,9 +505,10 @@ class Worker:
                 return 1
             self._ready.set()
             log.info(
-                "worker %s started: types %s, concurrency %d, batch %d",
+                "worker %s started: types %s, concurrency %d, batch %d, polling every %gs, "
+                "heartbeat every %gs",
                 self.worker_id, ",".join(self.job_types or []), self.concurrency,
-                self.batch_size,
+                self.batch_size, self.poll_interval, self.heartbeat_interval,
             )  # fmt: skip
             self._loop()
             return self._shutdown()

@@ -224,7 +224,10 @@ MUTANTS: tuple[Mutant, ...] = (
         _CLI,
         '"poll_interval": poll_interval,',
         '"poll_interval": None,',
-        (f"{_T_OPTIONS}::test_bad_worker_durations_get_one_line_and_exit_2",),
+        (
+            f"{_T_OPTIONS}::test_bad_worker_durations_get_one_line_and_exit_2",
+            f"{_T_OPTIONS}::test_the_start_line_shows_the_polling_and_heartbeat_intervals_given",
+        ),
         "sqla-jobqueue worker --poll-interval",
     ),
     Mutant(

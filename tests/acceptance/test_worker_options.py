@@ -78,3 +78,35 @@ def test_bad_worker_durations_get_one_line_and_exit_2(cli: CliRunner) -> None:
     for option in ("--poll-interval", "--grace-period", "--heartbeat-interval"):
         line = assert_one_line_error(cli("worker", "sqla_jobqueue.demo:registry", option, "-1"), 2)
         assert option in line or "must be" in line, line
+
+
+def test_the_start_line_shows_the_polling_and_heartbeat_intervals_given(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """--poll-interval and --heartbeat-interval reach the worker: its start line says what
+    it runs with (how often an idle worker polls is a matter of time, not asserted here)."""
+    (tmp_path / "holding.py").write_text(HOLDING_MODULE)
+    options = ["--poll-interval", "250ms", "--heartbeat-interval", "3s", "--log-level", "INFO"]
+    process = subprocess.Popen(
+        [*cli_command(), "worker", "holding:registry", *options],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        started = ""
+        for line in process.stderr:
+            if " started: " in line:
+                started = line
+                break
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "polling every 0.25s, heartbeat every 3s" in started, started
+    assert process.returncode == 0

@@ -30,10 +30,10 @@ from . import plans
 from . import validation as check
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .model import DEFAULT_MAX_ATTEMPTS, Job, JobMixin, Priority
-from .plans import ENQUEUE_PAGE_SIZE, JobRef, QueueStats, check_job
-from .statements import Bound, stale_condition
+from .plans import JobRef, QueueStats
+from .statements import Bound
 
-__all__ = ["ENQUEUE_PAGE_SIZE", "JobQueue", "JobRef", "QueueStats", "check_job", "stale_condition"]
+__all__ = ["JobQueue", "QueueStats"]
 
 J = TypeVar("J", bound=JobMixin)
 T = TypeVar("T")

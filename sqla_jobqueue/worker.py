@@ -947,9 +947,6 @@ class Worker:
             try:
                 outcome.final_status = self._record_one(connection, outcome)
                 savepoint.commit()
-            except (JobNotFoundError, InvalidTransitionError):
-                savepoint.rollback()
-                outcome.final_status = _LOST
             except Exception as exc:
                 if _transient(exc) or not savepoint.is_active:
                     raise

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from ..errors import JobQueueError
 from ..model import HELD_STATUSES, JobMixin, JobStatus, Priority
-from ..queue import JobQueue, check_job
+from ..plans import check_job
+from ..queue import JobQueue
 from .engine import open_database
 from .exits import EXIT_OK, BadInput
 from .options import DatabaseOptions, database_options, json_option

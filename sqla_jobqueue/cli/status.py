@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from ..maintenance.rescuer import DEFAULT_STALE_TIMEOUT
 from ..model import JobMixin, JobStatus
-from ..queue import JobQueue, stale_condition
+from ..queue import JobQueue
+from ..statements import stale_condition
 from .engine import open_database
 from .exits import EXIT_OK
 from .live import STATUSES, Snapshot, age_text, render_snapshot, repeatable_read, take_snapshot

@@ -38,10 +38,11 @@ that (any keyword given explicitly wins); a job enqueued by :meth:`JobQueue.enqu
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -53,13 +54,17 @@ from .model import DEFAULT_MAX_ATTEMPTS
 from .queue import JobQueue
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
 
 __all__ = [
+    "AsyncHandlerFunction",
+    "AsyncJobContext",
     "Cancel",
     "Handler",
     "HandlerFunction",
     "JobContext",
+    "JobContextBase",
     "Registry",
     "Retry",
 ]
@@ -71,7 +76,11 @@ The result may hold what a job's ``data`` may (JSON, and ``UUID``, ``datetime``,
 ``time`` and ``Decimal`` stored as strings; see :mod:`sqla_jobqueue.validation`).
 """
 
-F = TypeVar("F", bound=HandlerFunction)
+AsyncHandlerFunction = Callable[["AsyncJobContext"], Awaitable[Any]]
+"""An ``async def`` handler: awaited with the job's context by the
+:class:`~sqla_jobqueue.worker.AsyncWorker`, returns what a :data:`HandlerFunction` does."""
+
+F = TypeVar("F", bound=HandlerFunction | AsyncHandlerFunction)
 
 
 class Retry(Exception):
@@ -124,7 +133,7 @@ class Handler:
     """
 
     job_type: str
-    function: HandlerFunction
+    function: HandlerFunction | AsyncHandlerFunction
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     retry: Backoff = DEFAULT_BACKOFF
     timeout: timedelta | None = None
@@ -141,6 +150,11 @@ class Handler:
         if self.timeout is not None:
             check.check_positive_interval(self.timeout, f"timeout of {self.job_type!r}")
 
+    @property
+    def is_async(self) -> bool:
+        """Whether the handler is an ``async def`` function (run by the AsyncWorker)."""
+        return inspect.iscoroutinefunction(self.function)
+
 
 class Registry:
     """Job types and the handlers that run them.
@@ -151,7 +165,9 @@ class Registry:
         Optional mapping of job type to a handler function, or to a :class:`Handler`.
     """
 
-    def __init__(self, handlers: Mapping[str, HandlerFunction | Handler] | None = None) -> None:
+    def __init__(
+        self, handlers: Mapping[str, HandlerFunction | AsyncHandlerFunction | Handler] | None = None
+    ) -> None:
         self._handlers: dict[str, Handler] = {}
         if handlers is not None:
             self.update(handlers)
@@ -177,7 +193,7 @@ class Registry:
     def register(
         self,
         job_type: str,
-        function: HandlerFunction,
+        function: HandlerFunction | AsyncHandlerFunction,
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         retry: Backoff = DEFAULT_BACKOFF,
@@ -193,7 +209,9 @@ class Registry:
         spec = Handler(job_type, function, max_attempts, retry, timeout)
         return self._add(spec)
 
-    def update(self, handlers: Mapping[str, HandlerFunction | Handler]) -> None:
+    def update(
+        self, handlers: Mapping[str, HandlerFunction | AsyncHandlerFunction | Handler]
+    ) -> None:
         """Register every handler of a mapping (job type to function or :class:`Handler`)."""
         for job_type, value in handlers.items():
             if isinstance(value, Handler):
@@ -231,6 +249,11 @@ class Registry:
         """The registered job types, in registration order."""
         return list(self._handlers)
 
+    def async_job_types(self, job_types: Iterable[str] | None = None) -> list[str]:
+        """The types (of ``job_types``, by default all) whose handler is ``async def``."""
+        types = self._handlers if job_types is None else job_types
+        return [t for t in types if t in self._handlers and self._handlers[t].is_async]
+
     def enqueue(
         self, queue: JobQueue[Any], job_type: str, data: Mapping[str, Any] | None = None,
         **overrides: Any,
@@ -267,8 +290,9 @@ class Registry:
         return queue.enqueue_many(filled)
 
 
-class JobContext:
-    """What a handler knows about its job, and how it reports back.
+class JobContextBase:
+    """What a handler knows about its job, and how it reports back; the part of
+    :class:`JobContext` and :class:`AsyncJobContext` that does not depend on a session.
 
     Attributes
     ----------
@@ -287,7 +311,6 @@ class JobContext:
         attempt: int,
         max_attempts: int,
         worker_id: str,
-        session_factory: Callable[[], Session] | None = None,
     ) -> None:
         self.job_id = job_id
         self.job_type = job_type
@@ -295,8 +318,6 @@ class JobContext:
         self.attempt = attempt
         self.max_attempts = max_attempts
         self.worker_id = worker_id
-        self._session_factory = session_factory
-        self._session: Session | None = None
         self._lock = threading.Lock()
         self._progress: int | None = None
         self._stage: str | None = None
@@ -372,26 +393,6 @@ class JobContext:
                 self._events += events
                 self._dirty = True
 
-    # --------------------------------------------------------------- session
-
-    @property
-    def session(self) -> Session:
-        """A session whose transaction also completes the job (opened on first use).
-
-        Write the job's database effects through it and do not commit: the worker
-        commits after marking the job completed in the same transaction.
-        """
-        if self._session is None:
-            if self._session_factory is None:
-                raise RuntimeError("this JobContext has no session factory")
-            self._session = self._session_factory()
-        return self._session
-
-    @property
-    def uses_session(self) -> bool:
-        """Whether the handler opened :attr:`session`."""
-        return self._session is not None
-
     # ------------------------------------------------------------ lifecycle
 
     @property
@@ -406,8 +407,111 @@ class JobContext:
         """Mark the attempt abandoned (internal)."""
         self._abandoned = True
 
+    @property
+    def uses_session(self) -> bool:
+        """Whether the handler opened its ``session``."""
+        return False
+
     def __repr__(self) -> str:
         return (
-            f"JobContext(job_id={self.job_id}, job_type={self.job_type!r}, "
+            f"{type(self).__name__}(job_id={self.job_id}, job_type={self.job_type!r}, "
             f"attempt={self.attempt}/{self.max_attempts})"
         )
+
+
+class JobContext(JobContextBase):
+    """What a handler knows about its job, how it reports back, and the session whose
+    transaction completes the job.
+
+    Attributes
+    ----------
+    job_id, job_type, attempt, max_attempts:
+        The job as claimed; ``attempt`` counts from 1.
+    worker_id:
+        The identity of the worker running it.
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: uuid.UUID,
+        job_type: str,
+        data: dict[str, Any] | str,
+        attempt: int,
+        max_attempts: int,
+        worker_id: str,
+        session_factory: Callable[[], Session] | None = None,
+    ) -> None:
+        super().__init__(
+            job_id=job_id, job_type=job_type, data=data, attempt=attempt,
+            max_attempts=max_attempts, worker_id=worker_id,
+        )  # fmt: skip
+        self._session_factory = session_factory
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        """A session whose transaction also completes the job (opened on first use).
+
+        Write the job's database effects through it and do not commit: the worker
+        commits after marking the job completed in the same transaction.
+        """
+        if self._session is None:
+            if self._session_factory is None:
+                raise RuntimeError(
+                    "ctx.session is not available here: a plain (def) handler run by the "
+                    "AsyncWorker has no sync session; make the handler async def to use "
+                    "ctx.session (an AsyncSession), or run it with the sync Worker"
+                )
+            self._session = self._session_factory()
+        return self._session
+
+    @property
+    def uses_session(self) -> bool:
+        """Whether the handler opened :attr:`session`."""
+        return self._session is not None
+
+
+class AsyncJobContext(JobContextBase):
+    """What an ``async def`` handler knows about its job, how it reports back, and the
+    ``AsyncSession`` whose transaction completes the job.
+
+    Attributes
+    ----------
+    job_id, job_type, attempt, max_attempts:
+        The job as claimed; ``attempt`` counts from 1.
+    worker_id:
+        The identity of the worker running it.
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: uuid.UUID,
+        job_type: str,
+        data: dict[str, Any] | str,
+        attempt: int,
+        max_attempts: int,
+        worker_id: str,
+        session_factory: Callable[[], AsyncSession],
+    ) -> None:
+        super().__init__(
+            job_id=job_id, job_type=job_type, data=data, attempt=attempt,
+            max_attempts=max_attempts, worker_id=worker_id,
+        )  # fmt: skip
+        self._session_factory = session_factory
+        self._session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        """An ``AsyncSession`` whose transaction also completes the job (opened on first
+        use). Write the job's database effects through it and do not commit: the worker
+        commits after marking the job completed in the same transaction."""
+        if self._session is None:
+            self._session = self._session_factory()
+        return self._session
+
+    @property
+    def uses_session(self) -> bool:
+        """Whether the handler opened :attr:`session`."""
+        return self._session is not None

@@ -43,7 +43,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
@@ -51,7 +51,7 @@ from sqlalchemy.orm import Session
 
 from .database import sqlalchemy_url
 from .errors import InvalidJobError, JobQueueError
-from .handlers import Cancel, JobContext, Registry, Retry
+from .handlers import Cancel, HandlerFunction, JobContext, Registry, Retry
 from .model import JobMixin, JobStatus
 from .plans import default_worker_id
 from .queue import JobQueue
@@ -309,6 +309,12 @@ def run_jobs(
         raise InvalidJobError(
             f"no handler registered for job types {unknown}; registered are {registry.job_types}"
         )
+    asynchronous = registry.async_job_types(types)
+    if asynchronous:
+        raise InvalidJobError(
+            f"the handlers of {asynchronous} are async def: run_jobs runs plain handlers on a "
+            "Session; give it job_types without them, or drain them with an AsyncWorker"
+        )
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InvalidJobError(f"limit must be a positive int, got {limit!r}")
     worker_id = default_worker_id()
@@ -343,7 +349,7 @@ def _run_one(queue: JobQueue[J], worker_id: str, registry: Registry, job: J) -> 
     )
     savepoint = session.begin_nested()
     try:
-        value = spec.function(ctx)
+        value = cast(HandlerFunction, spec.function)(ctx)
         taken = ctx.take_progress()
         if taken is not None:
             queue.update_progress(job.id, None, taken[1], taken[2], attempt=ctx.attempt)

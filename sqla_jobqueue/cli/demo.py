@@ -172,7 +172,7 @@ def _stop_workers(workers: Sequence[Worker]) -> None:
         return
     for each in workers:
         each.stop()
-    deadline = time.monotonic() + max(float(w.grace_period) for w in workers) + 30.0
+    deadline = time.monotonic() + max(w.settings.grace_period for w in workers) + 30.0
     try:
         stuck = [w for w in workers if not w.join(max(deadline - time.monotonic(), 0.1))]
     except KeyboardInterrupt:

@@ -14,9 +14,12 @@ lives only as long as the transaction, so a worker that dies mid-round frees it.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .lock import LOCK_CLASS_ID, try_lock
 from .pruner import Pruner, PrunerConfig
@@ -46,4 +49,8 @@ class Duty(Protocol):
 
     def run_once(self, engine: Engine) -> int | None:
         """One round: the number of jobs changed, ``None`` when another worker holds the lock."""
+        ...
+
+    async def run_once_async(self, engine: AsyncEngine) -> int | None:
+        """:meth:`run_once` on an ``AsyncEngine``."""
         ...

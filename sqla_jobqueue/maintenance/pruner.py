@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection
 
 from ..errors import InvalidJobError
 from ..statements import JobStatements
@@ -77,21 +77,15 @@ class Pruner(DutyBase[PrunerConfig]):
     def __init__(self, model: type[Any], config: PrunerConfig | None = None) -> None:
         super().__init__(model, config or PrunerConfig())
 
-    def run_once(self, engine: Engine) -> int | None:
-        """Delete expired finished jobs, one bounded transaction after another.
+    def transaction(self, connection: Connection) -> int | None:
+        """Delete at most ``batch_limit`` expired finished jobs under the duty's advisory
+        lock; a round deletes batch after batch while they come back full."""
+        if not try_lock(connection, self.name, self.model.__table__):
+            return None
+        statements = JobStatements.of(self.model.__table__)
+        prune = statements.prune(self.config.retention, self.config.batch_limit)
+        return int(connection.execute(*prune).rowcount)
 
-        Each transaction takes the duty's advisory lock first. Returns the number deleted,
-        or ``None`` when another worker holds the lock.
-        """
-        total = 0
-        for _ in range(_MAX_BATCHES_PER_ROUND):
-            with engine.begin() as connection:
-                if not try_lock(connection, self.name, self.model.__table__):
-                    return None if total == 0 else total
-                statements = JobStatements.of(self.model.__table__)
-                prune = statements.prune(self.config.retention, self.config.batch_limit)
-                deleted = int(connection.execute(*prune).rowcount)
-            total += deleted
-            if deleted < self.config.batch_limit:
-                break
-        return total
+    def wants_another(self, changed: int, transactions: int) -> bool:
+        """Another batch while the last one was full (at most 100 in a round)."""
+        return changed >= self.config.batch_limit and transactions < _MAX_BATCHES_PER_ROUND

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection
 
 from ..statements import JobStatements
 from .base import DutyBase, check_positive_intervals
@@ -72,13 +72,9 @@ class Rescuer(DutyBase[RescuerConfig]):
     def __init__(self, model: type[Any], config: RescuerConfig | None = None) -> None:
         super().__init__(model, config or RescuerConfig())
 
-    def run_once(self, engine: Engine) -> int | None:
-        """Rescue stale jobs in one short transaction under the duty's advisory lock.
-
-        Returns the number of jobs rescued, or ``None`` when another worker holds the lock.
-        """
-        with engine.begin() as connection:
-            if not try_lock(connection, self.name, self.model.__table__):
-                return None
-            rescue = JobStatements.of(self.model.__table__).recover_stale(self.config.stale_timeout)
-            return int(connection.execute(*rescue).rowcount)
+    def transaction(self, connection: Connection) -> int | None:
+        """Rescue stale jobs under the duty's advisory lock (one transaction per round)."""
+        if not try_lock(connection, self.name, self.model.__table__):
+            return None
+        rescue = JobStatements.of(self.model.__table__).recover_stale(self.config.stale_timeout)
+        return int(connection.execute(*rescue).rowcount)

@@ -32,7 +32,7 @@ from sqlalchemy import Table
 from .base import Bound
 from .claim import Claimed, ClaimPosition, ClaimStatements, claim_candidates
 from .enqueue import EnqueueStatements, copy_data
-from .execution import driver_sql, loading
+from .execution import driver_rows, driver_sql, loading
 from .fence import holder_fence, stale_condition
 from .held import HeldStatements
 from .maintenance import MaintenanceStatements
@@ -46,6 +46,7 @@ __all__ = [
     "JobStatements",
     "claim_candidates",
     "copy_data",
+    "driver_rows",
     "driver_sql",
     "holder_fence",
     "loading",

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection
 
-from sqla_jobqueue.statements import Claimed, ClaimPosition, JobStatements
-from sqla_jobqueue.worker import Worker
+from sqla_jobqueue.statements import Claimed, ClaimPosition, JobStatements, driver_rows
 from tests.helpers import job_table
 
 WORKER = "w"
@@ -30,7 +29,7 @@ def complete_and_claim(
     bound = JobStatements.of(job_table()).complete_and_claim(
         WORKER, ids, attempts, results, stages, events, limit, job_types, after
     )
-    rows = Worker._driver_rows(connection, bound)
+    rows = driver_rows(connection, bound)
     done = [row[1] for row in rows if row[0]]
     return done, [Claimed._make(row[1:]) for row in rows if not row[0]]
 
@@ -47,4 +46,4 @@ def write_progress(
     bound = JobStatements.of(job_table()).write_progress(
         WORKER, ids, attempts, percents, stages, events
     )
-    return {row[0] for row in Worker._driver_rows(connection, bound)}
+    return {row[0] for row in driver_rows(connection, bound)}

@@ -366,7 +366,7 @@ def test_jobs_claimed_by_a_round_whose_answer_was_lost_are_given_back_uncharged(
     ran: list[int] = []
     registry.register("x", lambda ctx: ran.append(ctx.attempt))
     worker = fast_worker(engine, registry, concurrency=2, maintenance=False)
-    real = worker._complete_and_claim
+    real = worker._recorder._complete_and_claim
     lost_once: list[bool] = []
 
     def commit_then_lose_the_answer(*args: Any) -> Any:
@@ -376,7 +376,7 @@ def test_jobs_claimed_by_a_round_whose_answer_was_lost_are_given_back_uncharged(
             raise OperationalError("claim", {}, Exception("connection lost after commit"))
         return answer
 
-    worker._complete_and_claim = commit_then_lose_the_answer  # type: ignore[assignment]
+    worker._recorder._complete_and_claim = commit_then_lose_the_answer  # type: ignore[method-assign, assignment]
     with session_factory.begin() as session:
         ids = registry.enqueue_many(JobQueue(session), [{"job_type": "x"}] * 2)
     with worker:
@@ -410,7 +410,7 @@ def test_a_timeout_and_the_commit_of_its_completion_exclude_each_other(
             blocker.execute(select(Job.id).where(Job.id == job_id).with_for_update())
             locked.set()
             assert returning.wait(WAIT)
-            wait_for(lambda: worker._active[job_id].timed_out, what="the timeout to be declared")
+            wait_for(lambda: worker._dispatch.active[job_id].timed_out, what="the timeout to be declared")
         wait_for(lambda: job_id not in worker.running_jobs, what="the outcome recorded")
         with session_factory() as session:
             job = JobQueue(session).get(job_id)

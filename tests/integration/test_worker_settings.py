@@ -21,14 +21,14 @@ def test_default_worker_settings_are_the_documented_ones() -> None:
         worker = Worker(engine, Registry({"t": lambda ctx: None}))
     finally:
         engine.dispose()
-    assert worker.job_types == ["t"]
-    assert (worker.concurrency, worker.batch_size) == (10, 10)
-    assert worker.poll_interval == 2
-    assert worker.heartbeat_interval == 10
-    assert worker.stale_timeout == 60
-    assert worker.grace_period == 30
-    assert worker.progress_interval == 0.5
-    assert worker.listen is True
+    assert worker.settings.job_types == ["t"]
+    assert (worker.settings.concurrency, worker.settings.batch_size) == (10, 10)
+    assert worker.settings.poll_interval == 2
+    assert worker.settings.heartbeat_interval == 10
+    assert worker.settings.stale_timeout == 60
+    assert worker.settings.grace_period == 30
+    assert worker.settings.progress_interval == 0.5
+    assert worker.settings.listen is True
     rescuer, pruner = worker.duties
     assert isinstance(rescuer, Rescuer) and isinstance(pruner, Pruner)
     assert rescuer.config.stale_timeout == timedelta(seconds=60)
@@ -42,8 +42,8 @@ def test_batch_size_above_concurrency_is_capped_and_maintenance_off_has_no_dutie
     engine = create_engine("postgresql+psycopg://")
     try:
         registry = Registry({"t": lambda ctx: None})
-        assert Worker(engine, registry, concurrency=2, batch_size=10).batch_size == 2
-        assert Worker(engine, registry, concurrency=4).batch_size == 4
+        assert Worker(engine, registry, concurrency=2, batch_size=10).settings.batch_size == 2
+        assert Worker(engine, registry, concurrency=4).settings.batch_size == 4
         assert Worker(engine, registry, maintenance=False).duties == []
         assert [type(d) for d in Worker(engine, registry, retention=None).duties] == [Rescuer]
     finally:

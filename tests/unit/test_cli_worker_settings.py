@@ -87,25 +87,5 @@ def test_a_worker_runs_with_what_the_check_returns(unconnected: Engine) -> None:
     }
     settings = WorkerSettings.check(registry, **options)
     worker = Worker(unconnected, registry, **options)
-    assert (
-        worker.job_types,
-        worker.concurrency,
-        worker.batch_size,
-        worker.poll_interval,
-        worker.heartbeat_interval,
-        worker.stale_timeout,
-        worker.grace_period,
-        worker.progress_interval,
-        worker.worker_id,
-    ) == (
-        settings.job_types,
-        settings.concurrency,
-        settings.batch_size,
-        settings.poll_interval,
-        settings.heartbeat_interval,
-        settings.stale_timeout,
-        settings.grace_period,
-        settings.progress_interval,
-        settings.worker_id,
-    )
+    assert worker.settings == settings
     assert (settings.batch_size, settings.poll_interval, settings.stale_timeout) == (2, 0.25, 9.0)

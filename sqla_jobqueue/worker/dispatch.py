@@ -1,0 +1,229 @@
+"""The dispatcher's state and its decisions, shared by both workers: how many jobs to claim
+and when, where the next claim resumes, which attempts ran out of time, how long to idle,
+and which runs a round's outcomes end.
+
+:class:`Dispatch` does no I/O and starts nothing: a worker asks it what to do, does it (on
+threads or on an event loop) and tells it what happened. Unit tests drive it with no
+database.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+
+from ..handlers import Handler, JobContextBase, Registry
+from ..statements import Claimed, ClaimPosition
+from .outcomes import Outcome, Run, shutdown_outcome, timed_out_outcome
+from .settings import WorkerSettings
+
+__all__ = ["IDLE_CAP", "Dispatch"]
+
+IDLE_CAP = 1.0
+"""Longest an idle dispatcher sleeps before it looks at its state again."""
+
+ContextFactory = Callable[[Claimed, Handler], JobContextBase]
+
+
+class Dispatch:
+    """What a worker is running and has to write, and what it should do next.
+
+    ``lock`` guards :attr:`active` and the runs' ``finished``/``timed_out`` flags, which
+    handler threads and background loops read too.
+    """
+
+    def __init__(
+        self, settings: WorkerSettings, registry: Registry, make_context: ContextFactory
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        # Looked up for every job claimed (the registry's lookup costs a method call); a
+        # registry only grows, and a type registered later is found in it on first use.
+        self._handlers = {job_type: registry[job_type] for job_type in registry}
+        self._make_context = make_context
+        self.lock = threading.Lock()
+        self.active: dict[uuid.UUID, Run] = {}
+        self.pending: list[Outcome] = []
+        """Outcomes to write in the next round."""
+        self.hungry = True
+        """Whether to claim at once rather than at the next poll."""
+        self.notified = 0
+        """Notifications received (to see whether one came during a claim)."""
+        self.uncertain = False
+        """Whether the last round's commit may have happened with its answer lost."""
+        self.resume_after: ClaimPosition | None = None
+        self._resume_until = 0.0
+        self._next_poll = 0.0
+        self.grace_deadline = math.inf
+
+    # ------------------------------------------------------------------ waking
+
+    def on_notify(self, job_type: str | None) -> bool:
+        """A notification (``None``: the listener reconnected): whether it concerns this
+        worker, which then claims at once."""
+        types = self.settings.job_types
+        if job_type is None or job_type in types:
+            self.notified += 1
+            self.hungry = True
+            return True
+        return False
+
+    def begin_stop(self, now: float) -> None:
+        """A graceful stop begins: running handlers have until the grace deadline."""
+        if self.grace_deadline == math.inf:
+            self.grace_deadline = now + self.settings.grace_period
+
+    # ---------------------------------------------------------------- a round
+
+    def expire(self, now: float) -> list[Run]:
+        """Give up on the runs past their deadline: each gets a failed outcome to write;
+        returns them (for the worker to free their slot or cancel their task)."""
+        expired: list[Run] = []
+        with self.lock:
+            for run in self.active.values():
+                if run.deadline is not None and now >= run.deadline and not run.finished:
+                    run.timed_out = True
+                    run.ctx.abandon()
+                    expired.append(run)
+        self.pending.extend(timed_out_outcome(run, now) for run in expired)
+        return expired
+
+    def take(self, outcome: Outcome) -> None:
+        """A handler's outcome, written next round unless the worker gave up on it."""
+        if not outcome.run.timed_out:
+            self.pending.append(outcome)
+
+    def free_slots(self) -> int:
+        """Slots free for claiming now: jobs whose outcome is written in this round free
+        their slot in it too."""
+        with self.lock:
+            active = len(self.active)
+        return self.settings.concurrency - active + len(self.pending)
+
+    def done(self, now: float, stopping: bool) -> bool:
+        """Whether a stopping worker may end: nothing runs, or the grace period is over."""
+        if not stopping:
+            return False
+        with self.lock:
+            active = len(self.active)
+        return active == 0 or now >= self.grace_deadline
+
+    def claim_size(self, now: float, stopping: bool, free: int) -> int:
+        """How many jobs the next round claims (0: it only writes outcomes, if any)."""
+        if now >= self._resume_until:
+            self.resume_after = None
+        if stopping or free <= 0 or not (self.hungry or now >= self._next_poll):
+            return 0
+        return min(self.settings.batch_size, free)
+
+    def claimed(self, want: int, claimed: Sequence[Claimed], notified: int, now: float) -> None:
+        """A round that asked for ``want`` jobs came back with ``claimed``; ``notified``
+        is :attr:`notified` as it was before the round."""
+        if not want:
+            return
+        full = len(claimed) == want
+        # A short claim that resumed may have passed over due jobs before its position; a
+        # notification during the claim may be for a job it could not see yet: either
+        # way, look again at once.
+        resumed = self.resume_after is not None
+        self.hungry = full or resumed or self.notified != notified
+        self._resume_from(claimed[-1] if full else None, now)
+        if not self.hungry:
+            self._next_poll = now + self.settings.poll_interval
+
+    def _resume_from(self, last: Claimed | None, now: float) -> None:
+        """Let the next claim resume after ``last`` (``None``: from the start of the queue).
+
+        Positions are kept for at most ``poll_interval`` from the first: jobs that become
+        due before the position (a retry, a rescued job, a job whose enqueueing
+        transaction began before the position) are claimed within that time.
+        """
+        if last is None:
+            self.resume_after = None
+            return
+        if self.resume_after is None:
+            self._resume_until = now + self.settings.poll_interval
+        self.resume_after = ClaimPosition.of(last)
+
+    def round_failed(self) -> None:
+        """A round raised: its commit may have happened; the next one checks first."""
+        self.uncertain = True
+        self.resume_after = None
+
+    def runs(self, claimed: Sequence[Claimed], now: float) -> list[Run]:
+        """The runs of newly claimed jobs, now active."""
+        runs = []
+        handlers = self._handlers
+        with self.lock:
+            for row in claimed:
+                spec = handlers.get(row.job_type)
+                if spec is None:
+                    spec = handlers[row.job_type] = self.registry[row.job_type]
+                run = Run(self._make_context(row, spec), spec, now)
+                self.active[row.id] = run
+                runs.append(run)
+        return runs
+
+    def again_at_once(self, free: int, claimed: int) -> bool:
+        """Whether to start another round without waiting: jobs are likely due and
+        slots are free."""
+        return self.hungry and free > claimed
+
+    def written(self, pending: list[Outcome], again: list[Outcome]) -> list[Outcome]:
+        """A round wrote ``pending`` but ``again`` (kept for the next round); returns the
+        written outcomes, whose runs are over."""
+        self.pending = again
+        self.uncertain = False
+        written = [o for o in pending if o not in again] if again else pending
+        with self.lock:
+            for outcome in written:
+                self.active.pop(outcome.run.ctx.job_id, None)
+        return written
+
+    # ------------------------------------------------------------------- idle
+
+    def idle_timeout(self, now: float, stopping: bool, free: int) -> float:
+        """How long to wait for a wake-up before looking again."""
+        timeout = IDLE_CAP
+        if stopping:
+            timeout = min(timeout, self.grace_deadline - now)
+        elif free > 0:
+            timeout = min(timeout, self._next_poll - now)
+        with self.lock:
+            deadlines = [r.deadline for r in self.active.values() if r.deadline is not None]
+        if deadlines:
+            timeout = min(timeout, min(deadlines) - now)
+        return max(timeout, 0.0)
+
+    # ---------------------------------------------------- what the loops read
+
+    def known_ids(self) -> list[uuid.UUID]:
+        """Every job this worker runs or has an outcome of."""
+        with self.lock:
+            return list(self.active)
+
+    def held_ids(self) -> list[uuid.UUID]:
+        """The jobs whose heartbeat to refresh: running here and not given up on."""
+        with self.lock:
+            return [job_id for job_id, run in self.active.items() if not run.timed_out]
+
+    def reporting_runs(self) -> list[Run]:
+        """The runs whose handlers may have reported progress."""
+        with self.lock:
+            return [r for r in self.active.values() if not r.finished and not r.timed_out]
+
+    def cut_off(self, now: float) -> list[Run]:
+        """At the end of the grace period: give up on the runs still going; each gets a
+        failed outcome (due again at once) to write."""
+        with self.lock:
+            cut = [r for r in self.active.values() if not r.finished and not r.timed_out]
+            for run in cut:
+                run.timed_out = True
+                run.ctx.abandon()
+        settings = self.settings
+        self.pending.extend(
+            shutdown_outcome(run, settings.worker_id, settings.grace_period, now) for run in cut
+        )
+        return cut

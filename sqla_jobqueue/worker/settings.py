@@ -1,0 +1,201 @@
+"""A worker's settings: their defaults, and :class:`WorkerSettings`, the checked set a worker
+runs with (both :class:`~sqla_jobqueue.worker.Worker` and
+:class:`~sqla_jobqueue.worker.AsyncWorker` check their arguments through it, and
+``sqla-jobqueue worker`` checks its options with it before it opens a database)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Table
+
+from .. import validation as check
+from ..errors import InvalidJobError, ModelError
+from ..handlers import Registry
+from ..maintenance import Duty, Pruner, PrunerConfig, Rescuer, RescuerConfig
+from ..maintenance.pruner import DEFAULT_RETENTION
+from ..maintenance.rescuer import DEFAULT_STALE_TIMEOUT
+from ..model import Job, JobMixin, is_job_table
+from ..plans import check_job_types, default_worker_id
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_GRACE_PERIOD",
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_POLL_INTERVAL",
+    "DEFAULT_PROGRESS_INTERVAL",
+    "Duration",
+    "WorkerSettings",
+    "job_table",
+]
+
+log = logging.getLogger("sqla_jobqueue.worker")
+
+DEFAULT_CONCURRENCY = 10
+DEFAULT_POLL_INTERVAL = timedelta(seconds=2)
+DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=10)
+DEFAULT_GRACE_PERIOD = timedelta(seconds=30)
+DEFAULT_PROGRESS_INTERVAL = timedelta(milliseconds=500)
+
+Duration = timedelta | float | int
+"""A duration: a :class:`~datetime.timedelta` or a number of seconds."""
+
+
+def _seconds(value: Duration, what: str, *, allow_zero: bool = False) -> float:
+    # validation's interval checks take timedeltas only; worker settings also take seconds.
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidJobError(f"{what} must be a timedelta or seconds, got {value!r}")
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        raise InvalidJobError(f"{what} must be {'zero or more' if allow_zero else 'positive'}, "
+                              f"got {value!r}")  # fmt: skip
+    return seconds
+
+
+def _positive_int(value: object, what: str) -> int:
+    number = check.check_int32(value, what)
+    if number < 1:
+        raise InvalidJobError(f"{what} must be at least 1, got {number}")
+    return number
+
+
+def job_table(model: type[JobMixin]) -> Table:
+    """The table of a mapped job model; :class:`ModelError` for anything else."""
+    table = getattr(model, "__table__", None)
+    if not isinstance(table, Table) or not is_job_table(table):
+        raise ModelError(f"{model!r} is not a mapped JobMixin model")
+    return table
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """A worker's settings, checked, with durations in seconds: what a worker runs with.
+
+    :meth:`check` is how :class:`~sqla_jobqueue.worker.Worker` and
+    :class:`~sqla_jobqueue.worker.AsyncWorker` check their arguments, and how
+    ``sqla-jobqueue worker`` checks its options before it opens a database. A running
+    worker's settings are its ``settings`` attribute.
+    """
+
+    model: type[JobMixin]
+    table: Table
+    job_types: list[str]
+    concurrency: int
+    batch_size: int
+    poll_interval: float
+    heartbeat_interval: float
+    stale_timeout: float
+    grace_period: float
+    progress_interval: float
+    rescue_interval: float
+    retention: float | None
+    worker_id: str
+    listen: bool
+    maintenance: bool
+    max_payload_bytes: int
+
+    @classmethod
+    def check(
+        cls,
+        registry: Registry,
+        *,
+        model: type[JobMixin] = Job,
+        job_types: Sequence[str] | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        batch_size: int | None = None,
+        poll_interval: Duration = DEFAULT_POLL_INTERVAL,
+        heartbeat_interval: Duration = DEFAULT_HEARTBEAT_INTERVAL,
+        stale_timeout: Duration = DEFAULT_STALE_TIMEOUT,
+        worker_id: str | None = None,
+        grace_period: Duration = DEFAULT_GRACE_PERIOD,
+        progress_interval: Duration = DEFAULT_PROGRESS_INTERVAL,
+        retention: Duration | None = DEFAULT_RETENTION,
+        rescue_interval: Duration | None = None,
+        listen: bool = True,
+        maintenance: bool = True,
+        max_payload_bytes: int = check.DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> WorkerSettings:
+        """The settings :class:`Worker` takes (same names, same defaults), checked.
+
+        Raises
+        ------
+        InvalidJobError
+            When a setting is out of range, the registry is empty or has no handler for a
+            type of ``job_types``, or the stale timeout is under three heartbeat intervals.
+        ModelError
+            When ``model`` is not a mapped :class:`~sqla_jobqueue.model.JobMixin` model.
+        """
+        if not isinstance(registry, Registry):
+            raise InvalidJobError(f"registry must be a Registry, got {type(registry).__name__}")
+        if not len(registry):
+            raise InvalidJobError("the registry has no handlers")
+        table = job_table(model)
+        types = registry.job_types if job_types is None else check_job_types(job_types) or []
+        unknown = [t for t in types if t not in registry]
+        if unknown:
+            raise InvalidJobError(
+                f"no handler registered for job types {unknown}; registered are "
+                f"{registry.job_types}"
+            )
+        slots = _positive_int(concurrency, "concurrency")
+        batch = _positive_int(slots if batch_size is None else batch_size, "batch_size")
+        if batch > slots:
+            log.info(
+                "batch_size %d is more than concurrency %d: a claim never takes more jobs "
+                "than there are free slots, so at most %d", batch, slots, slots,
+            )  # fmt: skip
+            batch = slots
+        heartbeat = _seconds(heartbeat_interval, "heartbeat_interval")
+        stale = _seconds(stale_timeout, "stale_timeout")
+        if stale < 3 * heartbeat:
+            raise InvalidJobError(
+                f"stale_timeout ({stale}s) must be at least three heartbeat intervals "
+                f"({heartbeat}s each), or live workers' jobs would be rescued"
+            )
+        identity = worker_id or default_worker_id()
+        check.check_text(identity, "worker_id", 100)
+        if isinstance(max_payload_bytes, bool) or not isinstance(max_payload_bytes, int):
+            raise InvalidJobError(f"max_payload_bytes must be an int, got {max_payload_bytes!r}")
+        if max_payload_bytes < 2:
+            raise InvalidJobError(f"max_payload_bytes must be at least 2, got {max_payload_bytes}")
+        return cls(
+            model=model,
+            table=table,
+            job_types=types,
+            concurrency=slots,
+            batch_size=batch,
+            poll_interval=_seconds(poll_interval, "poll_interval"),
+            heartbeat_interval=heartbeat,
+            stale_timeout=stale,
+            grace_period=_seconds(grace_period, "grace_period", allow_zero=True),
+            progress_interval=_seconds(progress_interval, "progress_interval"),
+            rescue_interval=(
+                stale / 4
+                if rescue_interval is None
+                else _seconds(rescue_interval, "rescue_interval")
+            ),
+            retention=None if retention is None else _seconds(retention, "retention"),
+            worker_id=identity,
+            listen=bool(listen),
+            maintenance=bool(maintenance),
+            max_payload_bytes=max_payload_bytes,
+        )
+
+    def duties(self) -> list[Duty]:
+        """The maintenance duties a worker with these settings takes part in."""
+        if not self.maintenance:
+            return []
+        stale = timedelta(seconds=self.stale_timeout)
+        every = timedelta(seconds=self.rescue_interval)
+        duties: list[Duty] = [Rescuer(self.model, RescuerConfig(stale, every))]
+        if self.retention is not None:
+            keep = timedelta(seconds=self.retention)
+            duties.append(Pruner(self.model, PrunerConfig(retention=keep)))
+        return duties

@@ -12,15 +12,17 @@ from typing import TYPE_CHECKING
 
 from .aqueue import AsyncJobQueue
 from .backoff import Backoff
-from .handlers import Cancel, JobContext, Registry, Retry
+from .handlers import AsyncJobContext, Cancel, JobContext, Registry, Retry
 from .model import Job, JobMixin, JobStatus, Priority, metadata
 from .queue import JobQueue, QueueStats
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from .worker import AsyncWorker, Worker
 
 __all__ = [
+    "AsyncJobContext",
     "AsyncJobQueue",
+    "AsyncWorker",
     "Backoff",
     "Cancel",
     "Job",
@@ -45,11 +47,12 @@ __version__ = "0.1.0"
 if not TYPE_CHECKING:
 
     def __getattr__(name: str) -> object:
-        if name == "Worker":
-            from .worker import Worker
+        if name in ("Worker", "AsyncWorker"):
+            from . import worker
 
-            globals()["Worker"] = Worker
-            return Worker
+            value = getattr(worker, name)
+            globals()[name] = value
+            return value
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
     def __dir__() -> list[str]:

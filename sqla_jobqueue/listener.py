@@ -17,9 +17,11 @@ finding jobs by polling meanwhile. After every (re)connection the callback is ca
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -29,14 +31,28 @@ from sqlalchemy import Table
 from .model import claim_function_name
 from .sql import QueueObjects
 
-__all__ = ["Listener"]
+__all__ = ["AsyncListener", "Listener", "channel_of"]
 
 log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "sqla_jobqueue listener"
 """``application_name`` of listener connections, to find them in ``pg_stat_activity``."""
 _WAIT_SLICE = 0.5
+_LOST = "listener connection lost (%s); polling meanwhile, reconnecting in %.1fs"
 _MAX_BACKOFF = 10.0
+
+
+_CURRENT_SCHEMA = "SELECT current_schema()"
+
+
+def channel_of(table: Table, schema: str) -> str:
+    """The channel the enqueue trigger of ``table`` (in ``schema``) notifies."""
+    return QueueObjects(schema, table.name, claim_function_name(table)).channel
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Listener:
@@ -104,9 +120,9 @@ class Listener:
     def _channel(self, connection: psycopg.Connection[Any]) -> str:
         schema = self.table.schema
         if schema is None:
-            row = connection.execute("SELECT current_schema()").fetchone()
+            row = connection.execute(_CURRENT_SCHEMA).fetchone()
             schema = str(row[0]) if row else "public"
-        return QueueObjects(schema, self.table.name, claim_function_name(self.table)).channel
+        return channel_of(self.table, schema)
 
     def _run(self) -> None:
         backoff = 0.2
@@ -131,11 +147,7 @@ class Listener:
                 if self._stop.is_set():
                     break
                 lost = True
-                log.warning(
-                    "listener connection lost (%s); polling meanwhile, reconnecting in %.1fs",
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                    backoff,
-                )
+                log.warning(_LOST, _first_line(exc), backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
             except Exception:
@@ -144,3 +156,90 @@ class Listener:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
         self.listening.clear()
+
+
+class AsyncListener:
+    """:class:`Listener` for an asyncio worker: LISTEN on psycopg's ``AsyncConnection`` in
+    a task of the running event loop.
+
+    Parameters
+    ----------
+    connect:
+        A coroutine function returning a new ``psycopg.AsyncConnection`` that nothing else
+        uses (the listener sets it to autocommit and closes it).
+    table, on_notify:
+        As for :class:`Listener`; ``on_notify`` is called on the event loop.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]],
+        table: Table,
+        on_notify: Callable[[str | None], None],
+    ) -> None:
+        self.connect = connect
+        self.table = table
+        self.channel: str | None = None
+        """The channel, known once connected."""
+        self.on_notify = on_notify
+        self.listening = threading.Event()
+        """Set while the LISTEN is in place."""
+        self.reconnects = 0
+        """How many times the connection was lost and listening started again."""
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start listening in a task of the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="listener")
+
+    async def stop(self) -> None:
+        """Stop listening and close the connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        self.listening.clear()
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        connection = await self.connect()
+        try:
+            await connection.rollback()
+            await connection.set_autocommit(True)
+            await connection.execute("SELECT set_config('application_name', %s, false)",
+                                     (APPLICATION_NAME,))  # fmt: skip
+        except BaseException:
+            await connection.close()
+            raise
+        return connection
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        lost = False
+        while True:
+            try:
+                async with await self._connection() as connection:
+                    schema = self.table.schema
+                    if schema is None:
+                        row = await (await connection.execute(_CURRENT_SCHEMA)).fetchone()
+                        schema = str(row[0]) if row else "public"
+                    self.channel = channel_of(self.table, schema)
+                    listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.channel))
+                    await connection.execute(listen)
+                    self.listening.set()
+                    if lost:
+                        self.reconnects += 1
+                        log.warning("listener reconnected; listening on %s again", self.channel)
+                    lost = False
+                    backoff = 0.2
+                    self.on_notify(None)
+                    async for notification in connection.notifies():
+                        self.on_notify(notification.payload or None)
+            except psycopg.Error as exc:
+                self.listening.clear()
+                lost = True
+                log.warning(_LOST, _first_line(exc), backoff)
+            except Exception:
+                self.listening.clear()
+                log.exception("listener failed unexpectedly; retrying in %.1fs", backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF)

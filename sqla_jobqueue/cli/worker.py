@@ -1,11 +1,15 @@
 """``worker``: run the handlers of the application's registry until SIGTERM or Ctrl-C.
 
+A registry whose handlers (of ``--types``) include ``async def`` ones is run by the
+:class:`~sqla_jobqueue.worker.AsyncWorker` on an asyncio loop (its plain handlers on
+threads beside it); any other by the thread-based :class:`~sqla_jobqueue.worker.Worker`.
 Every setting is checked (:meth:`sqla_jobqueue.worker.WorkerSettings.check`) before a
 database is opened: bad settings never start, nor initialise, the embedded server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import sys
@@ -13,9 +17,11 @@ from datetime import timedelta
 from typing import Any
 
 import click
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import JobQueueError
+from ..handlers import Registry
 from .engine import open_database
 from .exits import BadInput
 from .imports import load_registry
@@ -89,7 +95,8 @@ def worker(
 ) -> int:
     """Run jobs with the handlers of a registry.
 
-    TARGET is your registry as module:attribute, e.g. myapp.jobs:registry.
+    TARGET is your registry as module:attribute, e.g. myapp.jobs:registry. A registry
+    with async def handlers runs on an asyncio loop (plain handlers on threads beside it).
     """
     from ..worker import Worker, WorkerSettings
 
@@ -119,17 +126,39 @@ def worker(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    asynchronous = registry.async_job_types(job_types)
     with open_database(db, pool_size=concurrency + 3) as engine:
-        running = Worker(engine, registry, **options)
         # This process only runs the worker: keep what start-up built (modules, models, the
         # registry) out of the collector's full passes, which otherwise walk it all again
         # every few thousand jobs (about a quarter of a no-op job's CPU, docs/benchmarks.md).
         gc.collect()
         gc.freeze()
         try:
-            return running.run()
+            if asynchronous:
+                return _run_async_worker(engine, registry, options)
+            return Worker(engine, registry, **options).run()
         except JobQueueError as error:
             if isinstance(error.__cause__, DBAPIError):
                 # A missing table: told like every other command's, with the --model hint.
                 raise error.__cause__ from None
             raise
+
+
+def _run_async_worker(engine: Engine, registry: Registry, options: dict[str, Any]) -> int:
+    """Run the registry's async handlers (and its plain ones, on threads) on an
+    ``AsyncEngine`` to the database of ``engine``."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from ..worker import AsyncWorker
+
+    async_engine = create_async_engine(
+        engine.url, pool_pre_ping=True, pool_size=options["concurrency"] + 3
+    )
+
+    async def run() -> int:
+        try:
+            return await AsyncWorker(async_engine, registry, **options).run()
+        finally:
+            await async_engine.dispose()
+
+    return asyncio.run(run())

@@ -24,14 +24,17 @@ def effects_table(engine: Engine) -> None:
     effects.metadata.create_all(engine)
 
 
-def spawner(url: URL, logs: Path) -> tuple[Spawn, list[subprocess.Popen[bytes]]]:
+def spawner(
+    url: URL, logs: Path, kind: str = "threads"
+) -> tuple[Spawn, list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
+    chosen = ["--asyncio"] if kind == "asyncio" else []
 
     def spawn(*options: str) -> subprocess.Popen[bytes]:
         log = (logs / f"worker-{len(started)}.log").open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.reliability.worker_process",
-             url.render_as_string(hide_password=False), *options],
+             url.render_as_string(hide_password=False), *chosen, *options],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
@@ -53,9 +56,10 @@ def reap(started: list[subprocess.Popen[bytes]], logs: Path) -> None:
         print("\n".join(notable[-60:]))
 
 
-@pytest.fixture
-def spawn(database_url: URL, tmp_path: Path) -> Iterator[Spawn]:
-    """Start worker processes on this test's database; all are killed at the end."""
-    function, started = spawner(database_url, tmp_path)
+@pytest.fixture(params=["threads", "asyncio"])
+def spawn(request: pytest.FixtureRequest, database_url: URL, tmp_path: Path) -> Iterator[Spawn]:
+    """Start worker processes on this test's database, of the sync ``Worker`` or of the
+    ``AsyncWorker`` (each test runs with both); all are killed at the end."""
+    function, started = spawner(database_url, tmp_path, request.param)
     yield function
     reap(started, tmp_path)

@@ -49,8 +49,9 @@ def restart(server: Any) -> None:
     commands.pg_ctl(["-w", "-m", "fast", "restart"], pgdata=server.pgdata, user=server.system_user)
 
 
+@pytest.mark.parametrize("kind", ["threads", "asyncio"])
 def test_restarting_postgresql_under_a_worker_loses_nothing(
-    private_server: tuple[URL, Any], tmp_path: Path
+    private_server: tuple[URL, Any], tmp_path: Path, kind: str
 ) -> None:
     url, server = private_server
     engine = create_engine(url, pool_pre_ping=True)
@@ -69,7 +70,7 @@ def test_restarting_postgresql_under_a_worker_loses_nothing(
                     connection.execute(select(func.count()).select_from(effects)).scalar_one()
                 )
 
-        spawn, started = spawner(url, tmp_path)
+        spawn, started = spawner(url, tmp_path, kind)
         try:
             worker = spawn("--concurrency", "4", "--heartbeat", "0.3", "--stale", "5")
             wait_for(lambda: effects_done() >= 40, timeout=60, what="work before the restart")

@@ -1,6 +1,8 @@
 """A worker process for the reliability tests.
 
-Run as ``python -m tests.reliability.worker_process DATABASE_URL [options]``. Its handlers:
+Run as ``python -m tests.reliability.worker_process DATABASE_URL [options]``; with
+``--asyncio`` it is an :class:`~sqla_jobqueue.AsyncWorker` running the ``async def`` twins
+of the handlers. Its handlers:
 
 - ``effect``: sleeps ``data["seconds"]``, waits for the file ``data["gate"]`` when given,
   holds forever on attempt 1 when ``data["hang_first"]``, then records the job in the
@@ -11,6 +13,7 @@ Run as ``python -m tests.reliability.worker_process DATABASE_URL [options]``. It
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -20,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
 from sqlalchemy.dialects.postgresql import UUID
 
-from sqla_jobqueue import JobContext, Registry, Worker
+from sqla_jobqueue import AsyncJobContext, AsyncWorker, JobContext, Registry, Worker
 from sqla_jobqueue.database import sqlalchemy_url
 
 effects = Table(
@@ -54,6 +57,28 @@ def poison(ctx: JobContext) -> None:
     os._exit(3)
 
 
+async_registry = Registry()
+
+
+@async_registry.handler("effect", max_attempts=5)
+async def effect_async(ctx: AsyncJobContext) -> int:
+    if ctx.data.get("hang_first") and ctx.attempt == 1:
+        await asyncio.sleep(3600)
+    gate = ctx.data.get("gate")
+    if gate:
+        while not Path(gate).exists():
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(float(ctx.data.get("seconds", 0)))
+    await ctx.session.execute(effects.insert().values(job_id=ctx.job_id, attempt=ctx.attempt,
+                                                      pid=os.getpid()))  # fmt: skip
+    return os.getpid()
+
+
+@async_registry.handler("poison", max_attempts=3)
+async def poison_async(ctx: AsyncJobContext) -> None:
+    os._exit(3)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
@@ -62,26 +87,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stale", type=float, default=5.0)
     parser.add_argument("--grace", type=float, default=30.0)
     parser.add_argument("--poll", type=float, default=0.1)
+    parser.add_argument("--asyncio", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s {os.getpid()} %(threadName)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    engine = create_engine(sqlalchemy_url(args.url), pool_size=args.concurrency + 4)
-    worker = Worker(
-        engine,
-        registry,
-        concurrency=args.concurrency,
-        heartbeat_interval=args.heartbeat,
-        stale_timeout=args.stale,
-        rescue_interval=args.stale / 4,
-        grace_period=args.grace,
-        poll_interval=args.poll,
-        progress_interval=0.05,
-    )
-    return worker.run()
+    settings = {
+        "concurrency": args.concurrency,
+        "heartbeat_interval": args.heartbeat,
+        "stale_timeout": args.stale,
+        "rescue_interval": args.stale / 4,
+        "grace_period": args.grace,
+        "poll_interval": args.poll,
+        "progress_interval": 0.05,
+    }
+    url = sqlalchemy_url(args.url)
+    if args.asyncio:
+        from sqlalchemy.ext.asyncio import create_async_engine
 
+        async def run() -> int:
+            engine = create_async_engine(url, pool_size=args.concurrency + 4)
+            try:
+                return await AsyncWorker(engine, async_registry, **settings).run()
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(run())
+    engine = create_engine(url, pool_size=args.concurrency + 4)
+    return Worker(engine, registry, **settings).run()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, Executable, Result, text
+from sqlalchemy import Engine, Executable, Result, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
@@ -94,6 +94,22 @@ class Executor:
     def executing_engine(self) -> Engine:
         """The (sync) engine whose events see the statements the queue executes."""
         return self.engine if self.async_engine is None else self.async_engine.sync_engine
+
+    @contextmanager
+    def recording(self) -> Iterator[list[str]]:
+        """The SQL statements that pass through SQLAlchemy on this executor while the block
+        runs, in order (a ``COPY`` streamed on the driver's connection does not)."""
+        statements: list[str] = []
+
+        def record(*args: Any) -> None:
+            statements.append(args[2])
+
+        watched = self.executing_engine
+        event.listen(watched, "before_cursor_execute", record)
+        try:
+            yield statements
+        finally:
+            event.remove(watched, "before_cursor_execute", record)
 
     @contextmanager
     def begin(self, model: Any = None, **options: Any) -> Iterator[Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 
 from sqla_jobqueue.errors import InvalidJobError
 from tests.integration.executors import Executor, execute
@@ -74,20 +74,10 @@ def test_a_bad_spec_after_many_plain_ones_writes_nothing_and_spares_the_transact
 def test_due_key_less_jobs_bypass_insert_statements(executor: Executor, engine: Engine) -> None:
     """Plain and other copyable specs are streamed by COPY on the driver's connection: no
     INSERT passes through SQLAlchemy. Keyed jobs do take the INSERT."""
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(args[2])
-
-    watched = executor.executing_engine
-    event.listen(watched, "before_cursor_execute", record)
-    try:
-        with executor.begin() as queue:
-            queue.enqueue_many([{"job_type": "t", "data": {"i": i}} for i in range(3)])
-            queue.enqueue_many([{"job_type": "t", "priority": 7}])
-            assert not [s for s in statements if "INSERT" in s]
-            queue.enqueue_many([{"job_type": "t", "unique_key": "k"}])
-            assert [s for s in statements if "INSERT" in s]
-    finally:
-        event.remove(watched, "before_cursor_execute", record)
+    with executor.recording() as statements, executor.begin() as queue:
+        queue.enqueue_many([{"job_type": "t", "data": {"i": i}} for i in range(3)])
+        queue.enqueue_many([{"job_type": "t", "priority": 7}])
+        assert not [s for s in statements if "INSERT" in s]
+        queue.enqueue_many([{"job_type": "t", "unique_key": "k"}])
+        assert [s for s in statements if "INSERT" in s]
     assert len(stored(engine)) == 5

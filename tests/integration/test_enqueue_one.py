@@ -6,9 +6,8 @@ application model's deferred columns on attribute access is the sync ORM's (an
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import Engine, String, event, inspect, text
+from sqlalchemy import Engine, String, inspect, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sqla_jobqueue import Job, JobMixin, JobQueue, JobStatus
@@ -18,22 +17,12 @@ from tests.integration.executors import Executor, orm_session
 def test_the_returned_job_is_persistent_clean_and_equal_to_a_fresh_load(
     executor: Executor,
 ) -> None:
-    statements: list[str] = []
-
-    def record(*args: Any) -> None:
-        statements.append(args[2])
-
-    watched = executor.executing_engine
-    event.listen(watched, "before_cursor_execute", record)
-    try:
-        with executor.begin() as queue:
-            job = queue.enqueue("t", {"n": [1, "é"]}, priority=7, max_attempts=2)
-            session = orm_session(queue)
-            state = inspect(job)
-            assert state.persistent and state.session is session and not state.modified
-            assert session.identity_map.get(state.key) is job
-    finally:
-        event.remove(watched, "before_cursor_execute", record)
+    with executor.recording() as statements, executor.begin() as queue:
+        job = queue.enqueue("t", {"n": [1, "é"]}, priority=7, max_attempts=2)
+        session = orm_session(queue)
+        state = inspect(job)
+        assert state.persistent and state.session is session and not state.modified
+        assert session.identity_map.get(state.key) is job
     # The commit flushed nothing: the job needed no UPDATE, and nothing was loaded.
     assert len(statements) == 1, "one INSERT; nothing loaded, nothing flushed"
     with executor.begin() as queue:

@@ -15,6 +15,7 @@ __all__ = ["environment", "markdown", "write"]
 
 PEER_LABELS = {
     "sqla_jobqueue": "sqla_jobqueue",
+    "sqla_jobqueue_async": "sqla_jobqueue (async)",
     "pgqueuer": "PGQueuer",
     "procrastinate": "procrastinate",
     "pgbench": "pgbench (raw SQL)",
@@ -144,6 +145,22 @@ def markdown(data: dict[str, Any]) -> str:
             f"{_fmt(r, 2)} x PGQueuer; {_fmt(ours)}/s",
             _verdict(None if r is None or ours is None else (r >= factor and ours >= floor)),
         ))  # fmt: skip
+    bulk_async = res.get("enqueue_bulk_async")
+    if bulk_async:
+        for batch, rates in bulk_async["rate"].items():
+            row(
+                f"async enqueue, bulk ({int(batch):,} per call), {bulk_async['jobs']:,} jobs, "
+                "jobs/s",
+                {s: _cell(rates.get(s)) for s in systems},
+            )
+            ours = _median(rates.get("sqla_jobqueue_async"))
+            r = _ratio(ours, _median(rates.get("pgqueuer")))
+            targets.append((
+                f"async enqueue, bulk ({int(batch):,} per call)",
+                "≥ 1.5 x PGQueuer's batch enqueue",
+                f"{_fmt(r, 2)} x PGQueuer; {_fmt(ours)}/s",
+                _verdict(None if r is None else r >= 1.5),
+            ))  # fmt: skip
     proc = res.get("processing")
     if proc:
         for size, runs in proc["runs"].items():

@@ -1,9 +1,12 @@
 """The measurements of issue 6, run side by side on one server.
 
 Every measurement runs ``repeats`` times; within a repeat the systems take turns
-(sqla_jobqueue, PGQueuer, procrastinate, pgbench), each in a fresh database cloned from
-a template holding only its schema, so they meet the same server state and table sizes.
-Each step runs in a child process (:mod:`benchmarks.child`).
+(sqla_jobqueue, its async API, PGQueuer, procrastinate, pgbench), each in a fresh
+database cloned from a template holding only its schema, so they meet the same server
+state and table sizes. Each step runs in a child process (:mod:`benchmarks.child`). A
+measurement runs the systems whose module offers its action
+(:func:`benchmarks.systems.offers`): a system without ``drain`` is left out of
+processing.
 """
 
 from __future__ import annotations
@@ -22,16 +25,20 @@ import psycopg
 
 from .server import Server
 from .stats import percentile, summary
-from .systems import available
+from .systems import available, offers
 
 __all__ = ["Runner", "Sizes"]
 
 WORKER_TIMEOUT = 3 * 3600
 """Seconds after which a worker child is killed (the 1M burn-down of a slow system)."""
-ALL_SYSTEMS = ("sqla_jobqueue", "pgqueuer", "procrastinate", "pgbench")
+ALL_SYSTEMS = ("sqla_jobqueue", "sqla_jobqueue_async", "pgqueuer", "procrastinate", "pgbench")
+ASYNC_BULK_SYSTEMS = ("sqla_jobqueue_async", "pgqueuer")
+"""The async bulk enqueue measurement: ``AsyncJobQueue.enqueue_many`` against PGQueuer's
+batch ``Queries.enqueue`` on asyncpg."""
 MEASUREMENTS = (
     "enqueue_single",
     "enqueue_bulk",
+    "enqueue_bulk_async",
     "processing",
     "latency",
     "depth",
@@ -47,6 +54,8 @@ class Sizes:
     enqueue_single: int = 20_000
     enqueue_bulk: int = 200_000
     bulk_batch: int = 1_000
+    async_bulk_jobs: int = 200_000
+    async_bulk_batches: tuple[int, ...] = (1_000, 5_000, 20_000)
     processing: tuple[int, ...] = (20_000, 200_000)
     sweep_jobs: int = 20_000
     sweep_repeats: int = 2
@@ -82,6 +91,8 @@ class Sizes:
             repeats=1,
             enqueue_single=200,
             enqueue_bulk=2_000,
+            async_bulk_jobs=2_000,
+            async_bulk_batches=(500, 2_000),
             processing=(300,),
             sweep_jobs=500,
             sweep_repeats=1,
@@ -173,6 +184,15 @@ def run_workers(
                 proc.wait()
 
 
+def rotated(systems: list[str], trial: int) -> list[str]:
+    """``systems`` starting at the ``trial``-th: each takes every place in turn over the
+    repeats, so none always runs first (on a cold server) or right after the same one."""
+    if not systems:
+        return []
+    shift = trial % len(systems)
+    return systems[shift:] + systems[:shift]
+
+
 def _commits(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_stat_clear_snapshot()")
@@ -215,6 +235,10 @@ class Runner:
     def fresh(self, system: str) -> Any:
         return self.server.scratch(system.replace("_", ""), template=self.templates[system])
 
+    def offering(self, action: str) -> list[str]:
+        """The chosen systems whose module implements ``action``."""
+        return [s for s in self.systems if offers(s, action)]
+
     # ----------------------------------------------------------- measurements
 
     def run(self) -> dict[str, Any]:
@@ -232,10 +256,11 @@ class Runner:
 
     def measure_enqueue_single(self) -> dict[str, Any]:
         n = self.sizes.enqueue_single
-        rates: dict[str, list[float]] = {s: [] for s in self.systems}
+        systems = self.offering("enqueue_single")
+        rates: dict[str, list[float]] = {s: [] for s in systems}
         explicit: list[float] = []
         for trial in range(self.sizes.repeats):
-            for system in self.systems:
+            for system in systems:
                 with self.fresh(system) as url:
                     elapsed = run_child(system, "enqueue_single", url, {"n": n})["elapsed"]
                 rates[system].append(n / elapsed)
@@ -253,15 +278,47 @@ class Runner:
 
     def measure_enqueue_bulk(self) -> dict[str, Any]:
         n, batch = self.sizes.enqueue_bulk, self.sizes.bulk_batch
-        rates: dict[str, list[float]] = {s: [] for s in self.systems}
+        systems = self.offering("enqueue_bulk")
+        rates: dict[str, list[float]] = {s: [] for s in systems}
         for trial in range(self.sizes.repeats):
-            for system in self.systems:
+            for system in systems:
                 with self.fresh(system) as url:
                     params = {"n": n, "batch": batch}
                     elapsed = run_child(system, "enqueue_bulk", url, params)["elapsed"]
                 rates[system].append(n / elapsed)
                 self.log(f"  enqueue_bulk #{trial} {system}: {n / elapsed:,.0f} jobs/s")
         return {"jobs": n, "batch": batch, "rate": {s: summary(v) for s, v in rates.items()}}
+
+    def measure_enqueue_bulk_async(self) -> dict[str, Any]:
+        """Async bulk enqueue at each batch size: ``AsyncJobQueue.enqueue_many`` on an
+        ``AsyncSession`` (psycopg async, binary ``COPY``) against PGQueuer's batch
+        ``Queries.enqueue`` on asyncpg. The same jobs, timed the same way (the child's
+        ``perf_counter`` around the loop, connected before), the order of the systems
+        rotated from one repeat to the next."""
+        n = self.sizes.async_bulk_jobs
+        batches = list(self.sizes.async_bulk_batches)
+        systems = [s for s in ASYNC_BULK_SYSTEMS if s in self.offering("enqueue_bulk")]
+        rates: dict[int, dict[str, list[float]]] = {b: {s: [] for s in systems} for b in batches}
+        orders: list[list[str]] = []
+        for trial in range(self.sizes.repeats):
+            order = rotated(systems, trial)
+            orders.append(order)
+            for batch in batches:
+                for system in order:
+                    with self.fresh(system) as url:
+                        params = {"n": n, "batch": batch}
+                        elapsed = run_child(system, "enqueue_bulk", url, params)["elapsed"]
+                    rates[batch][system].append(n / elapsed)
+                    self.log(
+                        f"  enqueue_bulk_async #{trial} {system} ({batch:,} per call): "
+                        f"{n / elapsed:,.0f} jobs/s"
+                    )
+        return {
+            "jobs": n,
+            "batches": batches,
+            "orders": orders,
+            "rate": {str(b): {s: summary(v) for s, v in by.items()} for b, by in rates.items()},
+        }
 
     def drain_once(self, system: str, n: int, params: dict[str, Any]) -> dict[str, Any]:
         """Prefill ``n`` jobs, drain them with 2 workers; rate, commits per job, RSS."""
@@ -291,7 +348,8 @@ class Runner:
     def measure_processing(self) -> dict[str, Any]:
         out: dict[str, Any] = {"sweep": {}, "best": {}, "runs": {}}
         n = self.sizes.sweep_jobs
-        for system in self.systems:
+        systems = self.offering("drain")
+        for system in systems:
             # Settings interleaved, each run sweep_repeats times: one slow moment of a
             # shared machine does not pick the settings of the measurement.
             settings = self._sweep(system)
@@ -316,9 +374,9 @@ class Runner:
             # The target compares with pgbench at the batch size sqla_jobqueue runs best at.
             out["best"]["pgbench"] = {"batch": out["best"]["sqla_jobqueue"]["batch"]}
         for size in self.sizes.processing:
-            runs: dict[str, list[dict[str, Any]]] = {s: [] for s in self.systems}
+            runs: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
             for trial in range(self.sizes.repeats):
-                for system in self.systems:
+                for system in systems:
                     if trial > 0 and self._cap(system, size) < size:
                         continue
                     jobs = self._cap(system, size)

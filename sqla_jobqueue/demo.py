@@ -27,12 +27,11 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .backoff import Backoff
 from .handlers import JobContext, Registry
-from .model import LIVE_STATUSES, Job, Priority
+from .model import Job, Priority
 from .queue import JobQueue
 
 __all__ = [
@@ -144,13 +143,7 @@ def plan(jobs: int, *, seed: int | None = None) -> list[dict[str, Any]]:
 
 def unfinished(session: Session) -> list[uuid.UUID]:
     """Ids of the demo's jobs still pending or held, left by an earlier run that stopped."""
-    return list(
-        session.scalars(
-            select(Job.id)
-            .where(Job.job_type.in_(DEMO_TYPES), Job.status.in_(LIVE_STATUSES))
-            .order_by(Job.id)
-        )
-    )
+    return list(session.scalars(*JobQueue(session, Job).statements.live_ids(DEMO_TYPES)))
 
 
 def enqueue(session: Session, jobs: int, *, seed: int | None = None) -> list[uuid.UUID]:

@@ -13,6 +13,9 @@ an event loop with each other:
     Enqueue ``n`` no-op jobs as fast as possible (not timed).
 ``drain(conninfo, params, go)``
     Work jobs until none is left, starting when ``go()`` returns; return timings.
+
+A module may leave some out (``sqla_jobqueue_async`` has no worker yet): a measurement
+runs only the systems that :func:`offers` the action it needs.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import importlib
 import importlib.util
 from types import ModuleType
 
-__all__ = ["PEERS", "SYSTEMS", "available", "load"]
+__all__ = ["PEERS", "SYSTEMS", "available", "load", "offers"]
 
 SYSTEMS: dict[str, str] = {
     "sqla_jobqueue": "benchmarks.systems.ours",
+    "sqla_jobqueue_async": "benchmarks.systems.ours_async",
     "pgqueuer": "benchmarks.systems.pgq",
     "procrastinate": "benchmarks.systems.procr",
     "pgbench": "benchmarks.systems.raw",
@@ -41,9 +45,18 @@ def available(name: str) -> bool:
         from ..server import find_pgbench
 
         return find_pgbench() is not None
-    needs = {"pgqueuer": ["pgqueuer", "asyncpg"], "procrastinate": ["procrastinate"]}
+    needs = {
+        "sqla_jobqueue_async": ["greenlet"],  # sqlalchemy.ext.asyncio needs it
+        "pgqueuer": ["pgqueuer", "asyncpg"],
+        "procrastinate": ["procrastinate"],
+    }
     return all(importlib.util.find_spec(module) for module in needs.get(name, []))
 
 
 def load(name: str) -> ModuleType:
     return importlib.import_module(SYSTEMS[name])
+
+
+def offers(name: str, action: str) -> bool:
+    """Whether system ``name``'s module implements ``action`` (``drain``, ``prefill`` …)."""
+    return callable(getattr(load(name), action, None))

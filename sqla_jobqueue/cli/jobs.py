@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import click
-from sqlalchemy import String, cast, func, inspect, or_, select, text
 from sqlalchemy.orm import Session
 
 from ..errors import JobQueueError
 from ..model import HELD_STATUSES, JobMixin, JobStatus, Priority
 from ..plans import check_job
 from ..queue import JobQueue
+from ..statements import loading
 from .engine import open_database
 from .exits import EXIT_OK, BadInput
 from .options import DatabaseOptions, database_options, json_option
@@ -125,14 +125,8 @@ def _written_here(session: Session, model: type[JobMixin], job_id: uuid.UUID) ->
     ``enqueue`` returns the live job of a ``unique_key`` the same way as a new one; a row
     this transaction wrote carries its transaction id in ``xmin``.
     """
-    table = inspect(model).local_table
-    return bool(
-        session.execute(
-            select(text("xmin = pg_current_xact_id()::xid"))
-            .select_from(table)
-            .where(table.c.id == job_id)
-        ).scalar_one()
-    )
+    written = JobQueue(session, model).statements.written_here(job_id)
+    return bool(session.execute(*written).scalar_one())
 
 
 @click.command("list")
@@ -159,13 +153,10 @@ def list_jobs(
     """The most recent jobs, newest first."""
     model = db.job_model()
     printer = None if as_json else console()
-    statement = select(model).order_by(model.created_at.desc(), model.id.desc()).limit(limit)
-    if statuses:
-        statement = statement.where(model.status.in_(statuses))
-    if job_types:
-        statement = statement.where(model.job_type.in_(job_types))
+    chosen = [JobStatus(status) for status in statuses] if statuses else None
     with open_database(db) as engine, Session(engine) as session:
-        jobs = list(session.scalars(statement))
+        newest = JobQueue(session, model).statements.newest(job_types or None, chosen, limit)
+        jobs = list(session.scalars(*loading(model, newest)))
         rows = [job_dict(job) for job in jobs]
     if printer is None:
         print_json(rows)
@@ -258,13 +249,8 @@ def resolve_id(session: Session, model: type[JobMixin], given: uuid.UUID | str) 
     """
     if isinstance(given, uuid.UUID):
         return given
-    digits = func.replace(cast(model.id, String), "-", "")
-    matches = session.scalars(
-        select(model.id)
-        .where(or_(digits.startswith(given), digits.endswith(given)))
-        .order_by(model.id)
-        .limit(3)
-    ).all()
+    by_digits = JobQueue(session, model).statements.ids_by_digits(given, 3)
+    matches: list[uuid.UUID] = list(session.scalars(*by_digits))
     if not matches:
         raise JobQueueError(
             f"no job id begins or ends with {given!r}: `sqla-jobqueue list` shows the ids "

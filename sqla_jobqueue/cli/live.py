@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ARRAY, Engine, Uuid, any_, bindparam, func, literal, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from ..model import HELD_STATUSES, Job, JobMixin, JobStatus
+from ..model import Job, JobMixin, JobStatus
+from ..queue import JobQueue
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -26,7 +27,6 @@ __all__ = [
     "Snapshot",
     "age_text",
     "demo_summary",
-    "id_in",
     "print_demo_summary",
     "render_snapshot",
     "repeatable_read",
@@ -104,11 +104,6 @@ class Snapshot:
         }
 
 
-def id_in(model: type[JobMixin], ids: Sequence[uuid.UUID]) -> Any:
-    """``id = ANY(:ids)``: one array parameter however many ids."""
-    return model.id == any_(bindparam("ids", list(ids), type_=ARRAY(Uuid())))
-
-
 def repeatable_read(engine: Engine) -> Engine:
     """The engine with REPEATABLE READ, so that the counts and the rows of one frame of the
     live view are read from the same snapshot and always agree."""
@@ -125,41 +120,15 @@ def take_snapshot(
     window: timedelta = timedelta(seconds=10),
 ) -> Snapshot:
     """Read counts by state and the held jobs (running first, longest first)."""
-    conditions: list[Any] = []
-    if ids is not None:
-        conditions.append(id_in(model, ids))
-    if job_types:
-        conditions.append(model.job_type.in_(list(job_types)))
-    now = func.statement_timestamp()
+    statements = JobQueue(session, model).statements
+    types = list(job_types) if job_types else None  # none given: every type
     totals = {status: 0 for status in STATUSES}
-    for status, count in session.execute(
-        select(model.status, func.count()).where(*conditions).group_by(model.status)
-    ):
+    for status, count in session.execute(*statements.status_counts(ids=ids, job_types=types)):
         totals[JobStatus(status).value] = int(count)
-    recent = session.execute(
-        select(func.count()).where(
-            *conditions,
-            model.status.in_([JobStatus.COMPLETED.value, JobStatus.FAILED.value]),
-            model.completed_at >= now - literal(window),
-        )
-    ).scalar_one()
-    rows = session.execute(
-        select(
-            model.id,
-            model.job_type,
-            model.status,
-            model.current_stage,
-            model.progress,
-            model.worker_id,
-            (now - model.started_at).label("elapsed"),
-            model.attempts,
-            now.label("at"),
-        )
-        .where(*conditions, model.status.in_([s.value for s in HELD_STATUSES]))
-        .order_by(model.status.desc(), model.started_at, model.claimed_at, model.id)
-        .limit(limit)
-    ).all()
-    at = rows[0].at if rows else session.execute(select(now)).scalar_one()
+    finished = statements.finished_within(window, ids=ids, job_types=types)
+    recent = sum(int(count) for _, count in session.execute(*finished))
+    rows = session.execute(*statements.held_jobs(limit, ids=ids, job_types=types)).all()
+    at = rows[0].at if rows else session.execute(*statements.clock()).scalar_one()
     running = [
         RunningJob(
             row.id,
@@ -173,7 +142,7 @@ def take_snapshot(
         )
         for row in rows
     ]
-    return Snapshot(totals, running, int(recent), window, at)
+    return Snapshot(totals, running, recent, window, at)
 
 
 def render_snapshot(
@@ -240,23 +209,8 @@ def render_snapshot(
 
 def demo_summary(session: Session, ids: Sequence[uuid.UUID]) -> dict[str, dict[str, Any]]:
     """Per job type: priority, counts by state, retried jobs, mean run time and start."""
-    ours = id_in(Job, ids)
-    first = select(func.min(Job.started_at)).where(ours).scalar_subquery()
-    rows = session.execute(
-        select(
-            Job.job_type,
-            func.max(Job.priority).label("priority"),
-            func.count().label("jobs"),
-            func.count().filter(Job.attempts > 1).label("retried"),
-            func.avg(func.extract("epoch", Job.completed_at - Job.started_at))
-            .filter(Job.status == JobStatus.COMPLETED.value)
-            .label("mean_seconds"),
-            func.avg(func.extract("epoch", Job.started_at - first)).label("mean_start"),
-        )
-        .where(ours)
-        .group_by(Job.job_type)
-        .order_by(func.max(Job.priority).desc())
-    ).all()
+    statements = JobQueue(session, Job).statements
+    rows = session.execute(*statements.summary_by_type(ids)).all()
     summary: dict[str, dict[str, Any]] = {}
     for row in rows:
         summary[row.job_type] = {
@@ -267,11 +221,7 @@ def demo_summary(session: Session, ids: Sequence[uuid.UUID]) -> dict[str, dict[s
             "mean_run_seconds": None if row.mean_seconds is None else float(row.mean_seconds),
             "mean_start_seconds": None if row.mean_start is None else float(row.mean_start),
         }
-    for job_type, status, count in session.execute(
-        select(Job.job_type, Job.status, func.count())
-        .where(ours)
-        .group_by(Job.job_type, Job.status)
-    ):
+    for job_type, status, count in session.execute(*statements.counts(ids)):
         summary[job_type][JobStatus(status).value] = int(count)
     return summary
 

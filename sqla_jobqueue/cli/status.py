@@ -7,13 +7,12 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import click
-from sqlalchemy import func, literal, select
 from sqlalchemy.orm import Session
 
 from ..maintenance.rescuer import DEFAULT_STALE_TIMEOUT
-from ..model import JobMixin, JobStatus
+from ..model import JobStatus
 from ..queue import JobQueue
-from ..statements import stale_condition
+from ..statements import JobStatements
 from .engine import open_database
 from .exits import EXIT_OK
 from .live import STATUSES, Snapshot, age_text, render_snapshot, repeatable_read, take_snapshot
@@ -39,11 +38,10 @@ def status(db: DatabaseOptions, as_json: bool, stale_after: timedelta) -> int:
     model = db.job_model()
     printer = None if as_json else console()
     with open_database(db) as engine, Session(engine) as session:
-        stats = JobQueue(session, model).stats()
-        last_minute = _finished_last_minute(session, model)
-        stale = session.execute(
-            select(func.count()).where(stale_condition(model, stale_after))
-        ).scalar_one()
+        queue = JobQueue(session, model)
+        stats = queue.stats()
+        last_minute = _finished_last_minute(session, queue.statements)
+        stale = session.execute(*queue.statements.stale_count(stale_after)).scalar_one()
     totals = {state: stats.total(state) for state in STATUSES}
     report = {
         "counts": stats.counts,
@@ -83,18 +81,10 @@ def status(db: DatabaseOptions, as_json: bool, stale_after: timedelta) -> int:
     return EXIT_OK
 
 
-def _finished_last_minute(session: Session, model: type[JobMixin]) -> dict[str, int]:
-    now = func.statement_timestamp()
+def _finished_last_minute(session: Session, statements: JobStatements) -> dict[str, int]:
     finished = {
         JobStatus(state).value: int(count)
-        for state, count in session.execute(
-            select(model.status, func.count())
-            .where(
-                model.status.in_([JobStatus.COMPLETED.value, JobStatus.FAILED.value]),
-                model.completed_at >= now - literal(timedelta(minutes=1)),
-            )
-            .group_by(model.status)
-        )
+        for state, count in session.execute(*statements.finished_within(timedelta(minutes=1)))
     }
     return {"completed": finished.get("completed", 0), "failed": finished.get("failed", 0)}
 

@@ -1,7 +1,9 @@
 """Helpers to run ``sqla-jobqueue`` as a separate process, the way a user does.
 
 The command is the console script installed next to the running Python (what
-``pip install -e .`` puts on the PATH).
+``pip install -e .`` puts on the PATH). :func:`running` (and :func:`running_worker`, for
+``sqla-jobqueue worker``) starts a long-running one, reads its output as it comes, and
+stops it for certain when the test's block ends.
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from sqlalchemy.engine import URL
 
@@ -146,3 +152,163 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -
     assert lines[0].startswith("sqla-jobqueue"), lines[0]
     assert "error:" in lines[0]
     return lines[0]
+
+
+@dataclass(frozen=True)
+class Exited:
+    """How a process that :meth:`RunningProcess.stop` stopped ended, and all it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class RunningProcess:
+    """A command started by :func:`running`. Threads of its own read its stdout and stderr
+    as it prints them, so a test can wait for a line and still get the whole output when
+    it stops the process (and a full pipe never blocks the process).
+
+    Parameters
+    ----------
+    process:
+        The started process, with both streams piped as text.
+    own_group:
+        Whether it leads a process group of its own: signals then go to the whole group,
+        as a terminal's do.
+    """
+
+    def __init__(self, process: subprocess.Popen[str], *, own_group: bool) -> None:
+        self.process = process
+        self.own_group = own_group
+        self._printed = threading.Condition()
+        self._stdout: list[str] = []
+        self._stderr: list[str] = []
+        self._stderr_ended = False
+        assert process.stdout is not None and process.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+            for stream, lines in ((process.stdout, self._stdout), (process.stderr, self._stderr))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream: IO[str], lines: list[str]) -> None:
+        for line in stream:
+            with self._printed:
+                lines.append(line)
+                self._printed.notify_all()
+        with self._printed:
+            if lines is self._stderr:
+                self._stderr_ended = True
+            self._printed.notify_all()
+
+    def output(self) -> tuple[str, str]:
+        """What it printed so far: (stdout, stderr)."""
+        with self._printed:
+            return "".join(self._stdout), "".join(self._stderr)
+
+    def stderr_line(self, containing: str, timeout: float = 60) -> str:
+        """The first line of stderr that contains ``containing``, waiting for it; the test
+        fails if the process ends or ``timeout`` passes without it."""
+        deadline = time.monotonic() + timeout
+        with self._printed:
+            while True:
+                for line in self._stderr:
+                    if containing in line:
+                        return line
+                if self._stderr_ended:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._printed.wait(left)
+        stdout, stderr = self.output()
+        raise AssertionError(
+            f"no line with {containing!r} on stderr of {self.process.args!r} "
+            f"(exit code {self.process.poll()})\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        )
+
+    def send(self, signum: int) -> None:
+        """Send ``signum`` to the process (to its whole group when it leads one)."""
+        if self.own_group:
+            os.killpg(self.process.pid, signum)
+        else:
+            self.process.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> Exited:
+        """Send ``signum`` (SIGTERM by default; SIGINT is Ctrl-C) and wait for the process
+        to exit; the test fails if it is still running after ``timeout``."""
+        self.send(signum)
+        try:
+            returncode = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            stdout, stderr = self.output()
+            raise AssertionError(
+                f"{self.process.args!r} still running {timeout}s after signal {signum}\n"
+                f"--- stdout\n{stdout}\n--- stderr\n{stderr}"
+            ) from None
+        for reader in self._readers:
+            reader.join(timeout)
+        stdout, stderr = self.output()
+        return Exited(returncode, stdout, stderr)
+
+    def kill(self) -> None:
+        """End the process (and its group) at once if it is still running, and reap it."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.send(signal.SIGKILL)
+        self.process.wait()
+        for reader in self._readers:
+            reader.join(10)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@contextlib.contextmanager
+def running(
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path | str | None = None,
+    interruptible: bool = False,
+) -> Iterator[RunningProcess]:
+    """Run ``command`` for the length of the block; whatever happens in it, the process is
+    killed at the end if it is still running.
+
+    ``interruptible``: start it as :func:`start_interruptible` does (a process group of its
+    own, SIGINT at its default), so that ``stop(signal.SIGINT)`` is a terminal's Ctrl-C.
+    """
+    if interruptible:
+        process = start_interruptible(list(command), env=dict(env), cwd=cwd)
+    else:
+        process = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    started = RunningProcess(process, own_group=interruptible)
+    try:
+        yield started
+    finally:
+        started.kill()
+
+
+def running_worker(
+    target: str,
+    *options: str,
+    env: Mapping[str, str],
+    cwd: Path | str,
+    command: Sequence[str] | None = None,
+) -> contextlib.AbstractContextManager[RunningProcess]:
+    """``sqla-jobqueue worker TARGET OPTIONS...`` run in ``cwd`` (where the test wrote the
+    module ``TARGET`` names) for the length of a ``with`` block; see :func:`running`.
+
+    ``command``: the command line to run instead of :func:`cli_command`'s (the CLI without
+    rich, say).
+    """
+    program = cli_command() if command is None else list(command)
+    return running([*program, "worker", target, *options], env=env, cwd=cwd)

@@ -4,7 +4,6 @@ every ``--json`` report run; only tables and live views ask for the ``cli`` extr
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqla_jobqueue import JobQueue
 from tests.helpers import wait_for
 
-from .running import assert_one_line_error
+from .running import assert_one_line_error, running_worker
 
 WITHOUT_RICH = [
     sys.executable,
@@ -66,26 +65,15 @@ def test_the_worker_runs_jobs_without_rich(
     (tmp_path / "greeter.py").write_text(GREETER)
     with session_factory.begin() as session:
         JobQueue(session).enqueue("greet", {"name": "ada"})
-    process = subprocess.Popen(
-        [*WITHOUT_RICH, "worker", "greeter:registry", "--concurrency", "1"],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
 
-        def result() -> object:
-            with engine.connect() as connection:
-                return connection.execute(text("SELECT result FROM jobs")).scalar_one()
+    def result() -> object:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT result FROM jobs")).scalar_one()
 
+    with running_worker(
+        "greeter:registry", "--concurrency", "1", env=cli_env, cwd=tmp_path, command=WITHOUT_RICH
+    ) as worker:
         assert wait_for(result, timeout=60, what="the job to complete") == {"greeting": "hello ada"}
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, stderr
-    assert "Traceback" not in stderr
+        exited = worker.stop()
+    assert exited.returncode == 0, exited.stderr
+    assert "Traceback" not in exited.stderr

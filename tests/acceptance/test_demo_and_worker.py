@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,8 @@ from .running import (
     base_environment,
     cli_command,
     run_cli,
-    start_interruptible,
+    running,
+    running_worker,
     url_text,
 )
 
@@ -82,24 +81,17 @@ def test_demo_json_summary_shows_priorities(empty_database_url: URL) -> None:
 def test_demo_ctrl_c_stops_cleanly(database_url: URL, engine: Engine) -> None:
     env = base_environment(DATABASE_URL=url_text(database_url))
     # A terminal's Ctrl-C signals the whole foreground process group: do the same.
-    process = start_interruptible(
-        [*cli_command(), "demo", "--jobs", "600", "--workers", "2"], env=env
-    )
-    try:
+    command = [*cli_command(), "demo", "--jobs", "600", "--workers", "2"]
+    with running(command, env=env, interruptible=True) as demo:
         wait_for(
             lambda: counts(engine).get("completed", 0) >= 5,
             timeout=60,
             what="the demo to get going",
         )
-        os.killpg(process.pid, signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode == 130, (stdout, stderr)
-    assert "Traceback" not in stderr
-    assert "Interrupted" in stderr and "Stopped early" in stdout
+        exited = demo.stop(signal.SIGINT)
+    assert exited.returncode == 130, exited
+    assert "Traceback" not in exited.stderr
+    assert "Interrupted" in exited.stderr and "Stopped early" in exited.stdout
     after = counts(engine)
     assert after.get("claimed", 0) == after.get("running", 0) == 0, after
     assert after.get("pending", 0) > 0
@@ -129,30 +121,18 @@ def test_worker_runs_jobs_and_stops_on_sigterm(
             cli("enqueue", "greet", "--data", json.dumps({"name": name}), "--json").stdout
         )
         ids.append(job["id"])
-    process = subprocess.Popen(
-        [*cli_command(), "worker", "myjobs:registry", "--concurrency", "2", "--types", "greet"],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    options = ["--concurrency", "2", "--types", "greet"]
+    with running_worker("myjobs:registry", *options, env=cli_env, cwd=tmp_path) as worker:
         wait_for(
             lambda: counts(engine).get("completed", 0) == 3,
             timeout=60,
             what="the worker to run the jobs",
         )
-        process.send_signal(signal.SIGTERM)
-        _stdout, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, stderr
-    assert "Traceback" not in stderr
+        exited = worker.stop()
+    assert exited.returncode == 0, exited.stderr
+    assert "Traceback" not in exited.stderr
     for job_id in ids:
-        assert job_id in stderr, "one log line per job outcome, with its id"
+        assert job_id in exited.stderr, "one log line per job outcome, with its id"
     with engine.connect() as connection:
         results = connection.execute(text("SELECT result->>'greeting' FROM jobs")).scalars()
         assert sorted(results) == ["hello ada", "hello edsger", "hello grace"]
@@ -192,15 +172,9 @@ def test_watch_shows_the_stage_of_a_job_a_worker_runs(
     (tmp_path / "blocking.py").write_text(BLOCKING_MODULE)
     release = tmp_path / "release"
     cli("enqueue", "crunch", "--data", json.dumps({"release": str(release)}))
-    worker = subprocess.Popen(
-        [*cli_command(), "worker", "blocking:registry", "--concurrency", "1"],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with running_worker(
+        "blocking:registry", "--concurrency", "1", env=cli_env, cwd=tmp_path
+    ) as worker:
 
         def stage_written() -> bool:
             with engine.connect() as connection:
@@ -216,14 +190,8 @@ def test_watch_shows_the_stage_of_a_job_a_worker_runs(
         wait_for(
             lambda: counts(engine).get("completed", 0) == 1, timeout=60, what="the job to complete"
         )
-        worker.send_signal(signal.SIGTERM)
-        _, stderr = worker.communicate(timeout=60)
-    finally:
-        release.touch()
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
-    assert worker.returncode == 0, stderr
+        exited = worker.stop()
+    assert exited.returncode == 0, exited.stderr
 
 
 def test_demo_runs_and_counts_what_an_earlier_run_left(database_url: URL, engine: Engine) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -11,7 +9,7 @@ from sqlalchemy import Engine, text
 
 from tests.helpers import wait_for
 
-from .running import CliRunner, assert_one_line_error, cli_command
+from .running import CliRunner, assert_one_line_error, running_worker
 
 HOLDING_MODULE = """
 import time
@@ -35,29 +33,18 @@ def test_batch_size_grace_period_and_log_level_act_as_documented(
     for _ in range(4):
         assert cli("enqueue", "hold").returncode == 0
     options = ["--concurrency", "4", "--batch-size", "2", "--grace-period", "1s"]
-    process = subprocess.Popen(
-        [*cli_command(), "worker", "holding:registry", *options, "--log-level", "WARNING"],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
 
-        def running() -> int:
-            with engine.connect() as connection:
-                query = text("SELECT count(*) FROM jobs WHERE status = 'running'")
-                return int(connection.execute(query).scalar_one())
+    def running() -> int:
+        with engine.connect() as connection:
+            query = text("SELECT count(*) FROM jobs WHERE status = 'running'")
+            return int(connection.execute(query).scalar_one())
 
+    with running_worker(
+        "holding:registry", *options, "--log-level", "WARNING", env=cli_env, cwd=tmp_path
+    ) as worker:
         wait_for(lambda: running() == 4, timeout=60, what="four jobs running")
-        process.send_signal(signal.SIGTERM)
-        _stdout, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, stderr
+        exited = worker.stop()
+    assert exited.returncode == 0, exited.stderr
     with engine.connect() as connection:
         rows = connection.execute(
             text("SELECT status, attempts, last_error, claimed_at IS NULL FROM jobs")
@@ -71,7 +58,7 @@ def test_batch_size_grace_period_and_log_level_act_as_documented(
         assert (status, attempts) == ("pending", 1)
         assert "grace period 1s" in last_error
     # --log-level WARNING: none of the INFO lines (start, one per outcome, stop).
-    assert " INFO " not in stderr, stderr
+    assert " INFO " not in exited.stderr, exited.stderr
 
 
 def test_bad_worker_durations_get_one_line_and_exit_2(cli: CliRunner) -> None:
@@ -87,26 +74,8 @@ def test_the_start_line_shows_the_polling_and_heartbeat_intervals_given(
     it runs with (how often an idle worker polls is a matter of time, not asserted here)."""
     (tmp_path / "holding.py").write_text(HOLDING_MODULE)
     options = ["--poll-interval", "250ms", "--heartbeat-interval", "3s", "--log-level", "INFO"]
-    process = subprocess.Popen(
-        [*cli_command(), "worker", "holding:registry", *options],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        started = ""
-        for line in process.stderr:
-            if " started: " in line:
-                started = line
-                break
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with running_worker("holding:registry", *options, env=cli_env, cwd=tmp_path) as worker:
+        started = worker.stderr_line(" started: ")
+        exited = worker.stop()
     assert "polling every 0.25s, heartbeat every 3s" in started, started
-    assert process.returncode == 0
+    assert exited.returncode == 0, exited.stderr

@@ -8,11 +8,11 @@ the same real PostgreSQL, through an ``AsyncSession`` on psycopg's async connect
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Executable, Result, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
@@ -25,7 +25,7 @@ class Blocking:
     """An :class:`AsyncJobQueue` whose awaited methods are called as blocking ones."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, queue: AsyncJobQueue[Any]) -> None:
-        self._loop = loop
+        self.loop = loop
         self.queue = queue
 
     def __getattr__(self, name: str) -> Any:
@@ -34,9 +34,37 @@ class Blocking:
             return value
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self._loop.run_until_complete(value(*args, **kwargs))
+            return self.run(value(*args, **kwargs))
 
         return call
+
+    def run(self, awaitable: Any) -> Any:
+        """Await ``awaitable`` on this queue's event loop and return its value."""
+        return self.loop.run_until_complete(awaitable)
+
+
+def execute(
+    queue: Any, statement: str | Executable, params: Mapping[str, Any] | None = None
+) -> Result[Any]:
+    """Execute ``statement`` (SQL text or a SQLAlchemy statement) in the transaction of a
+    queue handed out by :meth:`Executor.begin`, on whichever session it runs; the result
+    is buffered."""
+    query = text(statement) if isinstance(statement, str) else statement
+    if isinstance(queue, Blocking):
+        result: Result[Any] = queue.run(queue.queue.session.execute(query, params))
+        return result
+    assert isinstance(queue, JobQueue)
+    return queue.session.execute(query, params)
+
+
+def orm_session(queue: Any) -> Session:
+    """The ORM ``Session`` whose identity map holds the jobs of ``queue``: its own
+    ``Session``, or the one an ``AsyncSession`` proxies."""
+    if isinstance(queue, Blocking):
+        session: Session = queue.queue.session.sync_session
+        return session
+    assert isinstance(queue, JobQueue)
+    return queue.session
 
 
 class Executor:
@@ -68,6 +96,22 @@ class Executor:
         return self.engine if self.async_engine is None else self.async_engine.sync_engine
 
     @contextmanager
+    def recording(self) -> Iterator[list[str]]:
+        """The SQL statements that pass through SQLAlchemy on this executor while the block
+        runs, in order (a ``COPY`` streamed on the driver's connection does not)."""
+        statements: list[str] = []
+
+        def record(*args: Any) -> None:
+            statements.append(args[2])
+
+        watched = self.executing_engine
+        event.listen(watched, "before_cursor_execute", record)
+        try:
+            yield statements
+        finally:
+            event.remove(watched, "before_cursor_execute", record)
+
+    @contextmanager
     def begin(self, model: Any = None, **options: Any) -> Iterator[Any]:
         """A queue in a new transaction, committed when the block ends, rolled back when
         it raises."""
@@ -89,6 +133,14 @@ class Executor:
         finally:
             run(async_session.close())
             loop.close()
+
+    def beside(self, queue: Any, model: Any = None, **options: Any) -> Any:
+        """Another queue in the transaction of ``queue`` (from :meth:`begin`), with its own
+        model and options: another worker's, say."""
+        if isinstance(queue, Blocking):
+            return Blocking(queue.loop, AsyncJobQueue(queue.queue.session, model, **options))
+        assert isinstance(queue, JobQueue)
+        return JobQueue(queue.session, model, **options)
 
     def dispose(self) -> None:
         if self.async_engine is not None:

@@ -1,5 +1,6 @@
 """UUID, datetime, date, time and Decimal in a job's data and result: stored as the strings
-that rebuild them, the same way through every path in and out; handlers read strings."""
+that rebuild them, the same way through every path in and out, on both executors; handlers
+read strings."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqla_jobqueue import Job, JobContext, JobQueue, JobStatus, Registry
 from sqla_jobqueue.errors import InvalidJobError
 from tests.helpers import fast_worker, wait_for
+from tests.integration.executors import Executor
 
 ORDER = uuid.UUID("0190f2b4-7c1e-7a3b-9a4e-2f6c1d9b8e01")
 DATA: dict[str, Any] = {
@@ -40,15 +42,13 @@ def stored_data(engine: Engine) -> list[Any]:
         return list(connection.execute(text("SELECT data FROM jobs ORDER BY id")).scalars())
 
 
-def test_enqueue_stores_the_strings_and_returns_them(
-    engine: Engine, session_factory: sessionmaker[Session]
-) -> None:
-    with session_factory.begin() as session:
-        job = JobQueue(session).enqueue("t", DATA)
+def test_enqueue_stores_the_strings_and_returns_them(executor: Executor, engine: Engine) -> None:
+    with executor.begin() as queue:
+        job = queue.enqueue("t", DATA)
         assert job.data == STORED
     assert stored_data(engine) == [STORED]
-    with session_factory() as session:
-        assert session.get_one(Job, job.id).data == STORED
+    with executor.begin() as queue:
+        assert queue.get(job.id).data == STORED
 
 
 @pytest.mark.parametrize(
@@ -60,10 +60,10 @@ def test_enqueue_stores_the_strings_and_returns_them(
     ],
 )
 def test_enqueue_many_stores_them_the_same_way_on_every_path(
-    engine: Engine, session_factory: sessionmaker[Session], extra: dict[str, Any]
+    executor: Executor, engine: Engine, extra: dict[str, Any]
 ) -> None:
-    with session_factory.begin() as session:
-        JobQueue(session).enqueue_many([{"job_type": "t", "data": DATA, **extra}])
+    with executor.begin() as queue:
+        queue.enqueue_many([{"job_type": "t", "data": DATA, **extra}])
     assert stored_data(engine) == [STORED]
 
 
@@ -95,26 +95,24 @@ def test_a_handler_reads_strings_and_its_result_may_hold_them_too(
     assert done.result == {"order_id": str(ORDER), "charged": "2469.00"}
 
 
-def test_complete_stores_a_result_as_a_worker_does(
-    session_factory: sessionmaker[Session],
-) -> None:
-    with session_factory.begin() as session:
-        JobQueue(session).enqueue("t")
-    with session_factory.begin() as session:
-        queue = JobQueue(session, worker_id="w")
+def test_complete_stores_a_result_as_a_worker_does(executor: Executor) -> None:
+    with executor.begin() as queue:
+        queue.enqueue("t")
+    with executor.begin(worker_id="w") as queue:
         (job,) = queue.claim()
-        queue.complete(job, {"id": ORDER, "at": [date(2026, 1, 9)]})
-    with session_factory() as session:
-        assert session.get_one(Job, job.id).result == {"id": str(ORDER), "at": ["2026-01-09"]}
+        done = queue.complete(job, {"id": ORDER, "at": [date(2026, 1, 9)]})
+        assert done.result == {"id": str(ORDER), "at": ["2026-01-09"]}
+    with executor.begin() as queue:
+        assert queue.get(job.id).result == {"id": str(ORDER), "at": ["2026-01-09"]}
 
 
 def test_enqueue_many_names_the_job_and_the_place_of_a_refused_value(
-    engine: Engine, session_factory: sessionmaker[Session]
+    executor: Executor, engine: Engine
 ) -> None:
     specs: list[dict[str, Any]] = [{"job_type": "t", "data": DATA}] * 3
     specs[2] = {"job_type": "t", "data": {"lines": [{"tags": {"a"}}]}}
-    with session_factory.begin() as session, pytest.raises(InvalidJobError) as refused:
-        JobQueue(session).enqueue_many(specs)
+    with executor.begin() as queue, pytest.raises(InvalidJobError) as refused:
+        queue.enqueue_many(specs)
     assert str(refused.value).startswith(
         "job #2: data must be JSON-serialisable, but data['lines'][0]['tags'] is of type set"
     )

@@ -1,21 +1,27 @@
-"""JobQueue against a real PostgreSQL: enqueue, claim order and filters, transitions."""
+"""The repository against a real PostgreSQL: enqueue, claim order and filters, transitions.
+
+Every test runs on both executors (``JobQueue`` on a ``Session``, ``AsyncJobQueue`` on an
+``AsyncSession``) through the ``executor`` fixture: one body, the same promises.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.engine import URL
 
-from sqla_jobqueue import Job, JobQueue, JobStatus, Priority
+from sqla_jobqueue import Backoff, JobStatus, Priority
 from sqla_jobqueue.errors import (
     InvalidJobError,
     InvalidTransitionError,
     JobNotFoundError,
     LeaseLostError,
 )
+from tests.integration.executors import Executor, execute
 
 
 def count_jobs(engine: Engine, where: str = "true") -> int:
@@ -32,197 +38,176 @@ def backdate(engine: Engine, column: str, by: str, where: str = "true") -> None:
         )
 
 
-def test_enqueue_returns_a_pending_job_with_defaults(
-    session_factory: sessionmaker[Session],
-) -> None:
-    with session_factory.begin() as session:
-        job = JobQueue(session).enqueue("send_receipt", {"order_id": 7})
+def test_enqueue_returns_a_pending_job_with_defaults(executor: Executor) -> None:
+    with executor.begin() as queue:
+        job = queue.enqueue("send_receipt", {"order_id": 7})
         assert job.status is JobStatus.PENDING
         assert job.priority == Priority.DISCOVERED
         assert job.data == {"order_id": 7}
         assert job.attempts == 0 and job.max_attempts == 3
         assert job.run_at >= job.created_at
-        job_id = job.id
-    with session_factory() as session:
-        assert JobQueue(session).get(job_id).job_type == "send_receipt"
+    with executor.begin() as queue:
+        assert queue.get(job.id).job_type == "send_receipt"
 
 
-def test_rollback_leaves_no_job_and_commit_shows_it(
-    engine: Engine, session_factory: sessionmaker[Session]
+def test_a_job_exists_if_and_only_if_the_enqueueing_transaction_commits(
+    executor: Executor, engine: Engine
 ) -> None:
-    with session_factory() as session, session.begin():
-        JobQueue(session).enqueue("a")
+    with pytest.raises(RuntimeError), executor.begin() as queue:
+        queue.enqueue("a")
         assert count_jobs(engine) == 0, "another connection must not see an uncommitted job"
-        session.rollback()
+        raise RuntimeError("the request failed after the enqueue")
     assert count_jobs(engine) == 0
-    with session_factory.begin() as session:
-        JobQueue(session).enqueue("a")
+    with executor.begin() as queue:
+        queue.enqueue("a")
     assert count_jobs(engine) == 1
 
 
-def test_enqueue_is_atomic_with_domain_writes(
-    engine: Engine, session_factory: sessionmaker[Session]
-) -> None:
+def test_enqueue_is_atomic_with_domain_writes(executor: Executor, engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE orders (id int PRIMARY KEY)"))
-    with pytest.raises(RuntimeError), session_factory.begin() as session:
-        session.execute(text("INSERT INTO orders VALUES (1)"))
-        JobQueue(session).enqueue("send_receipt", {"order_id": 1})
+    with pytest.raises(RuntimeError), executor.begin() as queue:
+        execute(queue, "INSERT INTO orders VALUES (1)")
+        queue.enqueue("send_receipt", {"order_id": 1})
         raise RuntimeError("the request failed after both writes")
     assert count_jobs(engine) == 0
-    with session_factory.begin() as session:
-        session.execute(text("INSERT INTO orders VALUES (1)"))
-        JobQueue(session).enqueue("send_receipt", {"order_id": 1})
+    with executor.begin() as queue:
+        execute(queue, "INSERT INTO orders VALUES (1)")
+        queue.enqueue("send_receipt", {"order_id": 1})
     assert count_jobs(engine) == 1
 
 
-def test_claim_takes_highest_priority_then_oldest(session_factory: sessionmaker[Session]) -> None:
-    with session_factory.begin() as session:
-        queue = JobQueue(session)
+def test_claim_takes_highest_priority_then_oldest(executor: Executor) -> None:
+    with executor.begin() as queue:
         backfill = queue.enqueue("t", priority=Priority.BACKFILL)
         discovered_old = queue.enqueue("t")
-    with session_factory.begin() as session:
-        queue = JobQueue(session)
+    with executor.begin() as queue:
         discovered_new = queue.enqueue("t")
         explicit = queue.enqueue("t", priority=Priority.EXPLICIT)
-    with session_factory.begin() as session:
-        claimed = JobQueue(session, worker_id="w").claim(None, batch_size=3)
+    with executor.begin(worker_id="w") as queue:
+        claimed = queue.claim(None, batch_size=3)
         assert [job.id for job in claimed] == [explicit.id, discovered_old.id, discovered_new.id]
         assert all(job.status is JobStatus.CLAIMED and job.worker_id == "w" for job in claimed)
         assert all(job.attempts == 1 and job.claimed_at is not None for job in claimed)
         assert all(job.heartbeat_at == job.claimed_at for job in claimed)
-    with session_factory.begin() as session:
-        assert [job.id for job in JobQueue(session, worker_id="w").claim()] == [backfill.id]
+    with executor.begin(worker_id="w") as queue:
+        assert [job.id for job in queue.claim()] == [backfill.id]
 
 
 def test_claims_of_one_take_the_oldest_by_created_at_first(
-    engine: Engine, session_factory: sessionmaker[Session]
+    executor: Executor, engine: Engine
 ) -> None:
     ids = []
     for _ in range(3):
-        with session_factory.begin() as session:
-            ids.append(JobQueue(session).enqueue("t").id)
+        with executor.begin() as queue:
+            ids.append(queue.enqueue("t").id)
     # The last one enqueued, made the oldest: as if its transaction had begun first.
     backdate(engine, "created_at", "1 hour", f"id = '{ids[-1]}'")
     order = []
     for _ in range(3):
-        with session_factory.begin() as session:
-            (job,) = JobQueue(session, worker_id="w").claim(batch_size=1)
+        with executor.begin(worker_id="w") as queue:
+            (job,) = queue.claim(batch_size=1)
             order.append(job.id)
     assert order == [ids[2], ids[0], ids[1]]
 
 
-def test_jobs_enqueued_together_are_claimed_in_enqueue_order(
-    session_factory: sessionmaker[Session],
-) -> None:
-    with session_factory.begin() as session:
-        ids = JobQueue(session).enqueue_many(
-            [{"job_type": "t", "data": {"n": n}} for n in range(50)]
-        )
-    with session_factory.begin() as session:
-        claimed = JobQueue(session, worker_id="w").claim(batch_size=50)
+def test_jobs_enqueued_together_are_claimed_in_enqueue_order(executor: Executor) -> None:
+    with executor.begin() as queue:
+        ids = queue.enqueue_many([{"job_type": "t", "data": {"n": n}} for n in range(50)])
+    with executor.begin(worker_id="w") as queue:
+        claimed = queue.claim(batch_size=50)
     assert [job.id for job in claimed] == ids
 
 
-def test_claim_filters_by_job_type(session_factory: sessionmaker[Session]) -> None:
-    with session_factory.begin() as session:
-        queue = JobQueue(session)
+def test_claim_filters_by_job_type(executor: Executor) -> None:
+    with executor.begin() as queue:
         wanted = {queue.enqueue("email").id, queue.enqueue("sms").id}
         queue.enqueue("report")
-    with session_factory.begin() as session:
-        claimed = JobQueue(session, worker_id="w").claim(["email", "sms"], batch_size=10)
+    with executor.begin(worker_id="w") as queue:
+        claimed = queue.claim(["email", "sms"], batch_size=10)
     assert {job.id for job in claimed} == wanted
 
 
-def test_claim_waits_for_run_at(engine: Engine, session_factory: sessionmaker[Session]) -> None:
+def test_claim_waits_for_run_at(executor: Executor, engine: Engine) -> None:
     later = datetime.now(timezone.utc) + timedelta(hours=1)
-    with session_factory.begin() as session:
-        queue = JobQueue(session)
+    with executor.begin() as queue:
         scheduled = queue.enqueue("t", run_at=later)
         delayed = queue.enqueue("t", run_at=timedelta(minutes=5))
-    with session_factory.begin() as session:
-        assert JobQueue(session, worker_id="w").claim() == []
+    with executor.begin(worker_id="w") as queue:
+        assert queue.claim() == []
     backdate(engine, "run_at", "2 hours")
-    with session_factory.begin() as session:
-        claimed = JobQueue(session, worker_id="w").claim()
+    with executor.begin(worker_id="w") as queue:
+        claimed = queue.claim()
     assert {job.id for job in claimed} == {scheduled.id, delayed.id}
 
 
-def test_claim_skips_jobs_without_attempts_left(
-    engine: Engine, session_factory: sessionmaker[Session]
-) -> None:
-    with session_factory.begin() as session:
-        job = JobQueue(session).enqueue("t", max_attempts=2)
+def test_claim_skips_jobs_without_attempts_left(executor: Executor, engine: Engine) -> None:
+    with executor.begin() as queue:
+        job = queue.enqueue("t", max_attempts=2)
     with engine.begin() as connection:
         connection.execute(text("UPDATE jobs SET attempts = 2"))
-    with session_factory.begin() as session:
-        assert JobQueue(session, worker_id="w").claim() == []
+    with executor.begin(worker_id="w") as queue:
+        assert queue.claim() == []
     assert count_jobs(engine, f"id = '{job.id}' AND status = 'pending'") == 1
 
 
 def test_fail_retries_with_backoff_then_fails_and_retry_revives(
-    engine: Engine, session_factory: sessionmaker[Session]
+    executor: Executor, engine: Engine
 ) -> None:
-    with session_factory.begin() as session:
-        job_id = JobQueue(session).enqueue("t", max_attempts=2).id
+    with executor.begin() as queue:
+        job_id = queue.enqueue("t", max_attempts=2).id
     for attempt, expected in ((1, JobStatus.PENDING), (2, JobStatus.FAILED)):
         backdate(engine, "run_at", "1 day")
-        with session_factory.begin() as session:
-            queue = JobQueue(session, worker_id="w")
+        with executor.begin(worker_id="w") as queue:
             (job,) = queue.claim()
             assert job.attempts == attempt
+            with pytest.raises(InvalidTransitionError, match="cannot retry"):
+                queue.retry(job)
             queue.start(job)
             failed = queue.fail(job, f"boom {attempt}", retry_in=timedelta(minutes=10))
             assert failed.status is expected
             assert failed.last_error == f"boom {attempt}"
             if expected is JobStatus.PENDING:
                 assert failed.worker_id is None
-                delay = (
-                    failed.run_at
-                    - session.execute(text("SELECT statement_timestamp()")).scalar_one()
-                )
-                assert timedelta(minutes=9) < delay <= timedelta(minutes=10)
+                now = execute(queue, "SELECT statement_timestamp()").scalar_one()
+                assert timedelta(minutes=9) < failed.run_at - now <= timedelta(minutes=10)
             else:
                 assert failed.completed_at is not None
-    with session_factory.begin() as session:
-        revived = JobQueue(session).retry(job_id)
+    with executor.begin() as queue:
+        revived = queue.retry(job_id)
         assert revived.status is JobStatus.PENDING
         assert revived.attempts == 0
         assert revived.last_error == "boom 2"
-    with session_factory.begin() as session:
-        assert [j.id for j in JobQueue(session, worker_id="w").claim()] == [job_id]
+    with executor.begin(worker_id="w") as queue:
+        assert [j.id for j in queue.claim()] == [job_id]
+        assert queue.cancel(job_id).status is JobStatus.CANCELLED
 
 
-def test_fail_without_retry_in_uses_exponential_backoff(
-    session_factory: sessionmaker[Session],
-) -> None:
-    from sqla_jobqueue import Backoff
-
+def test_fail_without_retry_in_uses_exponential_backoff(executor: Executor) -> None:
     backoff = Backoff(base=timedelta(seconds=30), factor=3, cap=timedelta(hours=1), jitter=0)
-    with session_factory.begin() as session:
-        JobQueue(session).enqueue("t", max_attempts=5)
+    with executor.begin() as queue:
+        queue.enqueue("t", max_attempts=5)
     delays = []
     for _ in range(3):
-        with session_factory.begin() as session:
-            session.execute(text("UPDATE jobs SET run_at = now() - interval '1 day'"))
-            queue = JobQueue(session, worker_id="w")
+        with executor.begin(worker_id="w") as queue:
+            execute(queue, "UPDATE jobs SET run_at = now() - interval '1 day'")
             (job,) = queue.claim()
             failed = queue.fail(job, "again", backoff=backoff)
-            now = session.execute(text("SELECT statement_timestamp()")).scalar_one()
+            now = execute(queue, "SELECT statement_timestamp()").scalar_one()
             delays.append(round((failed.run_at - now).total_seconds()))
     assert delays == [30, 90, 270]
 
 
-def test_complete_stores_result_and_progress(session_factory: sessionmaker[Session]) -> None:
-    with session_factory.begin() as session:
-        JobQueue(session).enqueue("t")
-    with session_factory.begin() as session:
-        queue = JobQueue(session, worker_id="w")
+def test_complete_stores_result_and_progress(executor: Executor) -> None:
+    with executor.begin() as queue:
+        queue.enqueue("t")
+    with executor.begin(worker_id="w") as queue:
         (job,) = queue.claim()
         running = queue.start(job)
         assert running.status is JobStatus.RUNNING and running.started_at is not None
+        assert queue.heartbeat() == 1 and queue.heartbeat([]) == 0
         progressed = queue.update_progress(job, 40, "downloading", events=3)
-        progressed = queue.update_progress(job, stage="parsing", events=2)
+        progressed = queue.update_progress(job.id, stage="parsing", events=2, attempt=1)
         assert (progressed.progress, progressed.current_stage, progressed.events_count) == (
             40,
             "parsing",
@@ -234,31 +219,26 @@ def test_complete_stores_result_and_progress(session_factory: sessionmaker[Sessi
         assert done.completed_at is not None
 
 
-def test_transitions_from_the_wrong_state_are_refused(
-    engine: Engine, session_factory: sessionmaker[Session]
-) -> None:
-    with session_factory.begin() as session:
-        job_id = JobQueue(session).enqueue("t").id
-    with session_factory() as session:
-        queue = JobQueue(session, worker_id="w")
+def test_transitions_from_the_wrong_state_are_refused(executor: Executor, engine: Engine) -> None:
+    with executor.begin() as queue:
+        job_id = queue.enqueue("t").id
+    with executor.begin(worker_id="w") as queue:
         for action in (queue.start, queue.complete, queue.retry):
             with pytest.raises(InvalidTransitionError) as caught:
                 action(job_id)
             assert "'pending'" in str(caught.value)
         with pytest.raises(InvalidTransitionError, match="update progress"):
             queue.update_progress(job_id, 10)
-        session.rollback()
-    with session_factory.begin() as session:
-        JobQueue(session).cancel(job_id)
-    with session_factory() as session, pytest.raises(InvalidTransitionError, match="cancelled"):
-        JobQueue(session).cancel(job_id)
+    with executor.begin() as queue:
+        queue.cancel(job_id)
+    with executor.begin() as queue, pytest.raises(InvalidTransitionError, match="cancelled"):
+        queue.cancel(job_id)
     assert count_jobs(engine, "status = 'cancelled'") == 1
 
 
-def test_unknown_job_id_is_reported(session_factory: sessionmaker[Session]) -> None:
+def test_unknown_job_id_is_reported(executor: Executor) -> None:
     missing = uuid.uuid4()
-    with session_factory() as session:
-        queue = JobQueue(session, worker_id="w")
+    with executor.begin(worker_id="w") as queue:
         with pytest.raises(JobNotFoundError, match=str(missing)):
             queue.get(missing)
         with pytest.raises(JobNotFoundError):
@@ -268,25 +248,22 @@ def test_unknown_job_id_is_reported(session_factory: sessionmaker[Session]) -> N
 
 
 def test_recover_stale_returns_jobs_and_refunds_unstarted_ones(
-    engine: Engine, session_factory: sessionmaker[Session]
+    executor: Executor, engine: Engine
 ) -> None:
-    with session_factory.begin() as session:
-        queue = JobQueue(session)
+    with executor.begin() as queue:
         running_id = queue.enqueue("t", data={"n": 1}).id
         claimed_id = queue.enqueue("t", data={"n": 2}).id
         spent_id = queue.enqueue("t", data={"n": 3}, max_attempts=1).id
         fresh_id = queue.enqueue("t", data={"n": 4}).id
-    with session_factory.begin() as session:
-        queue = JobQueue(session, worker_id="dead")
+    with executor.begin(worker_id="dead") as queue:
         claimed = {job.id: job for job in queue.claim(batch_size=4)}
         queue.start(claimed[running_id])
         queue.start(claimed[spent_id])
         queue.start(claimed[fresh_id])
     backdate(engine, "heartbeat_at", "10 minutes", f"id <> '{fresh_id}'")
-    with session_factory.begin() as session:
-        assert JobQueue(session).recover_stale(timedelta(minutes=5)) == 3
-    with session_factory() as session:
-        queue = JobQueue(session)
+    with executor.begin() as queue:
+        assert queue.recover_stale(timedelta(minutes=5)) == 3
+    with executor.begin() as queue:
         running = queue.get(running_id)
         assert (running.status, running.attempts, running.worker_id) == (JobStatus.PENDING, 1, None)
         assert "dead" in (running.last_error or "")
@@ -297,72 +274,64 @@ def test_recover_stale_returns_jobs_and_refunds_unstarted_ones(
         assert queue.get(fresh_id).status is JobStatus.RUNNING
 
 
-def test_a_stale_worker_cannot_complete_a_rescued_job(
-    engine: Engine, session_factory: sessionmaker[Session]
-) -> None:
-    with session_factory.begin() as session:
-        JobQueue(session).enqueue("t")
-    with session_factory.begin() as session:
-        stale = JobQueue(session, worker_id="stale")
+def test_a_stale_worker_cannot_complete_a_rescued_job(executor: Executor, engine: Engine) -> None:
+    with executor.begin() as queue:
+        queue.enqueue("t")
+    with executor.begin(worker_id="stale") as stale:
         (job,) = stale.claim()
         stale.start(job)
         first_attempt = job.attempts
     backdate(engine, "heartbeat_at", "1 hour")
-    with session_factory.begin() as session:
-        assert JobQueue(session).recover_stale(timedelta(minutes=1)) == 1
-    with session_factory.begin() as session:
-        (again,) = JobQueue(session, worker_id="stale").claim()
+    with executor.begin() as queue:
+        assert queue.recover_stale(timedelta(minutes=1)) == 1
+    with executor.begin(worker_id="stale") as queue:
+        (again,) = queue.claim()
         assert again.attempts == first_attempt + 1
-    with session_factory() as session:
-        late = JobQueue(session, worker_id="stale")
+    with executor.begin(worker_id="stale") as late:
         with pytest.raises(LeaseLostError, match="no longer holds"):
             late.complete(job.id, attempt=first_attempt)
         with pytest.raises(LeaseLostError):
-            JobQueue(session, worker_id="someone-else").fail(job.id, "late")
-    with session_factory.begin() as session:
-        JobQueue(session, worker_id="stale").complete(job.id, attempt=first_attempt + 1)
+            executor.beside(late, worker_id="someone-else").fail(job.id, "late")
+    with executor.begin(worker_id="stale") as queue:
+        queue.complete(job.id, attempt=first_attempt + 1)
     assert count_jobs(engine, "status = 'completed' AND attempts = 2") == 1
 
 
 def test_release_gives_back_unstarted_jobs_without_charging(
-    session_factory: sessionmaker[Session],
+    executor: Executor, engine: Engine
 ) -> None:
-    with session_factory.begin() as session:
-        JobQueue(session).enqueue_many([{"job_type": "t"}] * 3)
-    with session_factory.begin() as session:
-        queue = JobQueue(session, worker_id="w")
-        first, *_ = queue.claim(batch_size=3)
+    with executor.begin() as queue:
+        queue.enqueue_many([{"job_type": "t"}] * 4)
+    with executor.begin(worker_id="w") as queue:
+        first, second, *_ = queue.claim(batch_size=4)
         queue.start(first)
+        assert queue.release([second]) == 1
         assert queue.release() == 2
-    with session_factory() as session:
-        jobs = session.query(Job).order_by(Job.id).all()
-        assert sorted((j.status.value, j.attempts) for j in jobs) == [
-            ("pending", 0),
-            ("pending", 0),
-            ("running", 1),
-        ]
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT status, attempts FROM jobs")).all()
+    assert sorted(tuple(row) for row in rows) == [
+        ("pending", 0),
+        ("pending", 0),
+        ("pending", 0),
+        ("running", 1),
+    ]
 
 
-def test_heartbeat_refreshes_only_this_workers_jobs(
-    engine: Engine, session_factory: sessionmaker[Session]
-) -> None:
-    with session_factory.begin() as session:
-        JobQueue(session).enqueue_many([{"job_type": "t"}] * 2)
-    with session_factory.begin() as session:
-        JobQueue(session, worker_id="a").claim(batch_size=1)
-        JobQueue(session, worker_id="b").claim(batch_size=1)
+def test_heartbeat_refreshes_only_this_workers_jobs(executor: Executor, engine: Engine) -> None:
+    with executor.begin() as queue:
+        queue.enqueue_many([{"job_type": "t"}] * 2)
+    with executor.begin(worker_id="a") as queue:
+        queue.claim(batch_size=1)
+        executor.beside(queue, worker_id="b").claim(batch_size=1)
     backdate(engine, "heartbeat_at", "1 hour")
-    with session_factory.begin() as session:
-        assert JobQueue(session, worker_id="a").heartbeat() == 1
+    with executor.begin(worker_id="a") as queue:
+        assert queue.heartbeat() == 1
     assert count_jobs(engine, "heartbeat_at > now() - interval '1 minute'") == 1
     assert count_jobs(engine, "worker_id = 'a' AND heartbeat_at > now() - interval '1 minute'") == 1
 
 
-def test_unique_key_returns_the_live_job(
-    engine: Engine, session_factory: sessionmaker[Session]
-) -> None:
-    with session_factory.begin() as session:
-        queue = JobQueue(session)
+def test_unique_key_returns_the_live_job(executor: Executor, engine: Engine) -> None:
+    with executor.begin() as queue:
         first = queue.enqueue("sync", {"account": 1}, unique_key="sync:1")
         second = queue.enqueue("sync", {"account": 1}, unique_key="sync:1")
         assert second.id == first.id
@@ -376,19 +345,16 @@ def test_unique_key_returns_the_live_job(
         )
         assert ids[0] == first.id and ids[1] == ids[2] and len(set(ids)) == 3
     assert count_jobs(engine) == 3
-    with session_factory.begin() as session:
-        queue = JobQueue(session, worker_id="w")
+    with executor.begin(worker_id="w") as queue:
         for job in queue.claim(["sync"], batch_size=5):
             queue.complete(job)
-    with session_factory.begin() as session:
-        again = JobQueue(session).enqueue("sync", unique_key="sync:1")
+    with executor.begin() as queue:
+        again = queue.enqueue("sync", unique_key="sync:1")
         assert again.id != first.id, "a finished job does not hold its key"
     assert count_jobs(engine) == 4
 
 
-def test_sql_function_claims_exactly_like_the_queue(
-    engine: Engine, session_factory: sessionmaker[Session]
-) -> None:
+def test_sql_function_claims_exactly_like_the_queue(executor: Executor, engine: Engine) -> None:
     specs = [
         {"job_type": kind, "priority": priority, "data": {"n": n}}
         for n, (kind, priority) in enumerate(
@@ -396,31 +362,32 @@ def test_sql_function_claims_exactly_like_the_queue(
         )
     ]
     specs.append({"job_type": "a", "priority": 999, "run_at": timedelta(hours=1)})
-    with session_factory.begin() as session:
-        JobQueue(session).enqueue_many(specs)
+    with executor.begin() as queue:
+        queue.enqueue_many(specs)
 
-    def claim_all(claim: object) -> list[tuple[int, int]]:
+    def claim_all(claim: Callable[[], list[tuple[int, int]]]) -> list[tuple[int, int]]:
         order = []
         for _ in range(20):
-            with session_factory.begin() as session:
-                batch = claim(session)  # type: ignore[operator]
-                order.extend(batch)
-                if not batch:
-                    break
+            batch = claim()
+            order.extend(batch)
+            if not batch:
+                break
         return order
 
-    def via_queue(session: Session) -> list[tuple[int, int]]:
-        jobs = JobQueue(session, worker_id="py").claim(["a", "b"], batch_size=4)
+    def via_queue() -> list[tuple[int, int]]:
+        with executor.begin(worker_id="py") as queue:
+            jobs = queue.claim(["a", "b"], batch_size=4)
         return [(job.data["n"], job.attempts) for job in jobs]
 
-    def via_function(session: Session) -> list[tuple[int, int]]:
-        rows = session.execute(
-            text(
-                "SELECT data, attempts FROM claim_job_batch('sql', ARRAY['a','b'], 4) "
-                "ORDER BY priority DESC, created_at, id"
+    def via_function() -> list[tuple[int, int]]:
+        with engine.begin() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT data, attempts FROM claim_job_batch('sql', ARRAY['a','b'], 4) "
+                    "ORDER BY priority DESC, created_at, id"
+                )
             )
-        )
-        return [(row.data["n"], row.attempts) for row in rows]
+            return [(row.data["n"], row.attempts) for row in rows]
 
     from_queue = claim_all(via_queue)
     with engine.begin() as connection:
@@ -440,37 +407,33 @@ def test_sql_function_claims_exactly_like_the_queue(
         assert list(workers) == ["sql"]
 
 
-def test_stats_counts_by_type_and_status(
-    engine: Engine, session_factory: sessionmaker[Session]
-) -> None:
-    with session_factory.begin() as session:
-        queue = JobQueue(session)
+def test_stats_counts_by_type_and_status(executor: Executor, engine: Engine) -> None:
+    with executor.begin() as queue:
         queue.enqueue_many([{"job_type": "a"}] * 3 + [{"job_type": "b"}])
-    with session_factory.begin() as session:
-        JobQueue(session, worker_id="w").claim(["b"])
+    with executor.begin(worker_id="w") as queue:
+        queue.claim(["b"])
     backdate(engine, "run_at", "90 seconds", "status = 'pending'")
-    with session_factory() as session:
-        stats = JobQueue(session).stats()
+    with executor.begin() as queue:
+        stats = queue.stats()
     assert stats.counts == {"a": {"pending": 3}, "b": {"claimed": 1}}
     assert stats.total("pending") == 3
     assert stats.oldest_pending_age is not None
     assert timedelta(seconds=90) <= stats.oldest_pending_age < timedelta(minutes=5)
 
 
-def test_prune_deletes_only_old_finished_jobs(
-    engine: Engine, session_factory: sessionmaker[Session]
-) -> None:
-    with session_factory.begin() as session:
-        queue = JobQueue(session)
-        queue.enqueue_many([{"job_type": "t"}] * 4)
-    with session_factory.begin() as session:
-        queue = JobQueue(session, worker_id="w")
-        done, cancelled, _ = queue.claim(batch_size=3)
+def test_prune_deletes_only_old_finished_jobs(executor: Executor, engine: Engine) -> None:
+    with executor.begin() as queue:
+        queue.enqueue_many([{"job_type": "t", "max_attempts": 1}] + [{"job_type": "t"}] * 4)
+    with executor.begin(worker_id="w") as queue:
+        failed, done, cancelled, _ = queue.claim(batch_size=4)
+        assert queue.fail(failed, "boom").status is JobStatus.FAILED
         queue.complete(done)
         queue.cancel(cancelled)
     backdate(engine, "completed_at", "8 days", "completed_at IS NOT NULL")
-    with session_factory.begin() as session:
-        assert JobQueue(session).prune(timedelta(days=7)) == 2
+    with executor.begin() as queue:
+        assert queue.prune(timedelta(days=7), limit=2) == 2
+        assert queue.prune(timedelta(days=7)) == 1
+        assert queue.stats().total(JobStatus.PENDING) == 1
     assert count_jobs(engine) == 2
 
 
@@ -483,18 +446,18 @@ def test_prune_deletes_only_old_finished_jobs(
     ids=["copy", "insert"],
 )
 def test_enqueue_notifies_each_type_on_commit(
-    database_url: object, session_factory: sessionmaker[Session], specs: list[dict[str, object]]
+    executor: Executor, database_url: URL, specs: list[dict[str, object]]
 ) -> None:
     import psycopg
 
     from sqla_jobqueue.sql import QueueObjects
 
-    url = database_url.set(drivername="postgresql").render_as_string(hide_password=False)  # type: ignore[attr-defined]
+    url = database_url.set(drivername="postgresql").render_as_string(hide_password=False)
     channel = QueueObjects("public", "jobs", "claim_job_batch").channel
     with psycopg.connect(url, autocommit=True) as listener:
         listener.execute(f'LISTEN "{channel}"')
-        with session_factory.begin() as session:
-            JobQueue(session).enqueue_many(specs)
+        with executor.begin() as queue:
+            queue.enqueue_many(specs)
             assert list(listener.notifies(timeout=0.2, stop_after=1)) == [], "only on commit"
         received = {n.payload for n in listener.notifies(timeout=5, stop_after=2)}
     assert received == {"email", "sms"}
@@ -505,19 +468,17 @@ def test_enqueue_notifies_each_type_on_commit(
     [timedelta(microseconds=50), timedelta(days=3, microseconds=7), -timedelta(minutes=5)],
     ids=["tiny", "odd", "past"],
 )
-def test_run_at_delays_are_exact_to_the_microsecond(
-    session_factory: sessionmaker[Session], delay: timedelta
-) -> None:
-    with session_factory.begin() as session:
-        queue = JobQueue(session)
+def test_run_at_delays_are_exact_to_the_microsecond(executor: Executor, delay: timedelta) -> None:
+    with executor.begin() as queue:
         many = queue.get(queue.enqueue_many([{"job_type": "t", "run_at": delay}])[0])
         single = queue.enqueue("t", run_at=delay)
-        now = session.execute(text("SELECT statement_timestamp()")).scalar_one()
+        now = execute(queue, "SELECT statement_timestamp()").scalar_one()
     # Each INSERT ran after the transaction began (created_at) and before `now`.
     for job in (many, single):
         assert job.created_at + delay <= job.run_at <= now + delay
 
 
-def test_a_delay_beyond_a_century_is_refused(session_factory: sessionmaker[Session]) -> None:
-    with session_factory() as session, pytest.raises(InvalidJobError, match="days away"):
-        JobQueue(session).enqueue("t", run_at=timedelta(days=999_999_999))
+def test_a_delay_beyond_a_century_is_refused(executor: Executor, engine: Engine) -> None:
+    with executor.begin() as queue, pytest.raises(InvalidJobError, match="days away"):
+        queue.enqueue("t", run_at=timedelta(days=999_999_999))
+    assert count_jobs(engine) == 0

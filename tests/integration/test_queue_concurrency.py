@@ -1,4 +1,5 @@
-"""Concurrent claiming: many connections, every job claimed exactly once."""
+"""Concurrent claiming: many connections, every job claimed exactly once, on both
+executors (``JobQueue`` on a ``Session``, ``AsyncJobQueue`` on an ``AsyncSession``)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,18 @@ import threading
 from collections import Counter
 
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session, sessionmaker
 
-from sqla_jobqueue import JobQueue
+from tests.integration.executors import Executor
 
 JOBS = 5_000
 CLAIMERS = 8
 
 
 def test_each_job_is_claimed_exactly_once_by_eight_connections(
-    engine: Engine, session_factory: sessionmaker[Session]
+    executor: Executor, engine: Engine
 ) -> None:
-    with session_factory.begin() as session:
-        JobQueue(session).enqueue_many(
+    with executor.begin() as queue:
+        queue.enqueue_many(
             [{"job_type": "t", "data": {"n": n}, "priority": n % 3} for n in range(JOBS)]
         )
     claimed: dict[str, list[str]] = {}
@@ -30,8 +30,8 @@ def test_each_job_is_claimed_exactly_once_by_eight_connections(
         try:
             start.wait()
             while True:
-                with session_factory.begin() as session:
-                    batch = JobQueue(session, worker_id=name).claim(batch_size=25)
+                with executor.begin(worker_id=name) as queue:
+                    batch = queue.claim(batch_size=25)
                     mine.extend(str(job.id) for job in batch)
                 if not batch:
                     break

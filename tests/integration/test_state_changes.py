@@ -1,6 +1,7 @@
 """Promises about what a state change writes, checked in the database itself: the status
 CHECK, nothing written on a refusal, prune's choice of rows, the SQL backoff's bounds and
-timestamps from the database clock."""
+timestamps from the database clock. What the repository writes is checked on both
+executors (``JobQueue`` and ``AsyncJobQueue``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import psycopg
 import pytest
 import time_machine
 from sqlalchemy import Engine, select, text
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,13 +22,15 @@ from sqla_jobqueue import Backoff, Job, JobQueue, JobStatus, Registry
 from sqla_jobqueue.errors import InvalidJobError, InvalidTransitionError, LeaseLostError
 from sqla_jobqueue.maintenance import Pruner, PrunerConfig
 from tests.helpers import fast_worker, wait_for
+from tests.integration.executors import Executor, execute
 
 _TIMESTAMPS = ("created_at", "run_at", "claimed_at", "started_at", "heartbeat_at", "completed_at")
 
 
-def row(session: Session, job_id: uuid.UUID) -> dict[str, Any]:
-    """Every column of a job, read with SQL (not through the identity map)."""
-    found = session.execute(text("SELECT * FROM jobs WHERE id = :id"), {"id": job_id})
+def row(queue: Any, job_id: uuid.UUID) -> dict[str, Any]:
+    """Every column of a job, read with SQL in the transaction of ``queue`` (a queue from
+    :meth:`Executor.begin`), not through the identity map."""
+    found = execute(queue, "SELECT * FROM jobs WHERE id = :id", {"id": job_id})
     return dict(found.mappings().one())
 
 
@@ -62,16 +66,14 @@ def test_the_migrated_table_refuses_an_unknown_status(
 # ------------------------------------------------------------- refusals write nothing
 
 
-def test_a_refused_transition_writes_nothing(session_factory: sessionmaker[Session]) -> None:
-    with session_factory.begin() as session:
-        queue = JobQueue(session)
+def test_a_refused_transition_writes_nothing(executor: Executor) -> None:
+    with executor.begin() as queue:
         pending, held, done = (queue.enqueue(name).id for name in ("pending", "held", "done"))
-    with session_factory.begin() as session:
-        queue = JobQueue(session, worker_id="w")
+    with executor.begin(worker_id="w") as queue:
         assert len(queue.claim(["held", "done"])) == 2
         queue.complete(done)
 
-    refusals: list[tuple[str, Callable[[JobQueue[Job]], object], type[Exception]]] = [
+    refusals: list[tuple[str, Callable[[Any], object], type[Exception]]] = [
         ("complete a pending job", lambda q: q.complete(pending), InvalidTransitionError),
         ("start a pending job", lambda q: q.start(pending), InvalidTransitionError),
         ("retry a pending job", lambda q: q.retry(pending), InvalidTransitionError),
@@ -80,37 +82,33 @@ def test_a_refused_transition_writes_nothing(session_factory: sessionmaker[Sessi
         ("fail a completed job", lambda q: q.fail(done, "late"), InvalidTransitionError),
         ("cancel a completed job", lambda q: q.cancel(done), InvalidTransitionError),
         ("complete another worker's job",
-         lambda q: JobQueue(q.session, worker_id="x").complete(held), LeaseLostError),
+         lambda q: executor.beside(q, worker_id="x").complete(held), LeaseLostError),
         ("fail at the wrong attempt", lambda q: q.fail(held, "x", attempt=7), LeaseLostError),
         ("a result that is not JSON", lambda q: q.complete(held, {1j}), InvalidJobError),
-        ("an error that is not text", lambda q: q.fail(held, 42), InvalidJobError),  # type: ignore[arg-type]
+        ("an error that is not text", lambda q: q.fail(held, 42), InvalidJobError),
         ("a percent out of range", lambda q: q.update_progress(held, 101), InvalidJobError),
     ]  # fmt: skip
     for what, refused_action, error in refusals:
-        with session_factory() as session, session.begin():
-            queue = JobQueue(session, worker_id="w")
-            before = {job_id: row(session, job_id) for job_id in (pending, held, done)}
+        with executor.begin(worker_id="w") as queue:
+            before = {job_id: row(queue, job_id) for job_id in (pending, held, done)}
             with pytest.raises(error):
                 refused_action(queue)
-            after = {job_id: row(session, job_id) for job_id in (pending, held, done)}
+            after = {job_id: row(queue, job_id) for job_id in (pending, held, done)}
             assert after == before, f"{what}: the refusal changed a row"
-        with session_factory() as session:
-            assert {j: row(session, j) for j in (pending, held, done)} == before, what
+        with executor.begin() as queue:
+            assert {j: row(queue, j) for j in (pending, held, done)} == before, what
 
 
 # ------------------------------------------------------------------------------ prune
 
 
-@pytest.mark.parametrize("pruner", ["JobQueue.prune", "Pruner"])
-def test_prune_never_deletes_live_jobs_however_old(
-    engine: Engine, session_factory: sessionmaker[Session], pruner: str
-) -> None:
-    with session_factory.begin() as session:
-        queue = JobQueue(session)
+def old_jobs_in_every_status(executor: Executor, engine: Engine) -> None:
+    """One job of each status, named after it, ten years old by every clock a job has;
+    and a ``young`` completed job."""
+    with executor.begin() as queue:
         names = ("pending", "claimed", "running", "completed", "failed", "cancelled", "young")
         ids = {name: queue.enqueue(name, max_attempts=1).id for name in names}
-    with session_factory.begin() as session:
-        queue = JobQueue(session, worker_id="w")
+    with executor.begin(worker_id="w") as queue:
         queue.claim(["claimed", "running", "completed", "failed", "young"], batch_size=10)
         queue.start(ids["running"])
         queue.complete(ids["completed"])
@@ -119,46 +117,52 @@ def test_prune_never_deletes_live_jobs_however_old(
         queue.cancel(ids["cancelled"])
     old = [job_id for name, job_id in ids.items() if name != "young"]
     with engine.begin() as connection:
-        # Ten years old by every clock a job has, finished or not.
         ages = ", ".join(f"{c} = {c} - interval '10 years'" for c in _TIMESTAMPS)
         connection.execute(text(f"UPDATE jobs SET {ages} WHERE id = ANY(:ids)"), {"ids": old})
 
-    if pruner == "Pruner":
-        deleted = Pruner(Job, PrunerConfig(retention=timedelta(days=1))).run_once(engine)
-    else:
-        with session_factory.begin() as session:
-            deleted = JobQueue(session).prune(timedelta(days=1))
-    assert deleted == 3
-    with session_factory() as session:
-        left = set(session.execute(select(Job.job_type)).scalars())
-    assert left == {"pending", "claimed", "running", "young"}
+
+def job_types_left(engine: Engine) -> set[str]:
+    with engine.connect() as connection:
+        return set(connection.execute(select(Job.job_type)).scalars())
+
+
+def test_prune_never_deletes_live_jobs_however_old(executor: Executor, engine: Engine) -> None:
+    old_jobs_in_every_status(executor, engine)
+    with executor.begin() as queue:
+        assert queue.prune(timedelta(days=1)) == 3
+    assert job_types_left(engine) == {"pending", "claimed", "running", "young"}
+
+
+def test_the_pruner_never_deletes_live_jobs_however_old(engine: Engine, database_url: URL) -> None:
+    old_jobs_in_every_status(Executor("sync", engine, database_url), engine)
+    assert Pruner(Job, PrunerConfig(retention=timedelta(days=1))).run_once(engine) == 3
+    assert job_types_left(engine) == {"pending", "claimed", "running", "young"}
 
 
 # ---------------------------------------------------------------------------- backoff
 
 
 def test_the_databases_backoff_stays_within_the_python_bounds(
-    engine: Engine, session_factory: sessionmaker[Session]
+    executor: Executor, engine: Engine
 ) -> None:
     backoff = Backoff(base=timedelta(seconds=1), factor=2, cap=timedelta(seconds=10), jitter=0.5)
     attempts = range(1, 41)
-    with session_factory.begin() as session:
-        queue = JobQueue(session)
+    with executor.begin() as queue:
         ids = {queue.enqueue("t", {"n": n}, max_attempts=100).id: n for n in attempts}
     with engine.begin() as connection:
         connection.execute(
             text("UPDATE jobs SET attempts = (data ->> 'n')::int - 1 WHERE id = ANY(:ids)"),
             {"ids": list(ids)},
         )
-    with session_factory.begin() as session:
-        assert len(JobQueue(session, worker_id="w").claim(batch_size=len(ids))) == len(ids)
+    with executor.begin(worker_id="w") as queue:
+        assert len(queue.claim(batch_size=len(ids))) == len(ids)
 
     fractions = []
     for job_id, attempt in ids.items():
-        with session_factory.begin() as session:
-            before = session.execute(text("SELECT statement_timestamp()")).scalar_one()
-            job = JobQueue(session, worker_id="w").fail(job_id, "boom", backoff=backoff)
-            after = session.execute(text("SELECT statement_timestamp()")).scalar_one()
+        with executor.begin(worker_id="w") as queue:
+            before = execute(queue, "SELECT statement_timestamp()").scalar_one()
+            job = queue.fail(job_id, "boom", backoff=backoff)
+            after = execute(queue, "SELECT statement_timestamp()").scalar_one()
         assert (job.status, job.attempts) == (JobStatus.PENDING, attempt)
         shortest, longest = backoff.bounds(attempt)
         # run_at = (the fail statement's timestamp, between before and after) + delay
@@ -172,21 +176,19 @@ def test_the_databases_backoff_stays_within_the_python_bounds(
 
 
 def test_timestamps_come_from_the_database_clock_not_the_processs(
-    engine: Engine, session_factory: sessionmaker[Session]
+    executor: Executor, engine: Engine
 ) -> None:
     registry = Registry({"w": lambda ctx: None})
     before = server_now(engine)
     # This process believes it is 2001; the database knows better.
     with time_machine.travel(datetime(2001, 1, 1, tzinfo=timezone.utc), tick=True):
         assert datetime.now(timezone.utc).year == 2001
-        with session_factory.begin() as session:
-            queue = JobQueue(session)
+        with executor.begin() as queue:
             later = queue.enqueue("q", run_at=timedelta(hours=1)).id
             ids = [queue.enqueue("q").id for _ in range(5)]
             ids += queue.enqueue_many([{"job_type": "q"}, {"job_type": "q", "unique_key": "k"}])
             by_worker = queue.enqueue("w").id
-        with session_factory.begin() as session:
-            queue = JobQueue(session, worker_id="a")
+        with executor.begin(worker_id="a") as queue:
             started, completed, failed, progressed, released, *_ = queue.claim(["q"])
             queue.start(started)
             queue.heartbeat()
@@ -194,18 +196,17 @@ def test_timestamps_come_from_the_database_clock_not_the_processs(
             queue.complete(completed)
             queue.fail(failed, "boom")
             queue.release([released])
-        with session_factory.begin() as session:
-            queue = JobQueue(session)
-            session.execute(text("UPDATE jobs SET heartbeat_at = heartbeat_at - interval '1 h' "
-                                 "WHERE id = :id"), {"id": started.id})  # fmt: skip
+        with executor.begin() as queue:
+            execute(queue, "UPDATE jobs SET heartbeat_at = heartbeat_at - interval '1 h' "
+                           "WHERE id = :id", {"id": started.id})  # fmt: skip
             assert queue.recover_stale(timedelta(minutes=1)) == 1
             queue.cancel(ids[-1])
         with fast_worker(engine, registry, maintenance=False) as worker:
             wait_for(lambda: worker.stats.completed == 1, what="the worker's job")
     after = server_now(engine)
 
-    with session_factory() as session:
-        rows = [row(session, job_id) for job_id in [*ids, later, by_worker]]
+    with executor.begin() as queue:
+        rows = [row(queue, job_id) for job_id in [*ids, later, by_worker]]
     checked = 0
     for job in rows:
         for column in _TIMESTAMPS:

@@ -188,6 +188,15 @@ def markdown(data: dict[str, Any]) -> str:
             f"{_fmt(r1, 2)} x PGQueuer; {_fmt(None if r2 is None else r2 * 100)} % of pgbench",
             _verdict(None if r1 is None or r2 is None else (r1 >= 1.2 and r2 >= 0.5)),
         ))  # fmt: skip
+        if "sqla_jobqueue_async" in first:
+            ours_async = _median(first["sqla_jobqueue_async"]["rate"])
+            r3 = _ratio(ours_async, pgq)
+            targets.append((
+                f"async worker, 2 processes, {int(size):,} no-op async handlers",
+                "≥ 1.5 x PGQueuer",
+                f"{_fmt(r3, 2)} x PGQueuer; {_fmt(ours_async)}/s",
+                _verdict(None if r3 is None else r3 >= 1.5),
+            ))  # fmt: skip
     lat = res.get("latency")
     if lat:
         by_mode: dict[str, dict[str, str]] = {}
@@ -299,9 +308,10 @@ def markdown(data: dict[str, Any]) -> str:
                     f"{e['commits_per_job']:.2f} |"
                 )
         first_runs = next(iter(proc["runs"].values()))
-        mode = first_runs.get("sqla_jobqueue", {}).get("mode")
-        if mode:
-            out += ["", f"sqla_jobqueue processing ran as: {mode}."]
+        for s in ("sqla_jobqueue", "sqla_jobqueue_async"):
+            mode = first_runs.get(s, {}).get("mode")
+            if mode:
+                out += ["", f"{PEER_LABELS[s]} processing ran as: {mode}."]
     return "\n".join(out) + "\n"
 
 

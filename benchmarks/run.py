@@ -68,6 +68,14 @@ class Sizes:
         {"batch": 100, "concurrency": 200},
         {"batch": 200, "concurrency": 200},
     )
+    # AsyncWorker takes the same settings as Worker, and sweeps the same ones.
+    sqla_jobqueue_async_sweep: tuple[dict[str, int], ...] = (
+        {"batch": 10, "concurrency": 10},
+        {"batch": 32, "concurrency": 32},
+        {"batch": 100, "concurrency": 100},
+        {"batch": 100, "concurrency": 200},
+        {"batch": 200, "concurrency": 200},
+    )
     pgqueuer_sweep: tuple[dict[str, int], ...] = (
         {"batch": 10},
         {"batch": 100},
@@ -97,6 +105,7 @@ class Sizes:
             sweep_jobs=500,
             sweep_repeats=1,
             sqla_jobqueue_sweep=({"batch": 10, "concurrency": 10},),
+            sqla_jobqueue_async_sweep=({"batch": 10, "concurrency": 10},),
             pgqueuer_sweep=({"batch": 10},),
             procrastinate_sweep=({"concurrency": 10},),
             pgbench_sweep=({"batch": 10},),
@@ -114,9 +123,11 @@ def _child_command(spec: dict[str, Any]) -> list[str]:
     return [sys.executable, "-m", "benchmarks.child", json.dumps(spec)]
 
 
-def _child_env() -> dict[str, str]:
+def _child_env(root: str | None = None) -> dict[str, str]:
+    """The environment of a child: ``root`` (this checkout by default) first on its path,
+    so that it imports that checkout's ``benchmarks`` and ``sqla_jobqueue``."""
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -128,10 +139,16 @@ def _parse(stdout: str) -> Any:
     raise RuntimeError("child printed no result")
 
 
-def run_child(system: str, action: str, url: str, params: dict[str, Any] | None = None) -> Any:
+def run_child(
+    system: str,
+    action: str,
+    url: str,
+    params: dict[str, Any] | None = None,
+    root: str | None = None,
+) -> Any:
     spec = {"system": system, "action": action, "url": url, "params": params or {}}
     out = subprocess.run(
-        _child_command(spec), capture_output=True, text=True, env=_child_env(), check=False
+        _child_command(spec), capture_output=True, text=True, env=_child_env(root), check=False
     )
     if out.returncode != 0:
         raise RuntimeError(f"{system} {action} failed:\n{out.stderr[-3000:]}")
@@ -144,8 +161,10 @@ def run_workers(
     params: dict[str, Any],
     workers: int,
     during: Callable[[], Any] | None = None,
+    root: str | None = None,
 ) -> tuple[list[dict[str, Any]], Any]:
-    """Start ``workers`` drain children, release them together, collect their results."""
+    """Start ``workers`` drain children, release them together, collect their results
+    (the children run the code of checkout ``root``, this one by default)."""
     spec = {"system": system, "action": "drain", "url": url, "params": params}
     procs = [
         subprocess.Popen(
@@ -154,7 +173,7 @@ def run_workers(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_child_env(),
+            env=_child_env(root),
         )
         for _ in range(workers)
     ]
@@ -346,6 +365,8 @@ class Runner:
         return list(getattr(self.sizes, f"{system}_sweep"))
 
     def measure_processing(self) -> dict[str, Any]:
+        """Sweep each system's settings, then drain each size at each one's best, the
+        order of the systems rotated from one repeat to the next (``orders``)."""
         out: dict[str, Any] = {"sweep": {}, "best": {}, "runs": {}}
         n = self.sizes.sweep_jobs
         systems = self.offering("drain")
@@ -373,10 +394,14 @@ class Runner:
         if "pgbench" in self.systems and "sqla_jobqueue" in self.systems:
             # The target compares with pgbench at the batch size sqla_jobqueue runs best at.
             out["best"]["pgbench"] = {"batch": out["best"]["sqla_jobqueue"]["batch"]}
+        out["orders"] = {}
         for size in self.sizes.processing:
             runs: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
+            orders: list[list[str]] = []
             for trial in range(self.sizes.repeats):
-                for system in systems:
+                order = rotated(systems, trial)
+                orders.append(order)
+                for system in order:
                     if trial > 0 and self._cap(system, size) < size:
                         continue
                     jobs = self._cap(system, size)
@@ -393,6 +418,7 @@ class Runner:
                 }
                 for system, rs in runs.items()
             }
+            out["orders"][str(size)] = orders
         return out
 
     def _cap(self, system: str, size: int) -> int:

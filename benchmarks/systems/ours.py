@@ -105,25 +105,25 @@ def enqueue_timed(conninfo: str, n: int, gap: float) -> list[tuple[float, float]
     return sent
 
 
+REMAINING_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'pending') "
+    "OR EXISTS (SELECT 1 FROM jobs WHERE status IN ('claimed', 'running'))"
+)
+"""Whether any job is left. One EXISTS per partial index: ``status IN (all three)``
+matches neither, and its plan, a sequential scan, walks every finished row before the
+first live one."""
+LAST_COMPLETION_SQL = "SELECT extract(epoch FROM max(completed_at)) FROM jobs"
+"""When the last job was completed, by the database clock (the end of a drain)."""
+
+
 def _remaining(engine: Any) -> bool:
-    # One EXISTS per partial index: `status IN (all three)` matches neither, and its plan,
-    # a sequential scan, walks every finished row before the first live one.
     with engine.connect() as connection:
-        return bool(
-            connection.execute(
-                text(
-                    "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'pending') "
-                    "OR EXISTS (SELECT 1 FROM jobs WHERE status IN ('claimed', 'running'))"
-                )
-            ).scalar()
-        )
+        return bool(connection.execute(text(REMAINING_SQL)).scalar())
 
 
 def _last_completion(engine: Any) -> float:
     with engine.connect() as connection:
-        value = connection.execute(
-            text("SELECT extract(epoch FROM max(completed_at)) FROM jobs")
-        ).scalar()
+        value = connection.execute(text(LAST_COMPLETION_SQL)).scalar()
     return float(value) if value is not None else time.time()
 
 

@@ -41,10 +41,10 @@ def test_quick_run_writes_json_and_markdown(server_url: URL, tmp_path: Path) -> 
     for system in data["systems"]:
         assert results["enqueue_single"]["rate"][system]["n"] == 1
         assert results["enqueue_bulk"]["rate"][system]["n"] == 1
-        # The async API has no worker yet: processing runs the systems that have one.
-        if system != "sqla_jobqueue_async":
-            assert results["processing"]["runs"]["300"][system]["complete"], system
-    assert "sqla_jobqueue_async" not in results["processing"]["runs"]["300"]
+        # Every system has a drain now, the async API's through AsyncWorker.
+        assert results["processing"]["runs"]["300"][system]["complete"], system
+    assert "AsyncWorker" in results["processing"]["runs"]["300"]["sqla_jobqueue_async"]["mode"]
+    assert results["processing"]["orders"]["300"][0] == data["systems"]
     bulk_async = results["enqueue_bulk_async"]
     assert bulk_async["batches"] == [500, 2_000]
     compared = {"sqla_jobqueue_async", "pgqueuer"} & set(data["systems"])
@@ -54,6 +54,25 @@ def test_quick_run_writes_json_and_markdown(server_url: URL, tmp_path: Path) -> 
     markdown = (tmp_path / "smoke.md").read_text()
     assert markdown.startswith("Run of ")
     assert "async enqueue, bulk (2,000 per call)" in markdown
+    assert "async worker, 2 processes, 300 no-op async handlers" in markdown
+
+
+def test_two_checkouts_are_compared_alternating(server_url: URL, tmp_path: Path) -> None:
+    """``python -m benchmarks.refs`` runs the sync worker of another checkout (here this
+    one again) and of this one, in turns, and writes both rates of every repeat."""
+    url = server_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    output = tmp_path / "refs.json"
+    command = [
+        sys.executable, "-m", "benchmarks.refs", str(ROOT), "--jobs", "200", "--repeats", "2",
+        "--batch", "10", "--concurrency", "10", "--database-url", url, "--output", str(output),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    data = json.loads(output.read_text())
+    assert data["orders"] == [["before", "after"], ["after", "before"]]
+    assert all(len(data["rates"][label]) == 2 for label in ("before", "after"))
+    assert data["modes"]["after"] == "Worker (concurrency 10, batch 10)"
 
 
 def test_a_killed_runs_databases_are_dropped_by_the_next_run(server_url: URL) -> None:

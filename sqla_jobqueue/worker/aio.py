@@ -332,7 +332,6 @@ class AsyncWorker:
                 try:
                     claimed = await self._record_and_claim(want)
                 except Exception as exc:
-                    dispatch.round_failed()
                     backoff = next_backoff(backoff, 0.1)
                     log_db_error("recording outcomes and claiming", exc, backoff)
                     await self._abort_within(backoff)
@@ -357,23 +356,27 @@ class AsyncWorker:
     async def _record_and_claim(self, want: int) -> list[Claimed]:
         """Write the pending outcomes and claim ``want`` jobs, in one transaction."""
         dispatch = self._dispatch
-        pending = dispatch.pending
+        pending = dispatch.start_round()
         arguments = (pending, want, dispatch.resume_after, dispatch.uncertain,
                      dispatch.known_ids())  # fmt: skip
         round_ = self._recorder.round
         assert self._write_lock is not None
-        async with self._write_lock:
-            if needs_transaction(pending):
-                async with self.engine.connect() as connection, connection.begin():
-                    result = await connection.run_sync(round_, *arguments)
-            else:
-                if self._connection is None:
-                    self._connection = await self._autocommit.connect()
-                try:
-                    result = await self._connection.run_sync(round_, *arguments)
-                except BaseException:
-                    await self._close_round_connection()
-                    raise
+        try:
+            async with self._write_lock:
+                if needs_transaction(pending):
+                    async with self.engine.connect() as connection, connection.begin():
+                        result = await connection.run_sync(round_, *arguments)
+                else:
+                    if self._connection is None:
+                        self._connection = await self._autocommit.connect()
+                    try:
+                        result = await self._connection.run_sync(round_, *arguments)
+                    except BaseException:
+                        await self._close_round_connection()
+                        raise
+        except BaseException:
+            dispatch.round_failed(pending)
+            raise
         log_outcomes(self.stats, dispatch.written(pending, result.again))
         return result.claimed
 

@@ -147,8 +147,15 @@ class Dispatch:
             self._resume_until = now + self.settings.poll_interval
         self.resume_after = ClaimPosition.of(last)
 
-    def round_failed(self) -> None:
-        """A round raised: its commit may have happened; the next one checks first."""
+    def start_round(self) -> list[Outcome]:
+        """The outcomes a round writes; those taken while it runs wait for the next."""
+        pending, self.pending = self.pending, []
+        return pending
+
+    def round_failed(self, pending: list[Outcome]) -> None:
+        """A round raised: its commit may have happened; the next one checks first, and
+        writes ``pending`` again."""
+        self.pending = pending + self.pending
         self.uncertain = True
         self.resume_after = None
 
@@ -174,7 +181,7 @@ class Dispatch:
     def written(self, pending: list[Outcome], again: list[Outcome]) -> list[Outcome]:
         """A round wrote ``pending`` but ``again`` (kept for the next round); returns the
         written outcomes, whose runs are over."""
-        self.pending = again
+        self.pending = again + self.pending
         self.uncertain = False
         written = [o for o in pending if o not in again] if again else pending
         with self.lock:

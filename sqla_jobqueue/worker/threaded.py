@@ -365,7 +365,6 @@ class Worker:
                 try:
                     claimed = self._record_and_claim(want)
                 except Exception as exc:
-                    dispatch.round_failed()
                     backoff = next_backoff(backoff, 0.1)
                     log_db_error("recording outcomes and claiming", exc, backoff)
                     self._abort.wait(backoff)
@@ -394,20 +393,24 @@ class Worker:
         an explicit transaction.
         """
         dispatch = self._dispatch
-        pending = dispatch.pending
+        pending = dispatch.start_round()
         arguments = (pending, want, dispatch.resume_after, dispatch.uncertain,
                      dispatch.known_ids())  # fmt: skip
-        with self._write_lock:
-            if needs_transaction(pending):
-                with self.engine.connect() as connection, connection.begin():
-                    result = self._recorder.round(connection, *arguments)
-            else:
-                connection = self._round_connection()
-                try:
-                    result = self._recorder.round(connection, *arguments)
-                except BaseException:
-                    self._close_round_connection()
-                    raise
+        try:
+            with self._write_lock:
+                if needs_transaction(pending):
+                    with self.engine.connect() as connection, connection.begin():
+                        result = self._recorder.round(connection, *arguments)
+                else:
+                    connection = self._round_connection()
+                    try:
+                        result = self._recorder.round(connection, *arguments)
+                    except BaseException:
+                        self._close_round_connection()
+                        raise
+        except BaseException:
+            dispatch.round_failed(pending)
+            raise
         log_outcomes(self.stats, dispatch.written(pending, result.again))
         return result.claimed
 

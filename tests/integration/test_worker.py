@@ -410,7 +410,9 @@ def test_a_timeout_and_the_commit_of_its_completion_exclude_each_other(
             blocker.execute(select(Job.id).where(Job.id == job_id).with_for_update())
             locked.set()
             assert returning.wait(WAIT)
-            wait_for(lambda: worker._dispatch.active[job_id].timed_out, what="the timeout to be declared")
+            wait_for(
+                lambda: worker._dispatch.active[job_id].timed_out, what="the timeout to be declared"
+            )
         wait_for(lambda: job_id not in worker.running_jobs, what="the outcome recorded")
         with session_factory() as session:
             job = JobQueue(session).get(job_id)

@@ -118,5 +118,6 @@ def main(argv: list[str] | None = None) -> int:
     engine = create_engine(url, pool_size=args.concurrency + 4)
     return Worker(engine, registry, **settings).run()
 
+
 if __name__ == "__main__":
     sys.exit(main())

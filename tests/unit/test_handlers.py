@@ -123,5 +123,5 @@ def test_data_given_as_json_text_is_decoded_once() -> None:
 def test_a_context_without_a_session_factory_says_so() -> None:
     ctx = context()
     assert not ctx.uses_session
-    with pytest.raises(RuntimeError, match="ctx.session is not available here"):
+    with pytest.raises(RuntimeError, match=r"ctx\.session is not available here"):
         _ = ctx.session

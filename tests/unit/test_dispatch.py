@@ -1,0 +1,131 @@
+"""The dispatcher's decisions, without a database: how many jobs to claim and when, where a
+claim resumes, which attempts ran out of time, how long to idle, and what a round wrote."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from sqla_jobqueue.handlers import Handler, JobContext, JobContextBase, Registry
+from sqla_jobqueue.statements import Claimed
+from sqla_jobqueue.worker.dispatch import IDLE_CAP, Dispatch
+from sqla_jobqueue.worker.outcomes import COMPLETED, FAILED, Outcome
+from sqla_jobqueue.worker.settings import WorkerSettings
+
+T0 = 1000.0
+
+
+def context(row: Claimed, spec: Handler) -> JobContextBase:
+    return JobContext(job_id=row.id, job_type=row.job_type, data=row.data, attempt=row.attempts,
+                      max_attempts=row.max_attempts, worker_id="w")  # fmt: skip
+
+
+def dispatch(**settings: object) -> Dispatch:
+    registry = Registry({"t": lambda ctx: None})
+    registry.register("slow", lambda ctx: None, timeout=timedelta(seconds=5))
+    checked = WorkerSettings.check(registry, worker_id="w", **settings)  # type: ignore[arg-type]
+    return Dispatch(checked, registry, context)
+
+
+def claimed(n: int, job_type: str = "t") -> list[Claimed]:
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    return [Claimed(uuid.uuid4(), job_type, "{}", 1, 3, 100, at) for _ in range(n)]
+
+
+def test_a_new_dispatch_claims_a_batch_at_once_and_never_more_than_free_slots() -> None:
+    d = dispatch(concurrency=4, batch_size=3)
+    assert d.claim_size(T0, stopping=False, free=d.free_slots()) == 3
+    assert d.claim_size(T0, stopping=False, free=2) == 2
+    assert d.claim_size(T0, stopping=True, free=4) == 0
+
+
+def test_a_short_claim_waits_for_the_poll_and_a_full_one_resumes_after_its_last_job() -> None:
+    d = dispatch(concurrency=4, poll_interval=2)
+    d.claimed(4, claimed(2), d.notified, T0)
+    assert not d.hungry and d.resume_after is None
+    assert d.claim_size(T0 + 1, stopping=False, free=4) == 0
+    assert d.claim_size(T0 + 2, stopping=False, free=4) == 4
+    full = claimed(4)
+    d.claimed(4, full, d.notified, T0 + 2)
+    assert d.hungry
+    assert d.resume_after is not None and d.resume_after.id == full[-1].id
+    # A position is kept for one poll interval at most.
+    d.claim_size(T0 + 4.5, stopping=False, free=4)
+    assert d.resume_after is None
+
+
+def test_a_notification_during_a_claim_makes_it_look_again_at_once() -> None:
+    d = dispatch(concurrency=4)
+    before = d.notified
+    assert d.on_notify("t") and not d.on_notify("other")
+    d.claimed(4, [], before, T0)
+    assert d.hungry
+
+
+def test_runs_become_active_and_the_slots_they_hold_are_not_free() -> None:
+    d = dispatch(concurrency=4)
+    runs = d.runs(claimed(3), T0)
+    assert d.free_slots() == 1
+    assert d.known_ids() == [run.ctx.job_id for run in runs]
+    d.take(Outcome(runs[0], COMPLETED))
+    assert d.free_slots() == 2  # its outcome is written in the next round
+
+
+def test_an_outcome_taken_while_a_round_runs_waits_for_the_next_round() -> None:
+    d = dispatch(concurrency=4)
+    first, second = d.runs(claimed(2), T0)
+    d.take(Outcome(first, COMPLETED))
+    writing = d.start_round()
+    d.take(Outcome(second, COMPLETED))  # a handler finished during the round
+    assert d.written(writing, again=[]) == writing
+    assert [o.run for o in d.pending] == [second]
+    assert d.known_ids() == [second.ctx.job_id]
+
+
+def test_a_failed_round_writes_its_outcomes_again_and_is_uncertain() -> None:
+    d = dispatch(concurrency=4)
+    [run] = d.runs(claimed(1), T0)
+    d.take(Outcome(run, COMPLETED))
+    writing = d.start_round()
+    d.round_failed(writing)
+    assert d.uncertain and d.pending == writing
+    d.written(d.start_round(), again=[])
+    assert not d.uncertain and d.known_ids() == []
+
+
+def test_an_attempt_past_its_timeout_is_given_up_with_a_failed_outcome() -> None:
+    d = dispatch(concurrency=4)
+    [slow] = d.runs(claimed(1, "slow"), T0)
+    [quick] = d.runs(claimed(1), T0)
+    assert d.expire(T0 + 4.9) == []
+    assert d.idle_timeout(T0 + 4.9, stopping=False, free=2) <= 0.1 + 1e-9
+    assert d.expire(T0 + 5) == [slow]
+    assert slow.timed_out and slow.ctx.abandoned and not quick.timed_out
+    [failure] = d.pending
+    assert failure.kind == FAILED and "timeout of 5s" in (failure.error or "")
+    d.take(Outcome(slow, COMPLETED))  # its late return is discarded
+    assert len(d.pending) == 1
+    assert d.held_ids() == [quick.ctx.job_id]
+
+
+def test_a_stop_waits_for_running_handlers_until_the_grace_period_ends() -> None:
+    d = dispatch(concurrency=4, grace_period=30)
+    [run] = d.runs(claimed(1), T0)
+    d.begin_stop(T0)
+    assert not d.done(T0 + 29, stopping=True)
+    assert d.idle_timeout(T0 + 29.5, stopping=True, free=3) == 0.5
+    assert d.done(T0 + 30, stopping=True)
+    assert d.cut_off(T0 + 30) == [run]
+    [cut] = d.pending
+    assert cut.after == timedelta(0) and "shut down before the handler finished" in (
+        cut.error or ""
+    )
+
+
+def test_an_idle_dispatch_sleeps_until_the_next_poll_and_never_longer_than_the_cap() -> None:
+    d = dispatch(concurrency=4, poll_interval=60)
+    d.claimed(4, [], d.notified, T0)
+    assert d.idle_timeout(T0, stopping=False, free=4) == IDLE_CAP
+    d = dispatch(concurrency=4, poll_interval=0.25)
+    d.claimed(4, [], d.notified, T0)
+    assert d.idle_timeout(T0, stopping=False, free=4) == 0.25

@@ -42,15 +42,16 @@ import inspect
 import json
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import validation as check
+from .aqueue import AsyncJobQueue
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .errors import InvalidJobError
-from .model import DEFAULT_MAX_ATTEMPTS
+from .model import DEFAULT_MAX_ATTEMPTS, JobMixin
 from .queue import JobQueue
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ AsyncHandlerFunction = Callable[["AsyncJobContext"], Awaitable[Any]]
 :class:`~sqla_jobqueue.worker.AsyncWorker`, returns what a :data:`HandlerFunction` does."""
 
 F = TypeVar("F", bound=HandlerFunction | AsyncHandlerFunction)
+J = TypeVar("J", bound=JobMixin)
 
 
 class Retry(Exception):
@@ -254,12 +256,26 @@ class Registry:
         types = self._handlers if job_types is None else job_types
         return [t for t in types if t in self._handlers and self._handlers[t].is_async]
 
+    @overload
     def enqueue(
-        self, queue: JobQueue[Any], job_type: str, data: Mapping[str, Any] | None = None,
+        self, queue: AsyncJobQueue[J], job_type: str, data: Mapping[str, Any] | None = None,
         **overrides: Any,
+    ) -> Coroutine[Any, Any, J]: ...  # fmt: skip
+
+    @overload
+    def enqueue(
+        self, queue: JobQueue[J], job_type: str, data: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> J: ...  # fmt: skip
+
+    def enqueue(
+        self, queue: JobQueue[Any] | AsyncJobQueue[Any], job_type: str,
+        data: Mapping[str, Any] | None = None, **overrides: Any,
     ) -> Any:  # fmt: skip
         """Enqueue a job of a registered type with its handler's ``max_attempts``.
 
+        On an :class:`~sqla_jobqueue.AsyncJobQueue` it returns the awaitable of its
+        ``enqueue``: ``job = await registry.enqueue(AsyncJobQueue(session), "send", {...})``.
         ``overrides`` are the keywords of :meth:`JobQueue.enqueue
         <sqla_jobqueue.JobQueue.enqueue>` (``priority``, ``max_attempts``, ``run_at``,
         ``unique_key``); an explicit ``max_attempts`` wins over the handler's.
@@ -273,11 +289,22 @@ class Registry:
         overrides.setdefault("max_attempts", spec.max_attempts)
         return queue.enqueue(job_type, data, **overrides)
 
+    @overload
+    def enqueue_many(
+        self, queue: AsyncJobQueue[Any], jobs: Iterable[Mapping[str, Any]]
+    ) -> Coroutine[Any, Any, list[uuid.UUID]]: ...
+
+    @overload
     def enqueue_many(
         self, queue: JobQueue[Any], jobs: Iterable[Mapping[str, Any]]
-    ) -> list[uuid.UUID]:
+    ) -> list[uuid.UUID]: ...
+
+    def enqueue_many(
+        self, queue: JobQueue[Any] | AsyncJobQueue[Any], jobs: Iterable[Mapping[str, Any]]
+    ) -> Any:
         """:meth:`JobQueue.enqueue_many <sqla_jobqueue.JobQueue.enqueue_many>` with each
-        job's handler's ``max_attempts`` filled in where the mapping has none."""
+        job's handler's ``max_attempts`` filled in where the mapping has none (awaitable on
+        an :class:`~sqla_jobqueue.AsyncJobQueue`)."""
         filled: list[Mapping[str, Any]] = []
         for index, job in enumerate(jobs):
             job_type = job.get("job_type") if isinstance(job, Mapping) else None

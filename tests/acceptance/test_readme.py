@@ -167,6 +167,9 @@ def test_adding_it_to_an_existing_app_in_five_steps(
     code = "\n".join(blocks[name] for name in ("enqueue", "enqueue-async", "enqueue-registered"))
     script.write_text(python_with_database(code, empty_database_url))
     sh(f"{shlex.quote(sys.executable)} enqueue.py", cwd=tmp_path, env=env)
+    # The async handlers' module, as written: its registry holds an async handler.
+    check = "from myapp.async_jobs import registry; assert registry['fetch_invoice'].is_async"
+    sh(f"{shlex.quote(sys.executable)} -c {shlex.quote(check)}", cwd=tmp_path, env=env)
 
     from sqlalchemy import create_engine
 
@@ -202,10 +205,11 @@ def check_jobs(engine: Engine, *, status: str) -> None:
 
 
 def write_handlers(blocks: dict[str, str], cwd: Path) -> None:
-    handlers = blocks["handlers"]
-    first_line = handlers.splitlines()[0]
-    assert first_line == "# myapp/jobs.py"
-    (cwd / "myapp" / "jobs.py").write_text(handlers + "\n")
+    for name, module in (("handlers", "jobs"), ("handlers-async", "async_jobs")):
+        handlers = blocks[name]
+        first_line = handlers.splitlines()[0]
+        assert first_line == f"# myapp/{module}.py"
+        (cwd / "myapp" / f"{module}.py").write_text(handlers + "\n")
 
 
 def run_the_readme_worker(

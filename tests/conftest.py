@@ -1,6 +1,6 @@
 """Shared fixtures: a real PostgreSQL and a fresh database for every test.
 
-The server is found by :func:`sqla_jobqueue.testing.postgres_server`: the
+The server is found by :func:`sqla_jobqueue.testing.server.postgres_server`: the
 ``SQLA_JOBQUEUE_TEST_DATABASE_URL`` (or ``DATABASE_URL``) environment variable, else a
 testcontainers PostgreSQL when Docker answers, else an embedded PostgreSQL in a temporary
 directory. ``SQLA_JOBQUEUE_TEST_SERVER=url|docker|embedded`` demands one of them (CI sets
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue.alembic import upgrade
 from sqla_jobqueue.errors import JobQueueError
-from sqla_jobqueue.testing import (
+from sqla_jobqueue.testing.server import (
     TEST_SERVER_VARIABLE,
     configured_server_url,
     create_database,

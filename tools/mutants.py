@@ -86,7 +86,11 @@ _BATCH = "sqla_jobqueue/statements/base.py"
 _CHANGE = "sqla_jobqueue/statements/transitions.py"
 _HELD = "sqla_jobqueue/statements/held.py"
 _MAINTAIN = "sqla_jobqueue/statements/maintenance.py"
-_W = "sqla_jobqueue/worker.py"
+_DISPATCH = "sqla_jobqueue/worker/dispatch.py"
+_RECORD = "sqla_jobqueue/worker/recording.py"
+_RUN = "sqla_jobqueue/worker/running.py"
+_SETTINGS = "sqla_jobqueue/worker/settings.py"
+_AIO = "sqla_jobqueue/worker/aio.py"
 _B = "sqla_jobqueue/backoff.py"
 _SQL = "sqla_jobqueue/sql/job_queue/v1/install.sql"
 _MIGRATION = "sqla_jobqueue/alembic_templates/versions/0001_jobs_table_and_claim_function.py"
@@ -96,6 +100,8 @@ _T_FENCES = "tests/integration/test_worker_outcome_fences.py"
 _T_WORKER = "tests/integration/test_worker_promises.py"
 _T_RECORD = "tests/integration/test_state_changes.py"
 _T_SETTINGS = "tests/integration/test_worker_settings.py"
+_T_ASYNC = "tests/integration/test_async_worker.py"
+_T_DISPATCH = "tests/unit/test_dispatch.py"
 _T_HANDLERS = "tests/integration/test_handlers.py"
 _T_PROCESSES = "tests/reliability/test_processes.py"
 _T_OPTIONS = "tests/acceptance/test_worker_options.py"
@@ -196,9 +202,9 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "batch-not-capped-at-free-slots",
-        _W,
-        "want = min(self.batch_size, free)",
-        "want = self.batch_size",
+        _DISPATCH,
+        "return min(self.settings.batch_size, free)",
+        "return self.settings.batch_size",
         (f"{_T_SETTINGS}::test_a_claim_takes_no_more_jobs_than_free_slots",),
         "a worker never holds a job it is not running",
     ),
@@ -477,53 +483,105 @@ MUTANTS: tuple[Mutant, ...] = (
     # ------------------------------------------------------------------ worker behaviour
     Mutant(
         "session-kept-when-handler-raised",
-        _W,
-        "            except BaseException as exc:\n"
-        "                return self._outcome(\n"
-        "                    run, _FAILED, error=failure_text(exc), summary=_first_line(exc)\n",
-        "            except BaseException as exc:\n"
-        "                if ctx.uses_session:\n"
-        "                    ctx.session.commit()\n"
-        "                return self._outcome(\n"
-        "                    run, _FAILED, error=failure_text(exc), summary=_first_line(exc)\n",
+        _RUN,
+        "            value = cast(HandlerFunction, run.spec.function)(ctx)\n"
+        "        except BaseException as exc:\n",
+        "            value = cast(HandlerFunction, run.spec.function)(ctx)\n"
+        "        except BaseException as exc:\n"
+        "            if ctx.uses_session:\n"
+        "                ctx.session.commit()\n",
         (f"{_T_WORKER}::test_ctx_session_work_is_rolled_back_when_the_handler_raises",),
         "a handler that raised leaves none of its ctx.session writes",
     ),
     Mutant(
+        "async-session-kept-when-handler-raised",
+        _RUN,
+        "        except BaseException as exc:\n"
+        "            return outcome_of_error(run, exc)\n"
+        "        result = checked_result(run, value, recorder.settings.max_payload_bytes)\n"
+        "        if isinstance(result, Outcome):\n"
+        "            return result\n"
+        "        if not ctx.uses_session:\n"
+        "            return completion(run, result)\n"
+        "        return await ",
+        "        except BaseException as exc:\n"
+        "            if ctx.uses_session:\n"
+        "                await ctx.session.commit()\n"
+        "            return outcome_of_error(run, exc)\n"
+        "        result = checked_result(run, value, recorder.settings.max_payload_bytes)\n"
+        "        if isinstance(result, Outcome):\n"
+        "            return result\n"
+        "        if not ctx.uses_session:\n"
+        "            return completion(run, result)\n"
+        "        return await ",
+        (f"{_T_ASYNC}::test_the_handlers_async_session_commits_with_the_completion_or_not_at_all",),
+        "an async handler that raised leaves none of its AsyncSession writes",
+    ),
+    Mutant(
+        "async-timeout-not-cancelled",
+        _AIO,
+        "                if run.task is not None:\n"
+        "                    run.task.cancel()\n"
+        "            if dispatch.done(",
+        "                if run.task is not None:\n"
+        "                    pass\n"
+        "            if dispatch.done(",
+        (
+            f"{_T_ASYNC}::test_an_async_handler_over_its_timeout_is_cancelled_and_the_attempt_failed",
+        ),
+        "an async handler past its timeout is cancelled",
+    ),
+    Mutant(
+        "round-writes-late-outcomes",
+        _DISPATCH,
+        "pending, self.pending = self.pending, []",
+        "pending = self.pending",
+        (f"{_T_DISPATCH}::test_an_outcome_taken_while_a_round_runs_waits_for_the_next_round",),
+        "an outcome handed in while a round runs is written by the next round",
+    ),
+    Mutant(
         "lost-answer-not-confirmed",
-        _W,
-        "elif status == JobStatus.COMPLETED and uncertain and outcome.kind == _COMPLETED:",
+        _RECORD,
+        "elif status == JobStatus.COMPLETED and uncertain and written.kind == COMPLETED:",
         "elif False:",
         (f"{_T_WORKER}::test_a_completion_whose_answer_was_lost_is_confirmed_not_lost",),
         "a completion written by a round whose answer was lost counts as completed",
     ),
     Mutant(
         "outcome-never-given-up",
-        _W,
-        "_MAX_RECORD_TRIES = 5\n",
-        "_MAX_RECORD_TRIES = 1_000_000\n",
+        _RECORD,
+        "MAX_RECORD_TRIES = 5\n",
+        "MAX_RECORD_TRIES = 1_000_000\n",
         (f"{_T_WORKER}::test_an_outcome_that_cannot_be_written_is_given_up_after_five_rounds",),
         "an outcome that cannot be written is given up after five rounds",
     ),
     Mutant(
         "worker-never-prunes",
-        _W,
-        "            if retention is not None:\n",
-        "            if False:\n",
+        _SETTINGS,
+        "        if self.retention is not None:\n",
+        "        if False:\n",
         (f"{_T_WORKER}::test_a_worker_prunes_old_finished_jobs_and_keeps_live_ones",),
         "a worker with maintenance on prunes finished jobs past the retention",
     ),
     Mutant(
         "no-wake-after-reconnect",
         "sqla_jobqueue/listener.py",
-        "                    self.on_notify(None)\n",
-        "",
+        "                    self.on_notify(None)\n                    while not self._stop",
+        "                    while not self._stop",
         (f"{_T_WORKER}::test_a_job_enqueued_while_the_listener_was_away_runs_after_it_reconnects",),
         "after the listener reconnects the worker looks for jobs at once",
     ),
     Mutant(
+        "async-no-wake-after-reconnect",
+        "sqla_jobqueue/listener.py",
+        "                    self.on_notify(None)\n                    async for",
+        "                    async for",
+        (f"{_T_WORKER}::test_a_job_enqueued_while_the_listener_was_away_runs_after_it_reconnects",),
+        "after the asyncio listener reconnects the worker looks for jobs at once",
+    ),
+    Mutant(
         "default-grace-period",
-        _W,
+        _SETTINGS,
         "DEFAULT_GRACE_PERIOD = timedelta(seconds=30)",
         "DEFAULT_GRACE_PERIOD = timedelta(seconds=3)",
         (f"{_T_SETTINGS}::test_default_worker_settings_are_the_documented_ones",),

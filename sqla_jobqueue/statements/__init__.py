@@ -5,7 +5,7 @@ SQLAlchemy Core with named bind parameters, so that each has one fixed text the 
 prepares once. Each method returns a :class:`Bound` statement, its parameters filled in from
 values that the caller has checked already; the caller only executes it:
 :class:`~sqla_jobqueue.JobQueue` on a ``Session``, :class:`~sqla_jobqueue.AsyncJobQueue` on
-an ``AsyncSession``, the worker, the maintenance duties and :mod:`sqla_jobqueue.testing` on
+an ``AsyncSession``, the worker, the maintenance duties and :mod:`sqla_jobqueue.testing.jobs` on
 their connections.
 
 One module per concept, composed by :class:`JobStatements`:

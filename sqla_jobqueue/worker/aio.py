@@ -75,9 +75,11 @@ class AsyncWorker:
         ``ctx.session`` comes from it).
     registry:
         The handlers.
-
-    The other parameters are :class:`~sqla_jobqueue.worker.Worker`'s; the checked settings
-    are :attr:`settings`.
+    model, job_types, concurrency, batch_size, poll_interval, heartbeat_interval, \
+stale_timeout, worker_id, grace_period, progress_interval, listen, maintenance, \
+retention, rescue_interval, max_payload_bytes:
+        As for :class:`~sqla_jobqueue.worker.Worker`; the checked settings are
+        :attr:`settings`.
     """
 
     def __init__(

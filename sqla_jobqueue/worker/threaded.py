@@ -97,7 +97,12 @@ class Worker:
     max_payload_bytes:
         Largest JSON result accepted.
 
-    The checked settings are :attr:`settings`.
+    Attributes
+    ----------
+    settings:
+        The settings, checked (:class:`~sqla_jobqueue.worker.WorkerSettings`).
+    stats:
+        What this worker did so far (:class:`~sqla_jobqueue.worker.WorkerStats`).
     """
 
     def __init__(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from sqla_jobqueue.testing import TEST_URL_VARIABLE, server_version, shown_url
+from sqla_jobqueue.testing.server import TEST_URL_VARIABLE, server_version, shown_url
 
 ROOT = Path(__file__).resolve().parents[2]
 

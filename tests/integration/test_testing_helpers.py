@@ -12,9 +12,9 @@ from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, func, s
 from sqlalchemy.orm import Session
 
 from sqla_jobqueue import Backoff, Cancel, Job, JobContext, JobQueue, JobStatus, Registry, Retry
-from sqla_jobqueue import testing as jobs_testing
 from sqla_jobqueue.errors import InvalidJobError, JobQueueError
 from sqla_jobqueue.testing import enqueued, run_jobs
+from sqla_jobqueue.testing import jobs as jobs_testing
 
 notes = Table(
     "notes",

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from sqla_jobqueue.alembic import TEMPLATE_DIRECTORY, package_config, upgrade
-from sqla_jobqueue.testing import create_database, drop_database
+from sqla_jobqueue.testing.server import create_database, drop_database
 from tests.servers import PSQL
 
 # The offline branch of a real application's env.py: no dialect_opts, literal_binds and

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from sqla_jobqueue.alembic import TEMPLATE_DIRECTORY
-from sqla_jobqueue.testing import create_database, drop_database
+from sqla_jobqueue.testing.server import create_database, drop_database
 from tests.servers import PSQL
 
 from .typecheck import mypy_strict

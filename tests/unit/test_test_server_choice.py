@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sqla_jobqueue.errors import JobQueueError
-from sqla_jobqueue.testing import postgres_server, required_server_kind
+from sqla_jobqueue.testing.server import postgres_server, required_server_kind
 
 URL = "postgresql://postgres@127.0.0.1:1/nowhere"
 

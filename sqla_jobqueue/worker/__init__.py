@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING
 
 from .loading import load_registry
 from .outcomes import WorkerStats, failure_text
-from .settings import WorkerSettings
+from .settings import WorkerOptions, WorkerSettings
 from .threaded import Worker
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AsyncWorker",
     "Worker",
+    "WorkerOptions",
     "WorkerSettings",
     "WorkerStats",
     "failure_text",

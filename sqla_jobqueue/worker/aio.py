@@ -14,36 +14,27 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from .. import validation as check
 from ..errors import InvalidJobError, JobQueueError
 from ..handlers import AsyncJobContext, Handler, JobContext, JobContextBase, Registry
 from ..listener import AsyncListener
 from ..maintenance import Duty
-from ..maintenance.pruner import DEFAULT_RETENTION
-from ..maintenance.rescuer import DEFAULT_STALE_TIMEOUT
-from ..model import Job, JobMixin
 from ..statements import Claimed
 from .control import StopSignals, log_db_error, log_start, missing_table_error, next_backoff
 from .dispatch import Dispatch
 from .outcomes import Outcome, Run, WorkerStats, log_outcomes
 from .recording import Recorder, needs_transaction
 from .running import run_async_handler, run_handler
-from .settings import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_GRACE_PERIOD,
-    DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_POLL_INTERVAL,
-    DEFAULT_PROGRESS_INTERVAL,
-    Duration,
-    WorkerSettings,
-)
+from .settings import WorkerOptions, WorkerSettings
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["AsyncWorker"]
 
@@ -75,10 +66,9 @@ class AsyncWorker:
         ``ctx.session`` comes from it).
     registry:
         The handlers.
-    model, job_types, concurrency, batch_size, poll_interval, heartbeat_interval, \
-stale_timeout, worker_id, grace_period, progress_interval, listen, maintenance, \
-retention, rescue_interval, max_payload_bytes:
-        As for :class:`~sqla_jobqueue.worker.Worker`; the checked settings are
+    options:
+        The settings of :class:`~sqla_jobqueue.worker.Worker`
+        (:class:`~sqla_jobqueue.worker.WorkerOptions`); the checked settings are
         :attr:`settings`.
     """
 
@@ -86,22 +76,7 @@ retention, rescue_interval, max_payload_bytes:
         self,
         bind: AsyncEngine | async_sessionmaker[AsyncSession],
         registry: Registry,
-        *,
-        model: type[JobMixin] = Job,
-        job_types: Sequence[str] | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        batch_size: int | None = None,
-        poll_interval: Duration = DEFAULT_POLL_INTERVAL,
-        heartbeat_interval: Duration = DEFAULT_HEARTBEAT_INTERVAL,
-        stale_timeout: Duration = DEFAULT_STALE_TIMEOUT,
-        worker_id: str | None = None,
-        grace_period: Duration = DEFAULT_GRACE_PERIOD,
-        progress_interval: Duration = DEFAULT_PROGRESS_INTERVAL,
-        listen: bool = True,
-        maintenance: bool = True,
-        retention: Duration | None = DEFAULT_RETENTION,
-        rescue_interval: Duration | None = None,
-        max_payload_bytes: int = check.DEFAULT_MAX_PAYLOAD_BYTES,
+        **options: Unpack[WorkerOptions],
     ) -> None:
         if isinstance(bind, AsyncEngine):
             self.engine = bind
@@ -119,24 +94,7 @@ retention, rescue_interval, max_payload_bytes:
                 f"AsyncWorker needs an AsyncEngine or an async_sessionmaker, got "
                 f"{type(bind).__name__}; a sync Engine runs plain handlers with Worker"
             )
-        self.settings = WorkerSettings.check(
-            registry,
-            model=model,
-            job_types=job_types,
-            concurrency=concurrency,
-            batch_size=batch_size,
-            poll_interval=poll_interval,
-            heartbeat_interval=heartbeat_interval,
-            stale_timeout=stale_timeout,
-            worker_id=worker_id,
-            grace_period=grace_period,
-            progress_interval=progress_interval,
-            retention=retention,
-            rescue_interval=rescue_interval,
-            listen=listen,
-            maintenance=maintenance,
-            max_payload_bytes=max_payload_bytes,
-        )
+        self.settings = WorkerSettings.check(registry, **options)
         self.registry = registry
         self.worker_id = self.settings.worker_id
         self.duties: list[Duty] = self.settings.duties()

@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy import Table
 
@@ -22,6 +23,9 @@ from ..maintenance.rescuer import DEFAULT_STALE_TIMEOUT
 from ..model import Job, JobMixin, is_job_table
 from ..plans import check_job_types, default_worker_id
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_GRACE_PERIOD",
@@ -29,6 +33,7 @@ __all__ = [
     "DEFAULT_POLL_INTERVAL",
     "DEFAULT_PROGRESS_INTERVAL",
     "Duration",
+    "WorkerOptions",
     "WorkerSettings",
     "job_table",
 ]
@@ -43,6 +48,53 @@ DEFAULT_PROGRESS_INTERVAL = timedelta(milliseconds=500)
 
 Duration = timedelta | float | int
 """A duration: a :class:`~datetime.timedelta` or a number of seconds."""
+
+
+class WorkerOptions(TypedDict, total=False):
+    """The settings a worker takes as keywords (``Worker(engine, registry, concurrency=8)``),
+    each optional; :meth:`WorkerSettings.check` checks them. The same for
+    :class:`~sqla_jobqueue.worker.Worker` and :class:`~sqla_jobqueue.worker.AsyncWorker`.
+    Durations are timedeltas or seconds."""
+
+    model: type[JobMixin]
+    """The job model (``Job`` by default)."""
+    job_types: Sequence[str] | None
+    """The types this worker claims; by default every type of the registry."""
+    concurrency: int
+    """The most jobs run at once (10); a ``Worker``'s handler threads."""
+    batch_size: int | None
+    """Most jobs claimed by one statement (by default ``concurrency``); never more than
+    the free slots."""
+    poll_interval: Duration
+    """How often an idle worker looks for due jobs when no notification woke it (2 s; also
+    how soon a job whose ``run_at`` passes is picked up), and how often a busy worker looks
+    again at the start of the queue for jobs of the priority it is draining that sort
+    before its position (see :doc:`/workers`)."""
+    heartbeat_interval: Duration
+    """How often ``heartbeat_at`` of running jobs is refreshed (10 s)."""
+    stale_timeout: Duration
+    """Heartbeat age after which the rescuer returns a job to pending (60 s); at least
+    three heartbeat intervals."""
+    worker_id: str | None
+    """This worker's identity (``host:pid:random`` by default)."""
+    grace_period: Duration
+    """How long a graceful stop waits for running handlers (30 s)."""
+    progress_interval: Duration
+    """Time between two writes of the progress running jobs reported (0.5 s)."""
+    retention: Duration | None
+    """How long finished jobs are kept before the pruner deletes them (7 days); ``None``
+    never prunes."""
+    rescue_interval: Duration | None
+    """Time between rescue rounds (by default a quarter of ``stale_timeout``)."""
+    listen: bool
+    """Whether to LISTEN for enqueue notifications (``True``; polling only when ``False``)."""
+    maintenance: bool
+    """Whether this worker takes part in the rescue and prune rounds (``True``)."""
+    max_payload_bytes: int
+    """Largest JSON result accepted (64 KiB)."""
+
+
+_OPTION_NAMES = WorkerOptions.__required_keys__ | WorkerOptions.__optional_keys__
 
 
 def _seconds(value: Duration, what: str, *, allow_zero: bool = False) -> float:
@@ -102,27 +154,9 @@ class WorkerSettings:
     max_payload_bytes: int
 
     @classmethod
-    def check(
-        cls,
-        registry: Registry,
-        *,
-        model: type[JobMixin] = Job,
-        job_types: Sequence[str] | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        batch_size: int | None = None,
-        poll_interval: Duration = DEFAULT_POLL_INTERVAL,
-        heartbeat_interval: Duration = DEFAULT_HEARTBEAT_INTERVAL,
-        stale_timeout: Duration = DEFAULT_STALE_TIMEOUT,
-        worker_id: str | None = None,
-        grace_period: Duration = DEFAULT_GRACE_PERIOD,
-        progress_interval: Duration = DEFAULT_PROGRESS_INTERVAL,
-        retention: Duration | None = DEFAULT_RETENTION,
-        rescue_interval: Duration | None = None,
-        listen: bool = True,
-        maintenance: bool = True,
-        max_payload_bytes: int = check.DEFAULT_MAX_PAYLOAD_BYTES,
-    ) -> WorkerSettings:
-        """The settings :class:`Worker` takes (same names, same defaults), checked.
+    def check(cls, registry: Registry, **options: Unpack[WorkerOptions]) -> WorkerSettings:
+        """The settings a worker takes (:class:`WorkerOptions`), checked, with their
+        defaults.
 
         Raises
         ------
@@ -131,7 +165,32 @@ class WorkerSettings:
             type of ``job_types``, or the stale timeout is under three heartbeat intervals.
         ModelError
             When ``model`` is not a mapped :class:`~sqla_jobqueue.model.JobMixin` model.
+        TypeError
+            When a keyword is not a setting.
         """
+        unknown = sorted(set(options) - _OPTION_NAMES)
+        if unknown:
+            raise TypeError(
+                f"{', '.join(unknown)} {'is not a' if len(unknown) == 1 else 'are not'} "
+                f"worker setting{'s' if len(unknown) > 1 else ''}; the settings are "
+                f"{', '.join(sorted(_OPTION_NAMES))}"
+            )
+        given: dict[str, Any] = dict(options)
+        model: type[JobMixin] = given.get("model", Job)
+        job_types: Sequence[str] | None = given.get("job_types")
+        concurrency = given.get("concurrency", DEFAULT_CONCURRENCY)
+        batch_size = given.get("batch_size")
+        poll_interval = given.get("poll_interval", DEFAULT_POLL_INTERVAL)
+        heartbeat_interval = given.get("heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL)
+        stale_timeout = given.get("stale_timeout", DEFAULT_STALE_TIMEOUT)
+        worker_id = given.get("worker_id")
+        grace_period = given.get("grace_period", DEFAULT_GRACE_PERIOD)
+        progress_interval = given.get("progress_interval", DEFAULT_PROGRESS_INTERVAL)
+        retention = given.get("retention", DEFAULT_RETENTION)
+        rescue_interval = given.get("rescue_interval")
+        listen = given.get("listen", True)
+        maintenance = given.get("maintenance", True)
+        max_payload_bytes = given.get("max_payload_bytes", check.DEFAULT_MAX_PAYLOAD_BYTES)
         if not isinstance(registry, Registry):
             raise InvalidJobError(f"registry must be a Registry, got {type(registry).__name__}")
         if not len(registry):

@@ -8,37 +8,27 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .. import validation as check
 from ..errors import InvalidJobError, JobQueueError
 from ..handlers import Handler, JobContext, Registry
 from ..listener import Listener
 from ..maintenance import Duty
-from ..maintenance.pruner import DEFAULT_RETENTION
-from ..maintenance.rescuer import DEFAULT_STALE_TIMEOUT
-from ..model import Job, JobMixin
 from ..statements import Claimed
 from .control import StopSignals, log_db_error, log_start, missing_table_error, next_backoff
 from .dispatch import Dispatch
 from .outcomes import Outcome, Run, WorkerStats, log_outcomes
 from .recording import Recorder, needs_transaction
 from .running import run_handler
-from .settings import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_GRACE_PERIOD,
-    DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_POLL_INTERVAL,
-    DEFAULT_PROGRESS_INTERVAL,
-    Duration,
-    WorkerSettings,
-)
+from .settings import WorkerOptions, WorkerSettings
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["Worker"]
 
@@ -60,42 +50,12 @@ class Worker:
     registry:
         The handlers. A registry whose handlers (of ``job_types``) are ``async def`` is
         run by :class:`~sqla_jobqueue.worker.AsyncWorker` instead.
-    model:
-        The job model (``Job`` by default).
-    job_types:
-        The types this worker claims; by default every type of the registry.
-    concurrency:
-        Handler threads, and the most jobs held at once.
-    batch_size:
-        Most jobs claimed by one statement (by default ``concurrency``); never more than
-        the free slots.
-    poll_interval:
-        How often an idle worker looks for due jobs when no notification woke it (also
-        how soon a job whose ``run_at`` passes is picked up), and how often a busy worker
-        looks again at the start of the queue for jobs of the priority it is draining that
-        sort before its position (see :doc:`/workers`).
-    heartbeat_interval:
-        How often ``heartbeat_at`` of running jobs is refreshed.
-    stale_timeout:
-        Heartbeat age after which the rescuer returns a job to pending. At least three
-        heartbeat intervals.
-    worker_id:
-        This worker's identity (``host:pid:random`` by default).
-    grace_period:
-        How long a graceful stop waits for running handlers.
-    progress_interval:
-        Time between two writes of the progress running jobs reported.
-    listen:
-        Whether to LISTEN for enqueue notifications (polling only when ``False``).
-    maintenance:
-        Whether this worker takes part in the rescue and prune rounds.
-    retention:
-        How long finished jobs are kept before the pruner deletes them; ``None`` never
-        prunes.
-    rescue_interval:
-        Time between rescue rounds (by default a quarter of ``stale_timeout``).
-    max_payload_bytes:
-        Largest JSON result accepted.
+    options:
+        The settings, each optional: ``model``, ``job_types``, ``concurrency``,
+        ``batch_size``, ``poll_interval``, ``heartbeat_interval``, ``stale_timeout``,
+        ``worker_id``, ``grace_period``, ``progress_interval``, ``retention``,
+        ``rescue_interval``, ``listen``, ``maintenance``, ``max_payload_bytes`` (see
+        :class:`~sqla_jobqueue.worker.WorkerOptions`).
 
     Attributes
     ----------
@@ -109,22 +69,7 @@ class Worker:
         self,
         bind: Engine | sessionmaker[Session],
         registry: Registry,
-        *,
-        model: type[JobMixin] = Job,
-        job_types: Sequence[str] | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        batch_size: int | None = None,
-        poll_interval: Duration = DEFAULT_POLL_INTERVAL,
-        heartbeat_interval: Duration = DEFAULT_HEARTBEAT_INTERVAL,
-        stale_timeout: Duration = DEFAULT_STALE_TIMEOUT,
-        worker_id: str | None = None,
-        grace_period: Duration = DEFAULT_GRACE_PERIOD,
-        progress_interval: Duration = DEFAULT_PROGRESS_INTERVAL,
-        listen: bool = True,
-        maintenance: bool = True,
-        retention: Duration | None = DEFAULT_RETENTION,
-        rescue_interval: Duration | None = None,
-        max_payload_bytes: int = check.DEFAULT_MAX_PAYLOAD_BYTES,
+        **options: Unpack[WorkerOptions],
     ) -> None:
         if isinstance(bind, Engine):
             self.engine = bind
@@ -139,24 +84,7 @@ class Worker:
             raise InvalidJobError(
                 f"Worker needs an Engine or a sessionmaker, got {type(bind).__name__}"
             )
-        self.settings = WorkerSettings.check(
-            registry,
-            model=model,
-            job_types=job_types,
-            concurrency=concurrency,
-            batch_size=batch_size,
-            poll_interval=poll_interval,
-            heartbeat_interval=heartbeat_interval,
-            stale_timeout=stale_timeout,
-            worker_id=worker_id,
-            grace_period=grace_period,
-            progress_interval=progress_interval,
-            retention=retention,
-            rescue_interval=rescue_interval,
-            listen=listen,
-            maintenance=maintenance,
-            max_payload_bytes=max_payload_bytes,
-        )
+        self.settings = WorkerSettings.check(registry, **options)
         asynchronous = registry.async_job_types(self.settings.job_types)
         if asynchronous:
             raise InvalidJobError(

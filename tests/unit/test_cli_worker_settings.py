@@ -89,3 +89,9 @@ def test_a_worker_runs_with_what_the_check_returns(unconnected: Engine) -> None:
     worker = Worker(unconnected, registry, **options)
     assert worker.settings == settings
     assert (settings.batch_size, settings.poll_interval, settings.stale_timeout) == (2, 0.25, 9.0)
+
+
+def test_a_keyword_that_is_not_a_setting_is_refused_by_name() -> None:
+    registry = Registry({"t": lambda ctx: None})
+    with pytest.raises(TypeError, match="concurency is not a worker setting; the settings are"):
+        WorkerSettings.check(registry, concurency=3)  # type: ignore[call-arg]

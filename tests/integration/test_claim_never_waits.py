@@ -3,7 +3,8 @@ job's lock never blocks an INSERT that references the job by foreign key.
 
 Each test holds a lock in a second connection and gives the statement under test a
 ``lock_timeout``: a statement that waited for the lock would fail with
-``LockNotAvailable`` instead of returning the other jobs.
+``LockNotAvailable`` instead of returning the other jobs. The worker tests run on the sync
+``Worker`` and on the ``AsyncWorker``.
 """
 
 from __future__ import annotations
@@ -11,18 +12,19 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, select, text
-from sqlalchemy.engine import URL
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Job, JobQueue, Registry
-from tests.helpers import WAIT, fast_worker, wait_for
+from tests.helpers import WAIT, StartWorker, wait_for
 
 LOCK_TIMEOUT = "2s"
+IMPATIENT = {"connect_args": {"options": f"-c lock_timeout={LOCK_TIMEOUT}"}}
+"""Engine options under which every statement gives up on a lock after 2 s."""
 
 
 @contextmanager
@@ -65,42 +67,41 @@ def test_claim_job_batch_skips_a_locked_job_instead_of_waiting(
 
 
 def test_a_worker_claims_around_a_locked_job_then_runs_it_once_unlocked(
-    database_url: URL, engine: Engine, session_factory: sessionmaker[Session]
+    start_worker: StartWorker, engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
     ran: list[uuid.UUID] = []
     registry = Registry({"t": lambda ctx: ran.append(ctx.job_id)})
     first, *others = enqueue(session_factory, "t", 4)
-    # Every statement of this worker gives up on a lock after 2 s rather than waiting.
-    impatient_engine = create_engine(
-        database_url, connect_args={"options": f"-c lock_timeout={LOCK_TIMEOUT}"}
-    )
-    try:
-        with fast_worker(impatient_engine, registry, maintenance=False) as worker:
-            with row_locked(engine, first):
-                wait_for(lambda: sorted(ran) == sorted(others), what="the unlocked jobs to run")
-            wait_for(lambda: len(ran) == 4, what="the job once unlocked")
-            wait_for(lambda: worker.stats.completed == 4, what="every completion recorded")
-    finally:
-        impatient_engine.dispose()
+    with ExitStack() as stack:
+        # Locked before the worker starts: it claims at once, and must claim around it.
+        lock = stack.enter_context(ExitStack())
+        lock.enter_context(row_locked(engine, first))
+        # Every statement of this worker gives up on a lock after 2 s rather than waiting.
+        worker = stack.enter_context(
+            start_worker(registry, maintenance=False, engine_options=IMPATIENT)
+        )
+        wait_for(lambda: sorted(ran) == sorted(others), what="the unlocked jobs to run")
+        lock.close()
+        wait_for(lambda: len(ran) == 4, what="the job once unlocked")
+        wait_for(lambda: worker.stats.completed == 4, what="every completion recorded")
     assert sorted(ran) == sorted([first, *others])
 
 
 def test_heartbeats_skip_a_locked_job_and_refresh_the_others(
-    database_url: URL, engine: Engine, session_factory: sessionmaker[Session]
+    start_worker: StartWorker, engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
     release = threading.Event()
     registry = Registry({"hold": lambda ctx: release.wait(WAIT) and None})
     locked_job, other_job = enqueue(session_factory, "hold", 2)
-    impatient_engine = create_engine(
-        database_url, connect_args={"options": f"-c lock_timeout={LOCK_TIMEOUT}"}
-    )
 
     def heartbeat_of(job_id: uuid.UUID) -> Any:
         with engine.connect() as connection:
             return connection.execute(select(Job.heartbeat_at).where(Job.id == job_id)).scalar_one()
 
     try:
-        with fast_worker(impatient_engine, registry, concurrency=2, maintenance=False) as worker:
+        with start_worker(
+            registry, concurrency=2, maintenance=False, engine_options=IMPATIENT
+        ) as worker:
             wait_for(lambda: len(worker.running_jobs) == 2, what="both jobs to run")
             with row_locked(engine, locked_job) as locker:
                 since = locker.execute(text("SELECT statement_timestamp()")).scalar_one()
@@ -112,7 +113,6 @@ def test_heartbeats_skip_a_locked_job_and_refresh_the_others(
             wait_for(lambda: worker.stats.completed == 2, what="both completed")
     finally:
         release.set()
-        impatient_engine.dispose()
 
 
 @pytest.fixture

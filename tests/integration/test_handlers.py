@@ -1,5 +1,9 @@
 """Handler outcomes on a real PostgreSQL: results, failures, Retry, Cancel, timeouts,
-transactional completion, and handler defaults written at enqueue."""
+transactional completion, and handler defaults written at enqueue.
+
+The outcomes of plain handlers are checked on the sync ``Worker`` and on the
+``AsyncWorker`` (``start_worker``), but the ``ctx.session`` completion: a plain handler under
+the AsyncWorker has no session (an async handler's is tested in test_async_worker.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Backoff, Cancel, Job, JobContext, JobQueue, JobStatus, Registry, Retry
 from sqla_jobqueue.errors import InvalidJobError
-from tests.helpers import WAIT, fast_worker, job_table, wait_for
+from tests.helpers import WAIT, StartWorker, fast_worker, job_table, wait_for
 
 domain = MetaData()
 receipts = Table(
@@ -64,7 +68,7 @@ def db_now(factory: sessionmaker[Session]) -> Any:
 
 
 def test_failures_back_off_as_configured_then_fail(
-    engine: Engine, session_factory: sessionmaker[Session]
+    start_worker: StartWorker, session_factory: sessionmaker[Session]
 ) -> None:
     registry = Registry()
     backoff = Backoff(base=timedelta(hours=1), factor=3, cap=timedelta(hours=100), jitter=0)
@@ -77,7 +81,7 @@ def test_failures_back_off_as_configured_then_fail(
         job_id = registry.enqueue(JobQueue(session), "flaky").id
     assert job(session_factory, job_id).max_attempts == 3
 
-    with fast_worker(engine, registry):
+    with start_worker(registry):
         for attempt, hours in ((1, 1), (2, 3)):
             before = db_now(session_factory)
 
@@ -104,7 +108,7 @@ def test_failures_back_off_as_configured_then_fail(
 
 
 def test_retry_reschedules_without_counting_a_failure(
-    engine: Engine, session_factory: sessionmaker[Session]
+    start_worker: StartWorker, session_factory: sessionmaker[Session]
 ) -> None:
     registry = Registry()
     attempts: list[int] = []
@@ -118,7 +122,7 @@ def test_retry_reschedules_without_counting_a_failure(
 
     with session_factory.begin() as session:
         job_id = registry.enqueue(JobQueue(session), "poll").id
-    with fast_worker(engine, registry):
+    with start_worker(registry):
         found = settled(session_factory, job_id, JobStatus.COMPLETED)
     # Three retries did not use up the two attempts: each grew max_attempts by one.
     assert attempts == [1, 2, 3, 4]
@@ -126,12 +130,14 @@ def test_retry_reschedules_without_counting_a_failure(
     assert found.last_error is None
 
 
-def test_retry_after_pushes_run_at(engine: Engine, session_factory: sessionmaker[Session]) -> None:
+def test_retry_after_pushes_run_at(
+    start_worker: StartWorker, session_factory: sessionmaker[Session]
+) -> None:
     registry = Registry({"later": lambda ctx: (_ for _ in ()).throw(Retry(timedelta(hours=2)))})
     with session_factory.begin() as session:
         job_id = registry.enqueue(JobQueue(session), "later").id
     before = db_now(session_factory)
-    with fast_worker(engine, registry):
+    with start_worker(registry):
         found = wait_for(
             lambda: (
                 (j := job(session_factory, job_id)).status == JobStatus.PENDING
@@ -144,7 +150,7 @@ def test_retry_after_pushes_run_at(engine: Engine, session_factory: sessionmaker
 
 
 def test_cancel_ends_the_job_cancelled_with_its_reason(
-    engine: Engine, session_factory: sessionmaker[Session]
+    start_worker: StartWorker, session_factory: sessionmaker[Session]
 ) -> None:
     registry = Registry()
 
@@ -154,14 +160,14 @@ def test_cancel_ends_the_job_cancelled_with_its_reason(
 
     with session_factory.begin() as session:
         job_id = registry.enqueue(JobQueue(session), "doomed").id
-    with fast_worker(engine, registry):
+    with start_worker(registry):
         found = settled(session_factory, job_id, JobStatus.CANCELLED)
     assert found.last_error == "customer closed the account"
     assert found.attempts == 1 and found.completed_at is not None
 
 
 def test_a_handler_over_its_timeout_fails_the_attempt_with_a_clear_error(
-    engine: Engine, session_factory: sessionmaker[Session]
+    start_worker: StartWorker, session_factory: sessionmaker[Session]
 ) -> None:
     registry = Registry()
     release = threading.Event()
@@ -176,7 +182,7 @@ def test_a_handler_over_its_timeout_fails_the_attempt_with_a_clear_error(
     registry.register("quick", lambda ctx: "ok")
     with session_factory.begin() as session:
         job_id = registry.enqueue(JobQueue(session), "slow").id
-    with fast_worker(engine, registry, concurrency=1):
+    with start_worker(registry, concurrency=1):
         found = settled(session_factory, job_id, JobStatus.FAILED)
         assert "did not finish within its timeout of 0.2s" in (found.last_error or "")
         # The slot is not lost to the stuck thread: another job still runs.
@@ -188,6 +194,7 @@ def test_a_handler_over_its_timeout_fails_the_attempt_with_a_clear_error(
     assert job(session_factory, job_id).result is None  # the late return was discarded
 
 
+# Sync only: ctx.session of a plain handler is the sync worker's.
 def test_transactional_completion_keeps_both_or_neither(
     engine: Engine, session_factory: sessionmaker[Session], receipts_table: Table
 ) -> None:
@@ -221,13 +228,13 @@ def test_transactional_completion_keeps_both_or_neither(
 
 
 def test_a_result_that_is_not_json_fails_the_attempt(
-    engine: Engine, session_factory: sessionmaker[Session]
+    start_worker: StartWorker, session_factory: sessionmaker[Session]
 ) -> None:
     registry = Registry()
     registry.register("weird", lambda ctx: {"when": object()}, max_attempts=1)
     with session_factory.begin() as session:
         job_id = registry.enqueue(JobQueue(session), "weird").id
-    with fast_worker(engine, registry):
+    with start_worker(registry):
         found = settled(session_factory, job_id, JobStatus.FAILED)
     assert "result must be JSON-serialisable" in (found.last_error or "")
 
@@ -251,7 +258,7 @@ def test_registry_enqueue_applies_handler_max_attempts_unless_overridden(
 
 
 def test_a_job_enqueued_through_the_registry_runs_with_its_handler_max_attempts(
-    engine: Engine, session_factory: sessionmaker[Session]
+    start_worker: StartWorker, session_factory: sessionmaker[Session]
 ) -> None:
     registry = Registry()
     seen: dict[str, int] = {}
@@ -266,6 +273,6 @@ def test_a_job_enqueued_through_the_registry_runs_with_its_handler_max_attempts(
         registry.enqueue_many(queue, [{"job_type": "send_receipt", "data": {"via": "many"}}])
         # A plain enqueue does not know the handlers: the row keeps the column's default.
         queue.enqueue("send_receipt", {"via": "queue"})
-    with fast_worker(engine, registry):
+    with start_worker(registry):
         wait_for(lambda: len(seen) == 3, what="the three jobs to run")
     assert seen == {"registry": 5, "many": 5, "queue": 3}

@@ -1,4 +1,10 @@
-"""The Worker in-process, against a real PostgreSQL: claiming, outcomes, progress."""
+"""The workers in-process, against a real PostgreSQL: claiming, outcomes, progress.
+
+The tests of worker behaviour run on the sync ``Worker`` and on the ``AsyncWorker`` (the
+``start_worker`` fixture); the handlers are plain ``def`` ones, which the AsyncWorker runs
+on threads. Those that use ``ctx.session`` run on the sync worker only: a plain handler
+under the AsyncWorker has no session (its async handlers' session is tested in
+test_async_worker.py)."""
 
 from __future__ import annotations
 
@@ -32,7 +38,15 @@ from sqla_jobqueue.errors import InvalidJobError, JobQueueError
 from sqla_jobqueue.handlers import JobContext, Registry
 from sqla_jobqueue.listener import APPLICATION_NAME
 from sqla_jobqueue.worker import Worker, load_registry
-from tests.helpers import WAIT, fast_worker, job_table, statuses, wait_for
+from tests.helpers import (
+    WAIT,
+    StartWorker,
+    fast_worker,
+    job_table,
+    statuses,
+    unstarted_worker,
+    wait_for,
+)
 from tests.integration.rounds import complete_and_claim, write_progress
 
 
@@ -42,7 +56,7 @@ def registry() -> Registry:
 
 
 def test_jobs_of_several_types_run_in_priority_order_with_results(
-    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+    start_worker: StartWorker, session_factory: sessionmaker[Session], registry: Registry
 ) -> None:
     order: list[str] = []
 
@@ -63,7 +77,7 @@ def test_jobs_of_several_types_run_in_priority_order_with_results(
         ids = {name: registry.enqueue(queue, t, {"name": name}, priority=p).id
                for t, name, p in specs}  # fmt: skip
 
-    with fast_worker(engine, registry, concurrency=1):
+    with start_worker(registry, concurrency=1):
         wait_for(lambda: statuses(session_factory) == {"completed": 5}, what="all completed")
 
     assert order == ["top", "high", "mid", "mid2", "low"]
@@ -77,7 +91,7 @@ def test_jobs_of_several_types_run_in_priority_order_with_results(
 
 
 def test_progress_is_visible_from_another_session_while_the_job_runs(
-    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+    start_worker: StartWorker, session_factory: sessionmaker[Session], registry: Registry
 ) -> None:
     proceed = threading.Event()
 
@@ -96,7 +110,7 @@ def test_progress_is_visible_from_another_session_while_the_job_runs(
             job = JobQueue(session).get(job_id)
             return job if job.progress == 40 and job.events_count == 4 else None
 
-    with fast_worker(engine, registry):
+    with start_worker(registry):
         job = wait_for(seen, what="progress 40 written while running")
         assert job.status == JobStatus.RUNNING
         assert job.current_stage == "halfway"
@@ -105,7 +119,7 @@ def test_progress_is_visible_from_another_session_while_the_job_runs(
 
 
 def test_progress_of_running_jobs_is_written_and_a_job_taken_away_is_abandoned(
-    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+    start_worker: StartWorker, session_factory: sessionmaker[Session], registry: Registry
 ) -> None:
     proceed = threading.Event()
     contexts: dict[int, JobContext] = {}
@@ -128,7 +142,7 @@ def test_progress_of_running_jobs_is_written_and_a_job_taken_away_is_abandoned(
             return {job.id: (job.progress, job.current_stage, job.events_count) for job in jobs}
 
     expected = {ids[n]: (10 * (n + 1), f"step {n}", n) for n in range(3)}
-    with fast_worker(engine, registry, concurrency=3):
+    with start_worker(registry, concurrency=3):
         wait_for(lambda: progress() == expected, what="the progress of all three jobs")
         with session_factory.begin() as session:
             JobQueue(session).cancel(ids[2])
@@ -141,7 +155,7 @@ def test_progress_of_running_jobs_is_written_and_a_job_taken_away_is_abandoned(
 
 
 def test_many_jobs_complete_once_each_with_several_workers(
-    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+    start_worker: StartWorker, session_factory: sessionmaker[Session], registry: Registry
 ) -> None:
     seen: list[str] = []
     lock = threading.Lock()
@@ -154,7 +168,7 @@ def test_many_jobs_complete_once_each_with_several_workers(
     with session_factory.begin() as session:
         registry.enqueue_many(JobQueue(session), [{"job_type": "noop"}] * 500)
 
-    with fast_worker(engine, registry, concurrency=4), fast_worker(engine, registry, concurrency=8):
+    with start_worker(registry, concurrency=4), start_worker(registry, concurrency=8):
         wait_for(lambda: statuses(session_factory) == {"completed": 500})
     assert len(seen) == 500 == len(set(seen))
 
@@ -174,21 +188,31 @@ def test_load_registry_finds_a_registry_by_import_path() -> None:
         load_registry("tests.integration.test_worker:WAIT")
 
 
-def test_worker_rejects_bad_settings_before_running(engine: Engine, registry: Registry) -> None:
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_worker_rejects_bad_settings_before_running(kind: str, registry: Registry) -> None:
     registry.register("x", lambda ctx: None)
     with pytest.raises(InvalidJobError, match="no handler registered"):
-        Worker(engine, registry, job_types=["y"])
+        unstarted_worker(kind, registry, job_types=["y"])
     with pytest.raises(InvalidJobError, match="concurrency"):
-        Worker(engine, registry, concurrency=0)
+        unstarted_worker(kind, registry, concurrency=0)
     with pytest.raises(InvalidJobError, match="stale_timeout"):
-        Worker(engine, registry, heartbeat_interval=10, stale_timeout=20)
+        unstarted_worker(kind, registry, heartbeat_interval=10, stale_timeout=20)
     with pytest.raises(InvalidJobError, match="no handlers"):
-        Worker(engine, Registry())
+        unstarted_worker(kind, Registry())
 
 
-@pytest.mark.parametrize("through_session", [True, False], ids=["ctx.session", "batched"])
+# ctx.session is the sync worker's: a plain handler under the AsyncWorker has none.
+@pytest.mark.parametrize(
+    ("start_worker", "through_session"),
+    [("sync", True), ("sync", False), ("async", False)],
+    ids=["sync-ctx.session", "sync-batched", "async-batched"],
+    indirect=["start_worker"],
+)
 def test_a_stale_worker_cannot_complete_a_job_rescued_and_claimed_by_another(
-    engine: Engine, session_factory: sessionmaker[Session], through_session: bool
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    start_worker: StartWorker,
+    through_session: bool,
 ) -> None:
     writes = Table("writes", MetaData(), Column("attempt", Integer), Column("worker", String(100)))
     writes.metadata.create_all(engine)
@@ -206,7 +230,7 @@ def test_a_stale_worker_cannot_complete_a_job_rescued_and_claimed_by_another(
     with session_factory.begin() as session:
         job_id = JobQueue(session).enqueue("hold").id
 
-    with fast_worker(engine, registry, concurrency=1, maintenance=False) as stale:
+    with start_worker(registry, concurrency=1, maintenance=False) as stale:
         wait_for(lambda: stale.running_jobs == [job_id], what="the first worker runs the job")
         with session_factory.begin() as session:
             # As if its heartbeat had stopped an hour ago, then a rescue round ran.
@@ -216,7 +240,7 @@ def test_a_stale_worker_cannot_complete_a_job_rescued_and_claimed_by_another(
                 .values(heartbeat_at=func.statement_timestamp() - timedelta(hours=1))
             )
             assert JobQueue(session).recover_stale(timedelta(minutes=1)) == 1
-        with fast_worker(engine, registry, concurrency=1, maintenance=False) as rescuer:
+        with start_worker(registry, concurrency=1, maintenance=False) as rescuer:
             wait_for(lambda: rescuer.stats.completed == 1, what="the second worker completes it")
         release.set()
         wait_for(lambda: stale.stats.lost == 1, what="the stale worker's outcome discarded")
@@ -231,7 +255,7 @@ def test_a_stale_worker_cannot_complete_a_job_rescued_and_claimed_by_another(
 
 
 def test_a_long_job_of_a_live_worker_is_never_rescued(
-    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+    start_worker: StartWorker, session_factory: sessionmaker[Session], registry: Registry
 ) -> None:
     release = threading.Event()
     registry.register("long", lambda ctx: release.wait(WAIT) and None)
@@ -247,8 +271,12 @@ def test_a_long_job_of_a_live_worker_is_never_rescued(
 
     # heartbeats every 0.2s; a rescue round every 0.1s rescues what is 5s stale (never
     # less on a loaded machine: a live worker's job must not be rescued by a slow beat)
-    options = {"heartbeat_interval": 0.2, "stale_timeout": 5, "rescue_interval": 0.1}
-    with fast_worker(engine, registry, **options):
+    options: dict[str, Any] = {
+        "heartbeat_interval": 0.2,
+        "stale_timeout": 5,
+        "rescue_interval": 0.1,
+    }
+    with start_worker(registry, **options):
         wait_for(ran_past_stale_timeout, what="the job to run past its stale timeout")
         with session_factory() as session:
             running = JobQueue(session).get(job_id)
@@ -258,7 +286,7 @@ def test_a_long_job_of_a_live_worker_is_never_rescued(
 
 
 def test_killed_connections_do_not_stop_the_worker(
-    database_url: URL, session_factory: sessionmaker[Session], registry: Registry
+    start_worker: StartWorker, session_factory: sessionmaker[Session], registry: Registry
 ) -> None:
     calls: list[str] = []
     lock = threading.Lock()
@@ -277,36 +305,38 @@ def test_killed_connections_do_not_stop_the_worker(
         "WHERE datname = current_database() AND application_name IN ('victim', :listener)"
     )
     # The worker's own engine, so that only its connections are killed.
-    engine = create_engine(database_url, connect_args={"application_name": "victim"})
-    with fast_worker(engine, registry, concurrency=4) as worker:
+    victim = {"connect_args": {"application_name": "victim"}}
+    with start_worker(registry, concurrency=4, engine_options=victim) as worker:
         for _ in range(5):
             target = len(calls) + 20
             wait_for(lambda: len(calls) > target, what="progress between kills")  # noqa: B023
             with session_factory() as session:
                 assert session.execute(kill, {"listener": APPLICATION_NAME}).scalar_one() > 0
         wait_for(lambda: statuses(session_factory) == {"completed": 300}, what="all completed")
-    engine.dispose()
     assert worker.stats.completed == 300  # each recorded once: none double-completed
     assert len(set(calls)) == 300
 
 
 def test_a_worker_on_a_database_without_the_job_table_says_to_migrate(
-    empty_database_url: URL, registry: Registry
+    start_worker: StartWorker, empty_database_url: URL, registry: Registry
 ) -> None:
-    from sqla_jobqueue.errors import JobQueueError
-
     registry.register("x", lambda ctx: None)
-    engine = create_engine(empty_database_url)
-    try:
-        with pytest.raises(JobQueueError, match="run the migrations first"):
-            Worker(engine, registry).start()
-    finally:
-        engine.dispose()
+    with pytest.raises(JobQueueError, match="run the migrations first"):
+        start_worker(registry, url=empty_database_url).__enter__()
 
 
-@pytest.mark.parametrize("ending", ["raises", "ctx.session"])
+# ctx.session is the sync worker's: a plain handler under the AsyncWorker has none.
+@pytest.mark.parametrize(
+    ("start_worker", "ending"),
+    [("sync", "raises"), ("sync", "ctx.session"), ("async", "raises")],
+    ids=["sync-raises", "sync-ctx.session", "async-raises"],
+    indirect=["start_worker"],
+)
 def test_a_job_deleted_while_it_runs_is_lost_and_other_jobs_still_complete(
-    engine: Engine, session_factory: sessionmaker[Session], registry: Registry, ending: str
+    start_worker: StartWorker,
+    session_factory: sessionmaker[Session],
+    registry: Registry,
+    ending: str,
 ) -> None:
     deleted = threading.Event()
 
@@ -322,7 +352,7 @@ def test_a_job_deleted_while_it_runs_is_lost_and_other_jobs_still_complete(
     with session_factory.begin() as session:
         doomed_id = JobQueue(session).enqueue("doomed").id
 
-    with fast_worker(engine, registry, concurrency=2) as worker:
+    with start_worker(registry, concurrency=2) as worker:
         wait_for(lambda: worker.running_jobs == [doomed_id], what="the doomed job to run")
         with session_factory.begin() as session:  # e.g. cancelled, then pruned
             session.execute(delete(Job).where(Job.id == doomed_id))
@@ -341,16 +371,16 @@ def heartbeat_of(factory: sessionmaker[Session], job_id: Any) -> Any:
 
 
 def test_heartbeats_go_on_while_the_dispatcher_is_stuck_writing(
-    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+    start_worker: StartWorker, session_factory: sessionmaker[Session], registry: Registry
 ) -> None:
     release = threading.Event()
     registry.register("long", lambda ctx: release.wait(WAIT) and None)
     with session_factory.begin() as session:
         job_id = JobQueue(session).enqueue("long").id
-    with fast_worker(engine, registry) as worker:
+    with start_worker(registry) as worker:
         wait_for(lambda: worker.running_jobs == [job_id])
         # As if the dispatcher were stuck in a slow connect or a long transaction.
-        with worker._write_lock:
+        with worker.holding_write_lock():
             first = heartbeat_of(session_factory, job_id)
             wait_for(
                 lambda: heartbeat_of(session_factory, job_id) > first,
@@ -361,12 +391,13 @@ def test_heartbeats_go_on_while_the_dispatcher_is_stuck_writing(
 
 
 def test_jobs_claimed_by_a_round_whose_answer_was_lost_are_given_back_uncharged(
-    engine: Engine, session_factory: sessionmaker[Session], registry: Registry
+    start_worker: StartWorker, session_factory: sessionmaker[Session], registry: Registry
 ) -> None:
     ran: list[int] = []
     registry.register("x", lambda ctx: ran.append(ctx.attempt))
-    worker = fast_worker(engine, registry, concurrency=2, maintenance=False)
-    real = worker._recorder._complete_and_claim
+    worker = start_worker(registry, concurrency=2, maintenance=False)
+    recorder = worker.worker._recorder  # both workers' rounds go through their Recorder
+    real = recorder._complete_and_claim
     lost_once: list[bool] = []
 
     def commit_then_lose_the_answer(*args: Any) -> Any:
@@ -376,7 +407,7 @@ def test_jobs_claimed_by_a_round_whose_answer_was_lost_are_given_back_uncharged(
             raise OperationalError("claim", {}, Exception("connection lost after commit"))
         return answer
 
-    worker._recorder._complete_and_claim = commit_then_lose_the_answer  # type: ignore[method-assign, assignment]
+    recorder._complete_and_claim = commit_then_lose_the_answer  # type: ignore[method-assign, assignment]
     with session_factory.begin() as session:
         ids = registry.enqueue_many(JobQueue(session), [{"job_type": "x"}] * 2)
     with worker:
@@ -388,6 +419,8 @@ def test_jobs_claimed_by_a_round_whose_answer_was_lost_are_given_back_uncharged(
     assert ran == [1, 1]
 
 
+# Sync only: the completion through ctx.session is the sync worker's (an async handler's
+# timeout cancels it instead: test_async_worker.py).
 def test_a_timeout_and_the_commit_of_its_completion_exclude_each_other(
     engine: Engine, session_factory: sessionmaker[Session], registry: Registry
 ) -> None:
@@ -425,6 +458,7 @@ def test_a_timeout_and_the_commit_of_its_completion_exclude_each_other(
         assert "TimeoutError" in (job.last_error or "")
 
 
+# Sync only: Worker.start(timeout=...) is the sync worker's (the AsyncWorker is awaited).
 def test_a_worker_that_cannot_start_in_time_stops_trying(registry: Registry) -> None:
     registry.register("x", lambda ctx: None)
     engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/nowhere")
@@ -519,9 +553,15 @@ def test_a_progress_write_sets_a_percent_of_zero_and_leaves_what_was_not_reporte
         assert (row.progress, row.current_stage, row.events_count) == (0, "a", 2)
 
 
-@pytest.mark.parametrize("uses_session", [False, True], ids=["batched", "ctx.session"])
+# ctx.session is the sync worker's: a plain handler under the AsyncWorker has none.
+@pytest.mark.parametrize(
+    ("start_worker", "uses_session"),
+    [("sync", False), ("sync", True), ("async", False)],
+    ids=["sync-batched", "sync-ctx.session", "async-batched"],
+    indirect=["start_worker"],
+)
 def test_progress_reported_just_before_completion_is_kept(
-    engine: Engine, session_factory: sessionmaker[Session], uses_session: bool
+    start_worker: StartWorker, session_factory: sessionmaker[Session], uses_session: bool
 ) -> None:
     registry = Registry()
 
@@ -537,16 +577,28 @@ def test_progress_reported_just_before_completion_is_kept(
     with session_factory.begin() as session:
         job_id = JobQueue(session).enqueue("quick").id
     # A progress interval far longer than the job: only the completion can write it.
-    with fast_worker(engine, registry, progress_interval=60):
+    with start_worker(registry, progress_interval=60):
         wait_for(lambda: statuses(session_factory).get("completed") == 1)
     with session_factory() as session:
         job = JobQueue(session).get(job_id)
     assert (job.current_stage, job.events_count, job.progress) == ("writing", 5, 100)
 
 
-@pytest.mark.parametrize("ending", ["returns", "ctx.session", "raises"])
+# ctx.session is the sync worker's: a plain handler under the AsyncWorker has none.
+@pytest.mark.parametrize(
+    ("start_worker", "ending"),
+    [
+        ("sync", "returns"),
+        ("sync", "ctx.session"),
+        ("sync", "raises"),
+        ("async", "returns"),
+        ("async", "raises"),
+    ],
+    ids=["sync-returns", "sync-ctx.session", "sync-raises", "async-returns", "async-raises"],
+    indirect=["start_worker"],
+)
 def test_a_job_cancelled_while_it_runs_counts_as_cancelled_and_the_stop_line_is_readable(
-    engine: Engine,
+    start_worker: StartWorker,
     session_factory: sessionmaker[Session],
     registry: Registry,
     caplog: pytest.LogCaptureFixture,
@@ -566,7 +618,7 @@ def test_a_job_cancelled_while_it_runs_counts_as_cancelled_and_the_stop_line_is_
     with session_factory.begin() as session:
         job_id = JobQueue(session).enqueue("long").id
     caplog.set_level("INFO", logger="sqla_jobqueue.worker")
-    with fast_worker(engine, registry) as worker:
+    with start_worker(registry) as worker:
         wait_for(lambda: worker.running_jobs == [job_id], what="the job to run")
         with session_factory.begin() as session:  # as sqla-jobqueue cancel does
             JobQueue(session).cancel(job_id)

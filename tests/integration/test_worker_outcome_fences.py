@@ -4,7 +4,8 @@ A worker runs attempt *n* of a job and stops heartbeating (a pause, a partition)
 is rescued and a second worker runs it. Whatever the stale attempt then reports — a
 completion (batched or through ``ctx.session``), a failure, ``Retry`` or ``Cancel`` — is
 discarded while the second worker still holds the job, and the second worker's outcome
-is the one that lands.
+is the one that lands. Both workers are sync ``Worker`` ones, or both ``AsyncWorker`` ones
+(``start_worker``; the ``ctx.session`` completion is the sync worker's only).
 
 Two ways the holder can differ, each guarded by one half of the fence:
 
@@ -31,19 +32,30 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Job, JobQueue, JobStatus
 from sqla_jobqueue.handlers import Cancel, JobContext, Registry, Retry
-from tests.helpers import WAIT, fast_worker, wait_for
+from tests.helpers import WAIT, StartWorker, wait_for
 
 KINDS = ("completed", "ctx.session", "fail", "retry", "cancel")
 FENCES = ("same_worker_id", "other_worker")
+WORKERS = ("sync", "async")
+
+
+# A plain handler under the AsyncWorker has no ctx.session: that kind is the sync worker's.
+CASES = [(worker, kind, fence) for worker, kind, fence in itertools.product(WORKERS, KINDS, FENCES)
+         if (worker, kind) != ("async", "ctx.session")]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("kind", "fence"),
-    list(itertools.product(KINDS, FENCES)),
-    ids=[f"{kind}-{fence}" for kind, fence in itertools.product(KINDS, FENCES)],
+    ("start_worker", "kind", "fence"),
+    CASES,
+    ids=["-".join(case) for case in CASES],
+    indirect=["start_worker"],
 )
 def test_a_stale_outcome_never_lands(
-    engine: Engine, session_factory: sessionmaker[Session], kind: str, fence: str
+    start_worker: StartWorker,
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    kind: str,
+    fence: str,
 ) -> None:
     writes = Table("writes", MetaData(), Column("run", Integer), Column("worker", String(100)))
     writes.metadata.create_all(engine)
@@ -73,7 +85,7 @@ def test_a_stale_outcome_never_lands(
         job_id = JobQueue(session).enqueue("hold", max_attempts=3 if same else 1).id
 
     options = {"concurrency": 1, "maintenance": False}
-    _run_both(engine, session_factory, registry, job_id, gates, runs, same, options)
+    _run_both(start_worker, session_factory, registry, job_id, gates, runs, same, options)
     with session_factory() as session:
         done = JobQueue(session).get(job_id)
         rows = session.execute(select(writes.c.run, writes.c.worker)).all()
@@ -84,7 +96,7 @@ def test_a_stale_outcome_never_lands(
 
 
 def _run_both(
-    engine: Engine,
+    start_worker: StartWorker,
     session_factory: sessionmaker[Session],
     registry: Registry,
     job_id: uuid.UUID,
@@ -96,7 +108,7 @@ def _run_both(
     """Run the job on a stale worker, rescue it, run it on a fresh one, and release the
     stale attempt while the fresh one holds the job."""
     stale_id, fresh_id = ("w", "w") if same else ("stale", "fresh")
-    with fast_worker(engine, registry, worker_id=stale_id, **options) as stale, released(gates):
+    with start_worker(registry, worker_id=stale_id, **options) as stale, released(gates):
         wait_for(lambda: stale.running_jobs == [job_id], what="the stale worker runs the job")
         with session_factory.begin() as session:
             # As if its heartbeat had stopped an hour ago, then a rescue round ran.
@@ -110,7 +122,7 @@ def _run_both(
             if not same:
                 assert queue.get(job_id).status == JobStatus.FAILED  # its only attempt
                 queue.retry(job_id)
-        with fast_worker(engine, registry, worker_id=fresh_id, **options) as fresh, released(gates):
+        with start_worker(registry, worker_id=fresh_id, **options) as fresh, released(gates):
             wait_for(lambda: len(runs) == 2, what="the fresh worker runs the job")
             with session_factory() as session:
                 held = JobQueue(session).get(job_id)

@@ -1,7 +1,11 @@
 """Worker promises from docs/reliability.md that the suite did not check before issue 16:
 ``ctx.session`` work of a handler that raised is not kept, a completion whose answer was
 lost is confirmed, an outcome that cannot be written is given up after five rounds, the
-worker prunes, and it looks for jobs as soon as its listener reconnects."""
+worker prunes, and it looks for jobs as soon as its listener reconnects.
+
+Each runs on the sync ``Worker`` and on the ``AsyncWorker`` (``start_worker``), but the
+``ctx.session`` one: a plain handler under the AsyncWorker has no session (an async
+handler's AsyncSession rolled back with its failure is in test_async_worker.py)."""
 
 from __future__ import annotations
 
@@ -10,16 +14,16 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy import Column, Engine, Integer, MetaData, Table, create_engine, event, select, text
-from sqlalchemy.engine import URL
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, event, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Job, JobQueue, JobStatus, Registry
 from sqla_jobqueue.handlers import JobContext
 from sqla_jobqueue.listener import APPLICATION_NAME
-from tests.helpers import fast_worker, statuses, wait_for
+from tests.helpers import StartWorker, fast_worker, statuses, wait_for
 
 
+# Sync only: ctx.session of a plain handler is the sync worker's.
 def test_ctx_session_work_is_rolled_back_when_the_handler_raises(
     engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
@@ -45,7 +49,7 @@ def test_ctx_session_work_is_rolled_back_when_the_handler_raises(
 
 
 def test_a_completion_whose_answer_was_lost_is_confirmed_not_lost(
-    database_url: URL, engine: Engine, session_factory: sessionmaker[Session]
+    start_worker: StartWorker, engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
     ran: list[int] = []
     registry = Registry({"x": lambda ctx: ran.append(ctx.attempt)})
@@ -59,20 +63,17 @@ def test_a_completion_whose_answer_was_lost_is_confirmed_not_lost(
 
     # The worker's own engine: the first statement returning rows after which the job is
     # completed (its round, committed on an autocommit connection) loses its answer.
-    worker_engine = create_engine(database_url)
+    worker = start_worker(registry, maintenance=False, engine_options={})
     lost: list[str] = []
 
-    @event.listens_for(worker_engine, "after_cursor_execute")
+    @event.listens_for(worker.sync_engine, "after_cursor_execute")
     def lose_the_answer(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if not lost and cursor.description is not None and completed():
             lost.append(statement)
             raise psycopg.OperationalError("connection lost after the commit (test)")
 
-    try:
-        with fast_worker(worker_engine, registry, maintenance=False) as worker:
-            wait_for(lambda: worker.stats.completed + worker.stats.lost == 1, what="accounted")
-    finally:
-        worker_engine.dispose()
+    with worker:
+        wait_for(lambda: worker.stats.completed + worker.stats.lost == 1, what="accounted")
     assert lost, "the answer of the completing round was lost"
     assert (worker.stats.completed, worker.stats.lost) == (1, 0)
     assert ran == [1]
@@ -82,7 +83,7 @@ def test_a_completion_whose_answer_was_lost_is_confirmed_not_lost(
 
 
 def test_an_outcome_that_cannot_be_written_is_given_up_after_five_rounds(
-    engine: Engine, session_factory: sessionmaker[Session]
+    start_worker: StartWorker, engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
     with engine.begin() as connection:
         # An application trigger that refuses to record the failure of one job type;
@@ -114,7 +115,7 @@ def test_an_outcome_that_cannot_be_written_is_given_up_after_five_rounds(
         queue = JobQueue(session)
         doomed_id = queue.enqueue("doomed", priority=200).id
         queue.enqueue_many([{"job_type": "fine"}] * 3)
-    with fast_worker(engine, registry, concurrency=2, maintenance=False) as worker:
+    with start_worker(registry, concurrency=2, maintenance=False) as worker:
         wait_for(lambda: worker.stats.lost == 1, what="the outcome to be given up")
         wait_for(lambda: worker.stats.completed == 3, what="the other jobs still complete")
         assert worker.running_jobs == []
@@ -127,7 +128,7 @@ def test_an_outcome_that_cannot_be_written_is_given_up_after_five_rounds(
 
 
 def test_a_worker_prunes_old_finished_jobs_and_keeps_live_ones(
-    engine: Engine, session_factory: sessionmaker[Session]
+    start_worker: StartWorker, engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
     with session_factory.begin() as session:
         queue = JobQueue(session)
@@ -147,7 +148,7 @@ def test_a_worker_prunes_old_finished_jobs_and_keeps_live_ones(
             )
         )
     registry = Registry({"noop": lambda ctx: None})  # runs none of these types
-    with fast_worker(engine, registry, retention=86_400):
+    with start_worker(registry, retention=86_400):
         wait_for(
             lambda: statuses(session_factory) == {"pending": 1, "completed": 1},
             what="the worker's pruner to delete the old finished jobs",
@@ -158,11 +159,11 @@ def test_a_worker_prunes_old_finished_jobs_and_keeps_live_ones(
 
 
 def test_a_job_enqueued_while_the_listener_was_away_runs_after_it_reconnects(
-    engine: Engine, session_factory: sessionmaker[Session]
+    start_worker: StartWorker, engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
     registry = Registry({"ping": lambda ctx: "pong"})
     # Polling once an hour: only the listener can make these jobs run during the test.
-    with fast_worker(engine, registry, poll_interval=3600, maintenance=False) as worker:
+    with start_worker(registry, poll_interval=3600, maintenance=False) as worker:
         listener = worker.listener
         assert listener is not None
         wait_for(listener.listening.is_set, what="the listener to LISTEN")

@@ -1,26 +1,24 @@
 """The worker's settings: the documented defaults, and ``batch_size`` never more than the
-free slots."""
+free slots; on the sync ``Worker`` and on the ``AsyncWorker``."""
 
 from __future__ import annotations
 
 import threading
 from datetime import timedelta
 
-from sqlalchemy import Engine, create_engine, func, select
+import pytest
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from sqla_jobqueue import Job, JobQueue, JobStatus, Registry, Worker
+from sqla_jobqueue import Job, JobQueue, JobStatus, Registry
 from sqla_jobqueue.maintenance import Pruner, Rescuer
-from tests.helpers import WAIT, fast_worker, statuses, wait_for
+from tests.helpers import WAIT, StartWorker, statuses, unstarted_worker, wait_for
 
 
-def test_default_worker_settings_are_the_documented_ones() -> None:
-    # The table in docs/workers.md; Worker() checks its settings without connecting.
-    engine = create_engine("postgresql+psycopg://")
-    try:
-        worker = Worker(engine, Registry({"t": lambda ctx: None}))
-    finally:
-        engine.dispose()
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_default_worker_settings_are_the_documented_ones(kind: str) -> None:
+    # The table in docs/workers.md; a worker checks its settings without connecting.
+    worker = unstarted_worker(kind, Registry({"t": lambda ctx: None}))
     assert worker.settings.job_types == ["t"]
     assert (worker.settings.concurrency, worker.settings.batch_size) == (10, 10)
     assert worker.settings.poll_interval == 2
@@ -38,16 +36,17 @@ def test_default_worker_settings_are_the_documented_ones() -> None:
     assert host and pid.isdigit() and len(random_part) == 8
 
 
-def test_batch_size_above_concurrency_is_capped_and_maintenance_off_has_no_duties() -> None:
-    engine = create_engine("postgresql+psycopg://")
-    try:
-        registry = Registry({"t": lambda ctx: None})
-        assert Worker(engine, registry, concurrency=2, batch_size=10).settings.batch_size == 2
-        assert Worker(engine, registry, concurrency=4).settings.batch_size == 4
-        assert Worker(engine, registry, maintenance=False).duties == []
-        assert [type(d) for d in Worker(engine, registry, retention=None).duties] == [Rescuer]
-    finally:
-        engine.dispose()
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_batch_size_above_concurrency_is_capped_and_maintenance_off_has_no_duties(
+    kind: str,
+) -> None:
+    registry = Registry({"t": lambda ctx: None})
+    capped = unstarted_worker(kind, registry, concurrency=2, batch_size=10)
+    assert capped.settings.batch_size == 2
+    assert unstarted_worker(kind, registry, concurrency=4).settings.batch_size == 4
+    assert unstarted_worker(kind, registry, maintenance=False).duties == []
+    kept = unstarted_worker(kind, registry, retention=None)
+    assert [type(d) for d in kept.duties] == [Rescuer]
 
 
 def running_in_database(factory: sessionmaker[Session]) -> int:
@@ -57,13 +56,13 @@ def running_in_database(factory: sessionmaker[Session]) -> int:
 
 
 def test_a_claim_takes_no_more_jobs_than_free_slots(
-    engine: Engine, session_factory: sessionmaker[Session]
+    start_worker: StartWorker, session_factory: sessionmaker[Session]
 ) -> None:
     release = threading.Event()
     registry = Registry({"hold": lambda ctx: release.wait(WAIT) and None})
     with session_factory.begin() as session:
         JobQueue(session).enqueue("hold")
-    with fast_worker(engine, registry, concurrency=3, maintenance=False) as worker:
+    with start_worker(registry, concurrency=3, maintenance=False) as worker:
         try:
             wait_for(lambda: len(worker.running_jobs) == 1, what="the first job to run")
             with session_factory.begin() as session:

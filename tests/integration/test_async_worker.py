@@ -1,6 +1,11 @@
 """The asyncio worker against a real PostgreSQL: async handlers on the loop, plain ones on
 threads, the handler's AsyncSession committed with the completion, timeouts that cancel,
-LISTEN wake-up, progress, and a graceful stop with handlers running."""
+LISTEN wake-up, progress, and a graceful stop with handlers running; what the sync worker's
+tests check of ``ctx.session`` (a plain handler under the AsyncWorker has none), on an async
+handler's AsyncSession: a failure at commit, a stale attempt's refused completion.
+
+The behaviour both workers share is tested on both by the other worker tests
+(``start_worker``)."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, UniqueConstraint, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,7 +23,8 @@ from sqla_jobqueue import AsyncJobContext, Cancel, Job, JobContext, JobQueue, Jo
 from sqla_jobqueue.errors import InvalidJobError
 from sqla_jobqueue.handlers import Registry
 from sqla_jobqueue.worker import AsyncWorker, Worker
-from tests.helpers import WAIT, fast_async_worker, statuses, wait_for
+from tests.helpers import WAIT, StartWorker, fast_async_worker, statuses, wait_for
+from tests.integration.test_worker_outcome_fences import FENCES, run_stale_then_fresh
 
 
 def jobs(factory: sessionmaker[Session]) -> dict[str, Job]:
@@ -210,3 +216,73 @@ def test_the_sync_worker_refuses_async_handlers_and_says_what_to_use(engine: Eng
 def test_the_async_worker_refuses_a_sync_engine(engine: Engine) -> None:
     with pytest.raises(InvalidJobError, match="AsyncWorker needs an AsyncEngine"):
         AsyncWorker(engine, Registry({"t": lambda ctx: None}))  # type: ignore[arg-type]
+
+
+def test_a_failure_at_the_commit_of_the_async_session_keeps_neither_writes_nor_completion(
+    engine: Engine, database_url: URL, session_factory: sessionmaker[Session]
+) -> None:
+    orders = Table(
+        "async_orders",
+        MetaData(),
+        Column("order_id", Integer, nullable=False),
+        Column("note", String(20), nullable=False),
+        # Checked at commit: the failure then happens while completing the job.
+        UniqueConstraint("order_id", deferrable=True, initially="DEFERRED"),
+    )
+    orders.metadata.create_all(engine)
+    registry = Registry()
+
+    @registry.handler("order", max_attempts=1)
+    async def order(ctx: AsyncJobContext) -> int:
+        await ctx.session.execute(orders.insert().values(order_id=1, note=ctx.data["note"]))
+        return 1
+
+    with session_factory.begin() as session:
+        queue = JobQueue(session)
+        first = registry.enqueue(queue, "order", {"note": "first"}, priority=200).id
+        again = registry.enqueue(queue, "order", {"note": "again"}).id
+    with fast_async_worker(database_url, registry, concurrency=1) as running:
+        wait_for(lambda: running.worker.stats.completed + running.worker.stats.failed == 2)
+    with session_factory() as session:
+        queue = JobQueue(session)
+        assert queue.get(first).status == JobStatus.COMPLETED
+        failed = queue.get(again)
+        rows = session.execute(select(orders.c.note)).scalars().all()
+    assert failed.status == JobStatus.FAILED
+    assert "neither its writes nor the completion" in (failed.last_error or "")
+    assert "UniqueViolation" in (failed.last_error or "")
+    assert rows == ["first"]
+
+
+@pytest.mark.parametrize("fence", FENCES)
+def test_a_stale_async_attempts_session_work_is_rolled_back_with_its_refused_completion(
+    engine: Engine, database_url: URL, session_factory: sessionmaker[Session], fence: str
+) -> None:
+    # test_worker_outcome_fences.py's scenario, the stale attempt writing in its AsyncSession.
+    writes = Table("writes", MetaData(), Column("run", Integer), Column("worker", String(100)))
+    writes.metadata.create_all(engine)
+    gates = [threading.Event(), threading.Event()]
+    runs: list[int] = []
+    registry = Registry()
+
+    @registry.handler("hold")
+    async def hold(ctx: AsyncJobContext) -> str:
+        run = len(runs)
+        runs.append(ctx.attempt)
+        await ctx.session.execute(writes.insert().values(run=run, worker=ctx.worker_id))
+        assert await asyncio.to_thread(gates[run].wait, WAIT)
+        return "stale" if run == 0 else "fresh"
+
+    same = fence == "same_worker_id"
+    with session_factory.begin() as session:
+        job_id = JobQueue(session).enqueue("hold", max_attempts=3 if same else 1).id
+    start_worker = StartWorker("async", engine, database_url)
+    options = {"concurrency": 1, "maintenance": False}
+    run_stale_then_fresh(
+        start_worker, session_factory, registry, job_id, gates, runs, same, options
+    )
+    with session_factory() as session:
+        done = JobQueue(session).get(job_id)
+        rows = session.execute(select(writes.c.run, writes.c.worker)).all()
+    assert (done.status, done.result) == (JobStatus.COMPLETED, "fresh")
+    assert rows == [(1, "w" if same else "fresh")]

@@ -85,7 +85,9 @@ def test_a_stale_outcome_never_lands(
         job_id = JobQueue(session).enqueue("hold", max_attempts=3 if same else 1).id
 
     options = {"concurrency": 1, "maintenance": False}
-    _run_both(start_worker, session_factory, registry, job_id, gates, runs, same, options)
+    run_stale_then_fresh(
+        start_worker, session_factory, registry, job_id, gates, runs, same, options
+    )
     with session_factory() as session:
         done = JobQueue(session).get(job_id)
         rows = session.execute(select(writes.c.run, writes.c.worker)).all()
@@ -95,7 +97,7 @@ def test_a_stale_outcome_never_lands(
     assert rows == ([(1, fresh_id)] if kind == "ctx.session" else [])
 
 
-def _run_both(
+def run_stale_then_fresh(
     start_worker: StartWorker,
     session_factory: sessionmaker[Session],
     registry: Registry,

@@ -242,8 +242,7 @@ class AsyncWorkerThread(WorkerUnderTest):
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._thread.is_alive():  # AsyncWorker.stop() raises once its loop has closed
-            self.stop()
+        self.stop()
         assert self.join(), "the async worker did not stop"
         if self._error is not None and exc_info[0] is None:
             raise self._error

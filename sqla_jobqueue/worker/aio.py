@@ -28,7 +28,7 @@ from ..maintenance import Duty
 from ..statements import Claimed
 from .control import StopSignals, log_db_error, log_start, missing_table_error, next_backoff
 from .dispatch import Dispatch
-from .outcomes import Outcome, Run, WorkerStats, log_outcomes
+from .outcomes import Outcome, Run, WorkerStats, log_late_return, log_outcomes
 from .recording import Recorder, needs_transaction
 from .running import run_async_handler, run_handler
 from .settings import WorkerOptions, WorkerSettings
@@ -176,7 +176,9 @@ class AsyncWorker:
         """
         loop = self._loop
         if loop is not None and not _on_loop(loop):
-            loop.call_soon_threadsafe(lambda: self.stop(graceful=graceful))
+            # After run() ended there is nothing to stop, and its loop may be closed.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(lambda: self.stop(graceful=graceful))
             return
         if not self._stopping:
             self._dispatch.begin_stop(time.monotonic())
@@ -370,12 +372,11 @@ class AsyncWorker:
         loop = self._loop
 
         def target() -> None:
+            outcome = run_handler(run, self._recorder, self._dispatch.lock)
             try:
-                outcome = run_handler(run, self._recorder, self._dispatch.lock)
-            except BaseException as exc:  # pragma: no cover - run_handler catches all
-                loop.call_soon_threadsafe(done.set_exception, exc)
-            else:
-                loop.call_soon_threadsafe(done.set_result, outcome)
+                loop.call_soon_threadsafe(_settle, done, run, outcome)
+            except RuntimeError:  # the worker ended meanwhile, and its loop is closed
+                log_late_return(run, outcome)
 
         threading.Thread(target=target, name="sqla_jobqueue-handler", daemon=True).start()
         self._finished(run, await done)
@@ -385,9 +386,7 @@ class AsyncWorker:
             run.finished = True
             timed_out = run.timed_out
         if timed_out:
-            log.warning("job %s type=%s attempt=%d: handler returned after %.1fs, when the "
-                        "worker had given up on it; outcome discarded", run.ctx.job_id,
-                        run.ctx.job_type, run.ctx.attempt, outcome.duration)  # fmt: skip
+            log_late_return(run, outcome)
             return
         self._dispatch.take(outcome)
         self._arrived += 1
@@ -503,6 +502,15 @@ class AsyncWorker:
             task.cancel()
         if self._handlers:
             await asyncio.wait(list(self._handlers), timeout=1.0)
+
+
+def _settle(done: asyncio.Future[Outcome], run: Run, outcome: Outcome) -> None:
+    """Hand a plain handler's outcome to its awaiting task; log it as late when that task
+    was cancelled (the worker is ending)."""
+    if done.done():
+        log_late_return(run, outcome)
+    else:
+        done.set_result(outcome)
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

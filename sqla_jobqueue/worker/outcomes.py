@@ -36,6 +36,7 @@ __all__ = [
     "completion",
     "failure_text",
     "first_line",
+    "log_late_return",
     "log_outcomes",
     "outcome",
     "outcome_of_error",
@@ -215,6 +216,14 @@ def shutdown_outcome(run: Run, worker_id: str, grace_period: float, now: float) 
         after=timedelta(0),
         duration=now - run.started,
     )
+
+
+def log_late_return(run: Run, late: Outcome) -> None:
+    """Log the outcome of a handler that returned after the worker gave up on it."""
+    log.warning("job %s type=%s attempt=%d: handler returned after %.1fs, when the worker had "
+                "given up on it (its timeout, or the end of the grace period); outcome "
+                "discarded", run.ctx.job_id, run.ctx.job_type, run.ctx.attempt,
+                late.duration)  # fmt: skip
 
 
 def log_outcomes(stats: WorkerStats, outcomes: list[Outcome]) -> None:

@@ -22,7 +22,7 @@ from ..maintenance import Duty
 from ..statements import Claimed
 from .control import StopSignals, log_db_error, log_start, missing_table_error, next_backoff
 from .dispatch import Dispatch
-from .outcomes import Outcome, Run, WorkerStats, log_outcomes
+from .outcomes import Outcome, Run, WorkerStats, log_late_return, log_outcomes
 from .recording import Recorder, needs_transaction
 from .running import run_handler
 from .settings import WorkerOptions, WorkerSettings
@@ -374,7 +374,7 @@ class Worker:
                 run.finished = True
                 timed_out = run.timed_out
             if timed_out:
-                _log_late_return(run, outcome)
+                log_late_return(run, outcome)
                 return
             self._outcomes.put(outcome)
             if not self._wake.is_set():
@@ -470,10 +470,3 @@ class Worker:
             self.listener.stop()
         for _ in range(self._spawned):
             self._work.put(None)
-
-
-def _log_late_return(run: Run, outcome: Outcome) -> None:
-    log.warning("job %s type=%s attempt=%d: handler returned after %.1fs, when the worker had "
-                "given up on it (its timeout, or the end of the grace period); outcome "
-                "discarded", run.ctx.job_id, run.ctx.job_type, run.ctx.attempt,
-                outcome.duration)  # fmt: skip

@@ -140,18 +140,6 @@ def test_a_graceful_stop_waits_for_running_handlers(
         assert JobQueue(session).get(job_id).result == "finished"
 
 
-LOOP_CLOSED = (
-    "AsyncWorker bug: a plain handler's thread that returns after the worker ended calls "
-    "loop.call_soon_threadsafe on the closed loop (RuntimeError in the thread) instead of "
-    "logging the late return and discarding it as the sync Worker does"
-)
-
-
-@pytest.mark.parametrize(
-    "start_worker",
-    ["sync", pytest.param("async", marks=pytest.mark.xfail(strict=True, reason=LOOP_CLOSED))],
-    indirect=True,
-)
 def test_a_handler_cut_off_by_a_stop_that_returns_after_the_worker_ended_is_discarded(
     start_worker: StartWorker,
     session_factory: sessionmaker[Session],
@@ -186,17 +174,6 @@ def test_a_handler_cut_off_by_a_stop_that_returns_after_the_worker_ended_is_disc
         assert JobQueue(session).get(job_id).result is None
 
 
-STOP_AFTER_END = (
-    "AsyncWorker bug: stop() from another thread after run() returned calls "
-    "call_soon_threadsafe on the closed loop and raises RuntimeError('Event loop is closed')"
-)
-
-
-@pytest.mark.parametrize(
-    "start_worker",
-    ["sync", pytest.param("async", marks=pytest.mark.xfail(strict=True, reason=STOP_AFTER_END))],
-    indirect=True,
-)
 def test_stop_after_the_worker_ended_does_nothing(start_worker: StartWorker) -> None:
     registry = Registry({"noop": lambda ctx: None})
     with start_worker(registry) as worker:

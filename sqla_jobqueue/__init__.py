@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .aqueue import AsyncJobQueue
 from .backoff import Backoff
-from .handlers import AsyncJobContext, Cancel, JobContext, Registry, Retry
+from .handlers import AsyncJobContext, Cancel, JobContext, Registry, Retry, Snooze
 from .model import Job, JobMixin, JobStatus, Priority, metadata
 from .queue import JobQueue, QueueStats
 
@@ -34,6 +34,7 @@ __all__ = [
     "QueueStats",
     "Registry",
     "Retry",
+    "Snooze",
     "Worker",
     "metadata",
 ]

@@ -193,13 +193,13 @@ class AsyncJobQueue(plans.QueueCore[J]):
         job: JobRef,
         error: str,
         *,
-        retry_in: timedelta | None = None,
+        run_again_in: timedelta | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
         attempt: int | None = None,
     ) -> J:
         """Record a failed attempt of a held job: :meth:`JobQueue.fail
         <sqla_jobqueue.JobQueue.fail>`, awaited."""
-        return await self._run(plans.fail(self, job, error, retry_in, backoff, attempt))
+        return await self._run(plans.fail(self, job, error, run_again_in, backoff, attempt))
 
     async def cancel(self, job: JobRef) -> J:
         """Give up on a job that has not finished: :meth:`JobQueue.cancel

@@ -1,6 +1,6 @@
-"""Retry delays: exponential backoff with jitter.
+"""Backoff: the delay after a failed attempt, exponential with jitter.
 
-A failed attempt that may be retried goes back to ``pending`` with ``run_at`` pushed into
+A failed attempt with attempts left goes back to ``pending`` with ``run_at`` pushed into
 the future by the delay computed here; nothing sleeps. The delay of attempt *n* (counted
 from 1) is ``min(cap, base * factor ** (n - 1))``, shortened by up to ``jitter`` of itself
 at random so that jobs that failed together do not all come back together.

@@ -36,7 +36,7 @@ from .queue import JobQueue
 
 __all__ = [
     "DEMO_TYPES",
-    "QUICK_RETRY",
+    "QUICK_BACKOFF",
     "SimulatedFailure",
     "enqueue",
     "plan",
@@ -44,7 +44,7 @@ __all__ = [
     "unfinished",
 ]
 
-QUICK_RETRY = Backoff(
+QUICK_BACKOFF = Backoff(
     base=timedelta(milliseconds=200), factor=2.0, cap=timedelta(seconds=1), jitter=0.25
 )
 """Backoff of the demo's failing jobs: short, so that retries show within the demo."""
@@ -59,7 +59,7 @@ class SimulatedFailure(RuntimeError):
     """The error the demo's failing jobs raise."""
 
 
-@registry.handler("render_report", max_attempts=3, retry=QUICK_RETRY)
+@registry.handler("render_report", max_attempts=3, backoff=QUICK_BACKOFF)
 def render_report(ctx: JobContext) -> dict[str, Any]:
     """A multi-stage job: percent and stage are reported at every step."""
     step = float(ctx.data.get("step_seconds", 0.15))
@@ -76,7 +76,7 @@ def render_report(ctx: JobContext) -> dict[str, Any]:
     return {"pages": int(ctx.data.get("pages", 1))}
 
 
-@registry.handler("sync_feed", max_attempts=3, retry=QUICK_RETRY)
+@registry.handler("sync_feed", max_attempts=3, backoff=QUICK_BACKOFF)
 def sync_feed(ctx: JobContext) -> dict[str, Any]:
     """A short job; some fail once, a few always fail."""
     items = int(ctx.data.get("items", 5))
@@ -91,7 +91,7 @@ def sync_feed(ctx: JobContext) -> dict[str, Any]:
     return {"items": items}
 
 
-@registry.handler("backfill_thumbnails", max_attempts=3, retry=QUICK_RETRY)
+@registry.handler("backfill_thumbnails", max_attempts=3, backoff=QUICK_BACKOFF)
 def backfill_thumbnails(ctx: JobContext) -> None:
     """A very short background job."""
     time.sleep(0.02)

@@ -5,7 +5,7 @@ A :class:`Registry` maps each job type to a handler, a plain function that recei
 
     registry = Registry()
 
-    @registry.handler("send_email", max_attempts=5, retry=Backoff(base=timedelta(seconds=10)))
+    @registry.handler("send_email", max_attempts=5, backoff=Backoff(base=timedelta(seconds=10)))
     def send_email(ctx: JobContext) -> dict[str, str]:
         ctx.progress(10, "rendering")
         ...
@@ -14,7 +14,7 @@ A :class:`Registry` maps each job type to a handler, a plain function that recei
 A handler ends its attempt in one of four ways:
 
 - it **returns**: the job is ``completed`` and the value is stored in ``result``;
-- it **raises** :class:`Retry`: the job goes back to ``pending`` until ``after`` has passed.
+- it **raises** :class:`Snooze`: the job goes back to ``pending`` until ``after`` has passed.
   This is not a failure: ``attempts`` still counts the run, and ``max_attempts`` grows by one,
   so the number of failures the job may still have is unchanged and ``ctx.attempt`` keeps
   counting runs (bound a handler that retries forever with it);
@@ -42,10 +42,13 @@ import inspect
 import json
 import threading
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from typing_extensions import deprecated
 
 from . import validation as check
 from .aqueue import AsyncJobQueue
@@ -68,6 +71,7 @@ __all__ = [
     "JobContextBase",
     "Registry",
     "Retry",
+    "Snooze",
 ]
 
 HandlerFunction = Callable[["JobContext"], Any]
@@ -85,7 +89,7 @@ F = TypeVar("F", bound=HandlerFunction | AsyncHandlerFunction)
 J = TypeVar("J", bound=JobMixin)
 
 
-class Retry(Exception):
+class Snooze(Exception):
     """Raised by a handler to run the job again later, without counting a failure.
 
     Parameters
@@ -97,9 +101,15 @@ class Retry(Exception):
     """
 
     def __init__(self, after: timedelta = timedelta(0), reason: str = "") -> None:
-        self.after = check.check_finite_delay(after, "Retry after")
+        self.after = check.check_finite_delay(after, "Snooze after")
         self.reason = reason
-        super().__init__(reason or f"retry after {after}")
+        super().__init__(reason or f"snoozed for {after}")
+
+
+@deprecated("Retry is now Snooze: raise Snooze(after, reason)")
+class Retry(Snooze):
+    """The former name of :class:`Snooze` (deprecated: "retry" now means only an
+    operator's :meth:`JobQueue.retry <sqla_jobqueue.JobQueue.retry>` of a finished job)."""
 
 
 class Cancel(Exception):
@@ -128,34 +138,34 @@ class Handler:
         The callable, given a :class:`JobContext`.
     max_attempts:
         Written on jobs enqueued through :meth:`Registry.enqueue`.
-    retry:
-        The backoff between failed attempts.
+    backoff:
+        The delay before the next attempt after a failed one.
     timeout:
         Longest an attempt may run before it is marked failed; ``None`` for no limit.
+    is_async:
+        Whether the function is an ``async def`` one (run by the AsyncWorker); worked
+        out once, on registration.
     """
 
     job_type: str
     function: HandlerFunction | AsyncHandlerFunction
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    retry: Backoff = DEFAULT_BACKOFF
+    backoff: Backoff = DEFAULT_BACKOFF
     timeout: timedelta | None = None
+    is_async: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         check.check_job_type(self.job_type)
         if not callable(self.function):
             raise InvalidJobError(f"handler of {self.job_type!r} is not callable")
         check.check_max_attempts(self.max_attempts)
-        if not isinstance(self.retry, Backoff):
+        if not isinstance(self.backoff, Backoff):
             raise InvalidJobError(
-                f"retry of {self.job_type!r} must be a Backoff, got {type(self.retry).__name__}"
+                f"backoff of {self.job_type!r} must be a Backoff, got {type(self.backoff).__name__}"
             )
         if self.timeout is not None:
             check.check_positive_interval(self.timeout, f"timeout of {self.job_type!r}")
-
-    @property
-    def is_async(self) -> bool:
-        """Whether the handler is an ``async def`` function (run by the AsyncWorker)."""
-        return inspect.iscoroutinefunction(self.function)
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.function))
 
 
 class Registry:
@@ -179,15 +189,16 @@ class Registry:
         job_type: str,
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        retry: Backoff = DEFAULT_BACKOFF,
+        backoff: Backoff = DEFAULT_BACKOFF,
         timeout: timedelta | None = None,
+        retry: Backoff | None = None,
     ) -> Callable[[F], F]:
-        """Decorator: register the decorated function as the handler of ``job_type``."""
+        """Decorator: register the decorated function as the handler of ``job_type``
+        (``retry`` is the deprecated name of ``backoff``)."""
 
         def register(function: F) -> F:
-            self.register(
-                job_type, function, max_attempts=max_attempts, retry=retry, timeout=timeout
-            )
+            self.register(job_type, function, max_attempts=max_attempts, backoff=backoff,
+                          timeout=timeout, retry=retry)  # fmt: skip
             return function
 
         return register
@@ -198,17 +209,25 @@ class Registry:
         function: HandlerFunction | AsyncHandlerFunction,
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        retry: Backoff = DEFAULT_BACKOFF,
+        backoff: Backoff = DEFAULT_BACKOFF,
         timeout: timedelta | None = None,
+        retry: Backoff | None = None,
     ) -> Handler:
         """Register ``function`` as the handler of ``job_type``; return its :class:`Handler`.
+
+        ``retry`` is the deprecated name of ``backoff``.
 
         Raises
         ------
         InvalidJobError
             When the settings are not acceptable or the type already has a handler.
         """
-        spec = Handler(job_type, function, max_attempts, retry, timeout)
+        if retry is not None:
+            warnings.warn(
+                "the handler setting retry= is now backoff=", DeprecationWarning, stacklevel=3
+            )
+            backoff = retry
+        spec = Handler(job_type, function, max_attempts, backoff, timeout)
         return self._add(spec)
 
     def update(

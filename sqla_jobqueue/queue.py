@@ -250,17 +250,17 @@ class JobQueue(plans.QueueCore[J]):
         job: JobRef,
         error: str,
         *,
-        retry_in: timedelta | None = None,
+        run_again_in: timedelta | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
         attempt: int | None = None,
     ) -> J:
         """Record a failed attempt of a held job.
 
         While attempts remain the job goes back to ``pending`` with ``run_at`` pushed by
-        ``retry_in`` (or by ``backoff`` computed from its attempts); otherwise it ends as
+        ``run_again_in`` (or by ``backoff`` computed from its attempts); otherwise it ends as
         ``failed``. ``last_error`` keeps ``error`` either way.
         """
-        return self._run(plans.fail(self, job, error, retry_in, backoff, attempt))
+        return self._run(plans.fail(self, job, error, run_again_in, backoff, attempt))
 
     def cancel(self, job: JobRef) -> J:
         """Give up on a job that has not finished: it ends as ``cancelled``.

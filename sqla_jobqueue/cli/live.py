@@ -208,7 +208,7 @@ def render_snapshot(
 
 
 def demo_summary(session: Session, ids: Sequence[uuid.UUID]) -> dict[str, dict[str, Any]]:
-    """Per job type: priority, counts by state, retried jobs, mean run time and start."""
+    """Per job type: priority, counts by state, jobs run more than once, mean run time and start."""
     statements = JobQueue(session, Job).statements
     rows = session.execute(*statements.summary_by_type(ids)).all()
     summary: dict[str, dict[str, Any]] = {}
@@ -217,7 +217,7 @@ def demo_summary(session: Session, ids: Sequence[uuid.UUID]) -> dict[str, dict[s
             "priority": int(row.priority),
             "jobs": int(row.jobs),
             **{status: 0 for status in STATUSES},
-            "retried": int(row.retried),
+            "rerun": int(row.rerun),
             "mean_run_seconds": None if row.mean_seconds is None else float(row.mean_seconds),
             "mean_start_seconds": None if row.mean_start is None else float(row.mean_start),
         }
@@ -240,7 +240,7 @@ def print_demo_summary(
 
     table = Table(title="Demo summary", title_justify="left")
     table.add_column("type", no_wrap=True, min_width=10, overflow="ellipsis")
-    for name in ("prio", "jobs", "done", "failed", "retried", "run", "start"):
+    for name in ("prio", "jobs", "done", "failed", "rerun", "run", "start"):
         table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     for job_type, row in summary.items():
         table.add_row(
@@ -249,7 +249,7 @@ def print_demo_summary(
             str(row["jobs"]),
             str(row["completed"]),
             str(row["failed"]),
-            str(row["retried"]),
+            str(row["rerun"]),
             seconds(row["mean_run_seconds"]),
             seconds(row["mean_start_seconds"]),
         )
@@ -261,7 +261,7 @@ def print_demo_summary(
         str(sum(row["jobs"] for row in summary.values())),
         str(totals["completed"]),
         str(totals["failed"]),
-        str(sum(row["retried"] for row in summary.values())),
+        str(sum(row["rerun"] for row in summary.values())),
         "",
         "",
         style="bold",

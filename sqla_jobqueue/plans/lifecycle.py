@@ -149,18 +149,18 @@ def fail(
     q: QueueCore[J],
     job: JobRef,
     error: str,
-    retry_in: timedelta | None,
+    run_again_in: timedelta | None,
     backoff: Backoff,
     attempt: int | None,
 ) -> Plan[J]:
     """:meth:`JobQueue.fail`."""
     if not isinstance(error, str):
         raise InvalidJobError(f"error must be a string, got {type(error).__name__}")
-    if retry_in is not None:
-        retry_in = check.check_finite_delay(retry_in, "retry_in")
+    if run_again_in is not None:
+        run_again_in = check.check_finite_delay(run_again_in, "run_again_in")
     job_id, fence = job_id_of(job), _attempt(job, attempt)
     change = q.statements.fail(
-        job_id, q.worker_id, fence, error, retry_in=retry_in, backoff=backoff
+        job_id, q.worker_id, fence, error, run_again_in=run_again_in, backoff=backoff
     )
     return (yield from _changed(q, job_id, "fail", HELD_STATUSES, change, q.worker_id, fence))
 

@@ -240,7 +240,7 @@ class ReadStatements(StatementsBase):
 
     def summary_by_type(self, ids: Sequence[uuid.UUID]) -> Bound:
         """Per job type among ``ids``, highest priority first: ``job_type``, ``priority``
-        (the highest), ``jobs``, ``retried`` (run more than once), ``mean_seconds`` (from
+        (the highest), ``jobs``, ``rerun`` (jobs run more than once), ``mean_seconds`` (from
         start to completion, of the completed) and ``mean_start`` (seconds after the first
         of them started)."""
 
@@ -254,7 +254,7 @@ class ReadStatements(StatementsBase):
                     c.job_type,
                     func.max(c.priority).label("priority"),
                     func.count().label("jobs"),
-                    func.count().filter(c.attempts > 1).label("retried"),
+                    func.count().filter(c.attempts > 1).label("rerun"),
                     func.avg(func.extract("epoch", c.completed_at - c.started_at))
                     .filter(completed)
                     .label("mean_seconds"),

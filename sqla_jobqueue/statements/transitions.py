@@ -1,5 +1,5 @@
 """Changes of one job: start, progress, complete, fail, cancel, retry, and a handler's
-``Retry`` (snooze) and ``Cancel``.
+``Snooze`` and ``Cancel``.
 
 Each is one ``UPDATE`` of the job by id that returns it. A change through the repository is
 fenced by :func:`~sqla_jobqueue.statements.holder_fence` as far as the caller knows the
@@ -165,17 +165,17 @@ class TransitionStatements(StatementsBase):
         attempt: int | None,
         error: str,
         *,
-        retry_in: timedelta | None,
+        run_again_in: timedelta | None,
         backoff: Backoff,
     ) -> Bound:
-        """A failed attempt of a held job: back to ``pending`` after ``retry_in`` (or
+        """A failed attempt of a held job: back to ``pending`` after ``run_again_in`` (or
         ``backoff``, from its attempts) while attempts remain, else ``failed``;
         ``last_error`` keeps ``error`` either way."""
         c = self.table.c
-        fixed = retry_in is not None
+        fixed = run_again_in is not None
 
         def values() -> dict[str, Any]:
-            delay = param("p_retry_in", Interval()) if fixed else sql_delay(c.attempts)
+            delay = param("p_run_again_in", Interval()) if fixed else sql_delay(c.attempts)
             spent = c.attempts >= c.max_attempts
             now = self._now
             return {
@@ -198,8 +198,8 @@ class TransitionStatements(StatementsBase):
         )
         params = self._fence_params(job_id, worker_id, attempt)
         params["p_error"] = error.replace("\x00", "\\0")
-        if retry_in is not None:
-            params["p_retry_in"] = retry_in
+        if run_again_in is not None:
+            params["p_run_again_in"] = run_again_in
         else:
             params.update(backoff.sql_params())
         return Bound(statement, params)
@@ -233,7 +233,7 @@ class TransitionStatements(StatementsBase):
         return Bound(statement, {"p_id": job_id})
 
     def snooze(self, job_id: uuid.UUID, worker_id: str, attempt: int, after: timedelta) -> Bound:
-        """A handler's ``Retry``: the held job goes back to ``pending`` until ``after``
+        """A handler's ``Snooze``: the held job goes back to ``pending`` until ``after``
         passed, without counting a failure. Returns its id when the worker held it."""
 
         def build() -> Any:

@@ -9,7 +9,7 @@ rolls back at the end. These helpers work in that transaction, through the test'
 - :func:`run_jobs` runs the due jobs now, through the handlers of your
   :class:`~sqla_jobqueue.Registry`, with the outcomes a worker would record: a return
   completes the job with its result, an exception fails the attempt (pending again after
-  the handler's backoff, or ``failed`` once attempts are spent), ``Retry`` and ``Cancel``
+  the handler's backoff, or ``failed`` once attempts are spent), ``Snooze`` and ``Cancel``
   do what they do in a worker. ``ctx.session`` is the test's session, so what a handler
   writes joins the test's transaction and is rolled back with it.
 
@@ -25,7 +25,7 @@ from typing import TypeVar, cast
 from sqlalchemy.orm import Session
 
 from ..errors import InvalidJobError, JobQueueError
-from ..handlers import Cancel, HandlerFunction, JobContext, Registry, Retry
+from ..handlers import Cancel, HandlerFunction, JobContext, Registry, Snooze
 from ..model import JobMixin, JobStatus
 from ..plans import default_worker_id
 from ..queue import JobQueue
@@ -136,7 +136,7 @@ def run_jobs(
         if limit is None and len(ran) >= RUNAWAY_ATTEMPTS:
             raise JobQueueError(
                 f"jobs are still due after {RUNAWAY_ATTEMPTS} attempts: a handler keeps "
-                "asking to run again at once (Retry with no delay?); pass limit= to stop "
+                "asking to run again at once (Snooze with no delay?); pass limit= to stop "
                 "after a number of attempts"
             )
         claimed = queue.claim(types, batch_size=1)
@@ -167,7 +167,7 @@ def _run_one(queue: JobQueue[J], worker_id: str, registry: Registry, job: J) -> 
             queue.update_progress(job.id, None, taken[1], taken[2], attempt=ctx.attempt)
         queue.complete(job.id, value, attempt=ctx.attempt)
         savepoint.commit()
-    except Retry as request:
+    except Snooze as request:
         savepoint.rollback()
         session.execute(*queue.statements.snooze(job.id, worker_id, ctx.attempt, request.after))
     except Cancel as request:
@@ -177,5 +177,5 @@ def _run_one(queue: JobQueue[J], worker_id: str, registry: Registry, job: J) -> 
     except Exception as exc:
         if savepoint.is_active:
             savepoint.rollback()
-        queue.fail(job.id, failure_text(exc), backoff=spec.retry, attempt=ctx.attempt)
+        queue.fail(job.id, failure_text(exc), backoff=spec.backoff, attempt=ctx.attempt)
     return queue.get(job.id)

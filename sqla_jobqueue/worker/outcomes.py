@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import validation as check
 from ..errors import InvalidJobError
-from ..handlers import Cancel, Handler, JobContextBase, Retry
+from ..handlers import Cancel, Handler, JobContextBase, Snooze
 from ..model import JobStatus
 
 if TYPE_CHECKING:
@@ -51,8 +51,8 @@ COMPLETED = "completed"
 DONE = "done"
 """The handler returned and its job was completed in its own session's transaction."""
 FAILED = "failed"
-SNOOZED = "retry"
-"""The handler raised :class:`~sqla_jobqueue.Retry`."""
+SNOOZED = "snoozed"
+"""The handler raised :class:`~sqla_jobqueue.Snooze`."""
 CANCELLED = "cancelled"
 LOST = "lost"
 """The worker no longer held the job, or its outcome could not be written."""
@@ -108,14 +108,14 @@ class WorkerStats:
     """Counts of job outcomes recorded by one worker since it started.
 
     ``str(stats)`` is a one-line summary for logs and the command line:
-    ``"3 completed, 1 failed, 0 retried, 1 cancelled, 0 lost"``.
+    ``"3 completed, 1 failed, 0 snoozed, 1 cancelled, 0 lost"``.
     """
 
     completed: int = 0
     failed: int = 0
     """Failed attempts, whether the job goes back to pending or ends ``failed``."""
-    retried: int = 0
-    """Attempts whose handler raised :class:`~sqla_jobqueue.Retry`."""
+    snoozed: int = 0
+    """Attempts whose handler raised :class:`~sqla_jobqueue.Snooze`."""
     cancelled: int = 0
     """Jobs whose handler raised :class:`~sqla_jobqueue.Cancel`, and jobs cancelled (for
     instance with ``sqla-jobqueue cancel``) while they ran here."""
@@ -130,14 +130,14 @@ class WorkerStats:
 
     def __str__(self) -> str:
         return (
-            f"{self.completed} completed, {self.failed} failed, {self.retried} retried, "
+            f"{self.completed} completed, {self.failed} failed, {self.snoozed} snoozed, "
             f"{self.cancelled} cancelled, {self.lost} lost"
         )
 
 
 _STAT_OF_KIND = {
     COMPLETED: "completed", DONE: "completed", FAILED: "failed",
-    SNOOZED: "retried", CANCELLED: "cancelled", LOST: "lost",
+    SNOOZED: "snoozed", CANCELLED: "cancelled", LOST: "lost",
 }  # fmt: skip
 
 
@@ -162,7 +162,7 @@ def outcome(run: Run, kind: str, **fields: Any) -> Outcome:
 
 def outcome_of_error(run: Run, exc: BaseException) -> Outcome:
     """What a handler's exception means: a snooze, a cancellation or a failed attempt."""
-    if isinstance(exc, Retry):
+    if isinstance(exc, Snooze):
         return outcome(run, SNOOZED, error=exc.reason, after=exc.after)
     if isinstance(exc, Cancel):
         return outcome(run, CANCELLED, error=exc.reason)
@@ -266,7 +266,7 @@ def _log_outcome(stats: WorkerStats, written: Outcome) -> None:
         what = "failed, will retry" if status == JobStatus.PENDING.value else "failed"
         what += f": {(written.summary or written.error or '').strip().splitlines()[0][:200]}"
     elif kind == SNOOZED:
-        what = f"retry requested in {written.after}"
+        what = f"snoozed for {written.after}"
     else:
         what = f"cancelled: {written.error}"
     log.info(

@@ -214,8 +214,8 @@ class Recorder:
                 worker_id,
                 ctx.attempt,
                 written.error or "failed",
-                retry_in=written.after,
-                backoff=written.run.spec.retry,
+                run_again_in=written.after,
+                backoff=written.run.spec.backoff,
             )
             row = connection.execute(*failed).first()
             return LOST if row is None else JobStatus(row.status).value

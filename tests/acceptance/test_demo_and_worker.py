@@ -70,7 +70,7 @@ def test_demo_json_summary_shows_priorities(empty_database_url: URL) -> None:
         "sync_feed": 100,
         "backfill_thumbnails": 30,
     }
-    assert by_type["sync_feed"]["retried"] >= 1
+    assert by_type["sync_feed"]["rerun"] >= 1
     # Claims take the highest priority first: reports all start before backfills on average.
     assert (
         by_type["render_report"]["mean_start_seconds"]

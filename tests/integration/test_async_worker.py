@@ -19,7 +19,7 @@ from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, UniqueC
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
-from sqla_jobqueue import AsyncJobContext, Cancel, Job, JobContext, JobQueue, JobStatus, Retry
+from sqla_jobqueue import AsyncJobContext, Cancel, Job, JobContext, JobQueue, JobStatus, Snooze
 from sqla_jobqueue.errors import InvalidJobError
 from sqla_jobqueue.handlers import Registry
 from sqla_jobqueue.worker import AsyncWorker, Worker
@@ -56,7 +56,7 @@ def test_async_and_plain_handlers_run_and_their_outcomes_are_written(
 
     @registry.handler("async_snoozes")
     async def async_snoozes(ctx: AsyncJobContext) -> None:
-        raise Retry(timedelta(hours=1), "later")
+        raise Snooze(timedelta(hours=1), "later")
 
     @registry.handler("async_cancels")
     async def async_cancels(ctx: AsyncJobContext) -> None:
@@ -69,7 +69,7 @@ def test_async_and_plain_handlers_run_and_their_outcomes_are_written(
             registry.enqueue(queue, job_type)
     with fast_async_worker(database_url, registry) as running:
         wait_for(lambda: running.worker.stats.completed == 2 and running.worker.stats.cancelled
-                 == 1 and running.worker.stats.failed == 1 and running.worker.stats.retried == 1,
+                 == 1 and running.worker.stats.failed == 1 and running.worker.stats.snoozed == 1,
                  what="five outcomes")  # fmt: skip
     found = jobs(session_factory)
     assert found["async_ok"].status == JobStatus.COMPLETED

@@ -1,4 +1,4 @@
-"""Handler outcomes on a real PostgreSQL: results, failures, Retry, Cancel, timeouts,
+"""Handler outcomes on a real PostgreSQL: results, failures, Snooze, Cancel, timeouts,
 transactional completion, and handler defaults written at enqueue.
 
 The outcomes of plain handlers are checked on the sync ``Worker`` and on the
@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from sqla_jobqueue import Backoff, Cancel, Job, JobContext, JobQueue, JobStatus, Registry, Retry
+from sqla_jobqueue import Backoff, Cancel, Job, JobContext, JobQueue, JobStatus, Registry, Snooze
 from sqla_jobqueue.errors import InvalidJobError
 from tests.helpers import WAIT, StartWorker, fast_worker, job_table, wait_for
 
@@ -73,7 +73,7 @@ def test_failures_back_off_as_configured_then_fail(
     registry = Registry()
     backoff = Backoff(base=timedelta(hours=1), factor=3, cap=timedelta(hours=100), jitter=0)
 
-    @registry.handler("flaky", max_attempts=3, retry=backoff)
+    @registry.handler("flaky", max_attempts=3, backoff=backoff)
     def flaky(ctx: JobContext) -> None:
         raise RuntimeError(f"boom on attempt {ctx.attempt}")
 
@@ -107,7 +107,7 @@ def test_failures_back_off_as_configured_then_fail(
     assert "boom on attempt 3" in (found.last_error or "")
 
 
-def test_retry_reschedules_without_counting_a_failure(
+def test_snooze_reschedules_without_counting_a_failure(
     start_worker: StartWorker, session_factory: sessionmaker[Session]
 ) -> None:
     registry = Registry()
@@ -117,7 +117,7 @@ def test_retry_reschedules_without_counting_a_failure(
     def poll(ctx: JobContext) -> str:
         attempts.append(ctx.attempt)
         if ctx.attempt < 4:
-            raise Retry(after=timedelta(0), reason="not ready yet")
+            raise Snooze(after=timedelta(0), reason="not ready yet")
         return "ready"
 
     with session_factory.begin() as session:
@@ -130,10 +130,10 @@ def test_retry_reschedules_without_counting_a_failure(
     assert found.last_error is None
 
 
-def test_retry_after_pushes_run_at(
+def test_snooze_after_pushes_run_at(
     start_worker: StartWorker, session_factory: sessionmaker[Session]
 ) -> None:
-    registry = Registry({"later": lambda ctx: (_ for _ in ()).throw(Retry(timedelta(hours=2)))})
+    registry = Registry({"later": lambda ctx: (_ for _ in ()).throw(Snooze(timedelta(hours=2)))})
     with session_factory.begin() as session:
         job_id = registry.enqueue(JobQueue(session), "later").id
     before = db_now(session_factory)

@@ -164,7 +164,7 @@ def test_fail_retries_with_backoff_then_fails_and_retry_revives(
             with pytest.raises(InvalidTransitionError, match="cannot retry"):
                 queue.retry(job)
             queue.start(job)
-            failed = queue.fail(job, f"boom {attempt}", retry_in=timedelta(minutes=10))
+            failed = queue.fail(job, f"boom {attempt}", run_again_in=timedelta(minutes=10))
             assert failed.status is expected
             assert failed.last_error == f"boom {attempt}"
             if expected is JobStatus.PENDING:
@@ -183,7 +183,7 @@ def test_fail_retries_with_backoff_then_fails_and_retry_revives(
         assert queue.cancel(job_id).status is JobStatus.CANCELLED
 
 
-def test_fail_without_retry_in_uses_exponential_backoff(executor: Executor) -> None:
+def test_fail_without_run_again_in_uses_exponential_backoff(executor: Executor) -> None:
     backoff = Backoff(base=timedelta(seconds=30), factor=3, cap=timedelta(hours=1), jitter=0)
     with executor.begin() as queue:
         queue.enqueue("t", max_attempts=5)

@@ -119,8 +119,8 @@ def test_bad_claim_and_progress_arguments(executor: Executor, engine: Engine) ->
             queue.update_progress(job.id, events=-1)
         with pytest.raises(InvalidJobError, match="result must be JSON-serialisable"):
             queue.complete(job.id, {"x": object()})
-        with pytest.raises(InvalidJobError, match="retry_in must be zero or more"):
-            queue.fail(job.id, "e", retry_in=timedelta(seconds=-1))
+        with pytest.raises(InvalidJobError, match="run_again_in must be zero or more"):
+            queue.fail(job.id, "e", run_again_in=timedelta(seconds=-1))
         with pytest.raises(InvalidJobError, match="timeout must be positive"):
             queue.recover_stale(timedelta(0))
         with pytest.raises(InvalidJobError, match="is not a job id"):

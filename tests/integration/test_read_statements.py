@@ -293,7 +293,7 @@ def test_summary_by_type_and_counts_cover_only_the_given_ids(
             row.job_type,
             row.priority,
             row.jobs,
-            row.retried,
+            row.rerun,
             float(row.mean_seconds),
             float(row.mean_start),
         )

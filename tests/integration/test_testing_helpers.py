@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, func, select, update
 from sqlalchemy.orm import Session
 
-from sqla_jobqueue import Backoff, Cancel, Job, JobContext, JobQueue, JobStatus, Registry, Retry
+from sqla_jobqueue import Backoff, Cancel, Job, JobContext, JobQueue, JobStatus, Registry, Snooze
 from sqla_jobqueue.errors import InvalidJobError, JobQueueError
 from sqla_jobqueue.testing import enqueued, run_jobs
 from sqla_jobqueue.testing import jobs as jobs_testing
@@ -80,7 +80,7 @@ def test_a_raising_handler_fails_the_attempt_with_its_backoff_and_its_writes_are
 ) -> None:
     registry = Registry()
 
-    @registry.handler("flaky", max_attempts=2, retry=Backoff(base=timedelta(hours=1), jitter=0))
+    @registry.handler("flaky", max_attempts=2, backoff=Backoff(base=timedelta(hours=1), jitter=0))
     def flaky(ctx: JobContext) -> None:
         ctx.session.execute(notes.insert().values(id=ctx.attempt, text="undone"))
         raise RuntimeError(f"boom {ctx.attempt}")
@@ -117,7 +117,7 @@ def test_a_write_that_fails_to_flush_fails_the_attempt_and_later_jobs_still_run(
     assert session.execute(select(notes.c.id)).scalars().all() == [7]
 
 
-def test_retry_and_cancel_do_what_they_do_in_a_worker(session: Session) -> None:
+def test_snooze_and_cancel_do_what_they_do_in_a_worker(session: Session) -> None:
     registry = Registry()
     runs: list[int] = []
 
@@ -125,10 +125,10 @@ def test_retry_and_cancel_do_what_they_do_in_a_worker(session: Session) -> None:
     def poll(ctx: JobContext) -> str:
         runs.append(ctx.attempt)
         if ctx.attempt < 3:
-            raise Retry(reason="not ready")
+            raise Snooze(reason="not ready")
         return "ready"
 
-    registry.register("later", lambda ctx: (_ for _ in ()).throw(Retry(timedelta(hours=2))))
+    registry.register("later", lambda ctx: (_ for _ in ()).throw(Snooze(timedelta(hours=2))))
     registry.register("doomed", lambda ctx: (_ for _ in ()).throw(Cancel("order deleted")))
     queue = JobQueue(session, Job)
     poll_id = registry.enqueue(queue, "poll").id
@@ -136,7 +136,7 @@ def test_retry_and_cancel_do_what_they_do_in_a_worker(session: Session) -> None:
     doomed_id = registry.enqueue(queue, "doomed").id
 
     run_jobs(session, registry, Job)
-    assert runs == [1, 2, 3]  # Retry with no delay runs again at once, within the call
+    assert runs == [1, 2, 3]  # Snooze with no delay runs again at once, within the call
     polled, later, doomed = (queue.get(i) for i in (poll_id, later_id, doomed_id))
     assert (polled.status, polled.result, polled.max_attempts) == (JobStatus.COMPLETED, "ready", 3)
     assert (later.status, later.attempts, later.worker_id) == (JobStatus.PENDING, 1, None)
@@ -176,7 +176,7 @@ def test_a_handler_that_retries_at_once_forever_is_stopped_with_a_clear_error(
     session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(jobs_testing, "RUNAWAY_ATTEMPTS", 5)
-    registry = Registry({"forever": lambda ctx: (_ for _ in ()).throw(Retry())})
+    registry = Registry({"forever": lambda ctx: (_ for _ in ()).throw(Snooze())})
     registry.enqueue(JobQueue(session, Job), "forever")
     with pytest.raises(JobQueueError, match="still due after 5 attempts"):
         run_jobs(session, registry, Job)

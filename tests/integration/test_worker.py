@@ -627,6 +627,6 @@ def test_a_job_cancelled_while_it_runs_counts_as_cancelled_and_the_stop_line_is_
     assert (worker.stats.cancelled, worker.stats.lost) == (1, 0)
     assert statuses(session_factory) == {"cancelled": 1}
     assert "was cancelled while it ran" in caplog.text
-    summary = "0 completed, 0 failed, 0 retried, 1 cancelled, 0 lost"
+    summary = "0 completed, 0 failed, 0 snoozed, 1 cancelled, 0 lost"
     assert str(worker.stats) == summary
     assert f"worker {worker.worker_id} stopped: {summary}" in caplog.text

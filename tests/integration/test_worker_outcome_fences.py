@@ -2,7 +2,7 @@
 
 A worker runs attempt *n* of a job and stops heartbeating (a pause, a partition). The job
 is rescued and a second worker runs it. Whatever the stale attempt then reports — a
-completion (batched or through ``ctx.session``), a failure, ``Retry`` or ``Cancel`` — is
+completion (batched or through ``ctx.session``), a failure, ``Snooze`` or ``Cancel`` — is
 discarded while the second worker still holds the job, and the second worker's outcome
 is the one that lands. Both workers are sync ``Worker`` ones, or both ``AsyncWorker`` ones
 (``start_worker``; the ``ctx.session`` completion is the sync worker's only).
@@ -31,10 +31,10 @@ from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, func, s
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Job, JobQueue, JobStatus
-from sqla_jobqueue.handlers import Cancel, JobContext, Registry, Retry
+from sqla_jobqueue.handlers import Cancel, JobContext, Registry, Snooze
 from tests.helpers import WAIT, StartWorker, wait_for
 
-KINDS = ("completed", "ctx.session", "fail", "retry", "cancel")
+KINDS = ("completed", "ctx.session", "fail", "snooze", "cancel")
 FENCES = ("same_worker_id", "other_worker")
 WORKERS = ("sync", "async")
 
@@ -73,8 +73,8 @@ def test_a_stale_outcome_never_lands(
         if run == 0:  # the stale attempt reports its outcome
             if kind == "fail":
                 raise RuntimeError("the stale attempt failed")
-            if kind == "retry":
-                raise Retry(timedelta(0), "the stale attempt asks for a retry")
+            if kind == "snooze":
+                raise Snooze(timedelta(0), "the stale attempt asks to run again")
             if kind == "cancel":
                 raise Cancel("the stale attempt cancels")
             return "stale"
@@ -138,7 +138,7 @@ def run_stale_then_fresh(
             assert (job.status, job.attempts, job.worker_id) == expected, "the stale outcome landed"
             counts = stale.stats
             assert (counts.lost, counts.completed, counts.failed) == (1, 0, 0)
-            assert (counts.retried, counts.cancelled) == (0, 0)
+            assert (counts.snoozed, counts.cancelled) == (0, 0)
 
             gates[1].set()
             wait_for(lambda: fresh.stats.completed == 1, what="the fresh worker completes it")

@@ -1,4 +1,4 @@
-"""Registry, Handler, Retry/Cancel and JobContext without a database."""
+"""Registry, Handler, Snooze/Cancel and JobContext without a database."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sqla_jobqueue import Backoff, Cancel, JobContext, Registry, Retry
+from sqla_jobqueue import Backoff, Cancel, JobContext, Registry, Retry, Snooze
 from sqla_jobqueue.errors import InvalidJobError
 from sqla_jobqueue.handlers import Handler
 
@@ -28,13 +28,13 @@ def test_decorator_registers_with_settings_and_returns_the_function() -> None:
     registry = Registry()
     backoff = Backoff(base=timedelta(seconds=1))
 
-    @registry.handler("send", max_attempts=5, retry=backoff, timeout=timedelta(seconds=9))
+    @registry.handler("send", max_attempts=5, backoff=backoff, timeout=timedelta(seconds=9))
     def send(ctx: JobContext) -> None:
         return None
 
     spec = registry["send"]
     assert send.__name__ == "send" and spec.function is send
-    assert (spec.max_attempts, spec.retry, spec.timeout) == (5, backoff, timedelta(seconds=9))
+    assert (spec.max_attempts, spec.backoff, spec.timeout) == (5, backoff, timedelta(seconds=9))
     assert "send" in registry and registry.job_types == ["send"] and len(registry) == 1
 
 
@@ -55,7 +55,7 @@ def test_registry_from_a_mapping_of_functions_and_handlers() -> None:
         ({"job_type": ""}, "job_type"),
         ({"max_attempts": 0}, "max_attempts"),
         ({"timeout": timedelta(0)}, "timeout"),
-        ({"retry": 5}, "must be a Backoff"),
+        ({"backoff": 5}, "must be a Backoff"),
         ({"function": "not callable"}, "not callable"),
     ],
 )
@@ -73,16 +73,27 @@ def test_a_type_has_one_handler_and_unknown_types_are_a_key_error() -> None:
         registry["y"]
 
 
-def test_retry_and_cancel_carry_their_reason() -> None:
-    retry = Retry(after=timedelta(minutes=5), reason="rate limited")
-    assert (retry.after, retry.reason, str(retry)) == (
+def test_snooze_and_cancel_carry_their_reason() -> None:
+    snooze = Snooze(after=timedelta(minutes=5), reason="rate limited")
+    assert (snooze.after, snooze.reason, str(snooze)) == (
         timedelta(minutes=5), "rate limited", "rate limited",
     )  # fmt: skip
-    assert str(Retry()) == "retry after 0:00:00"
-    with pytest.raises(InvalidJobError, match="Retry after"):
-        Retry(after=timedelta(seconds=-1))
+    assert str(Snooze()) == "snoozed for 0:00:00"
+    with pytest.raises(InvalidJobError, match="Snooze after"):
+        Snooze(after=timedelta(seconds=-1))
     assert Cancel("gone").reason == "gone"
     assert Cancel().reason == "cancelled by its handler"
+
+
+def test_the_former_names_still_work_and_say_what_they_are_now() -> None:
+    with pytest.warns(DeprecationWarning, match="Retry is now Snooze"):
+        former = Retry(timedelta(minutes=1))
+    assert isinstance(former, Snooze) and former.after == timedelta(minutes=1)
+    registry = Registry()
+    backoff = Backoff(base=timedelta(seconds=3))
+    with pytest.warns(DeprecationWarning, match="retry= is now backoff="):
+        registry.register("old", lambda ctx: None, retry=backoff)
+    assert registry["old"].backoff == backoff
 
 
 def test_progress_is_coalesced_until_taken() -> None:

@@ -42,7 +42,7 @@ def worker_side(modules: set[str]) -> list[str]:
     [
         "import sqla_jobqueue",
         "from sqla_jobqueue import Job, JobMixin, JobQueue, JobStatus, Priority, metadata",
-        "from sqla_jobqueue import Backoff, Registry, Retry, Cancel, JobContext, QueueStats",
+        "from sqla_jobqueue import Backoff, Registry, Snooze, Cancel, JobContext, QueueStats",
         "from sqla_jobqueue.queue import JobQueue",
         "from sqla_jobqueue.handlers import Registry",
         "import sqla_jobqueue.errors, sqla_jobqueue.validation",

@@ -37,6 +37,7 @@ from sqla_jobqueue.testing.server import (
     server_version,
     shown_url,
 )
+from tests.reliability.battery import FIGURES_FILE, SOAK
 
 _USED = pytest.StashKey[str]()
 """What the suite ran against, once a test started the server: reported at the end."""
@@ -78,6 +79,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     used = terminalreporter.config.stash.get(_USED, None)
     if used is not None:
         terminalreporter.write_line(f"sqla_jobqueue: the tests ran against {used}")
+    figures = terminalreporter.config.stash.get(FIGURES_FILE, None)
+    if figures is not None and figures.exists():
+        tier = "soak" if SOAK else "quick"
+        terminalreporter.write_line(f"sqla_jobqueue: reliability figures ({tier}) in {figures}:")
+        for line in figures.read_text().splitlines():
+            terminalreporter.write_line(f"  {line}")
 
 
 @pytest.fixture(scope="session")

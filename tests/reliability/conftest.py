@@ -8,12 +8,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from tests.reliability.worker_process import effects
+from tests.reliability.battery import FIGURES_FILE, FIGURES_VARIABLE, write_figures
+from tests.reliability.worker_process import effects, executions
 
 ROOT = Path(__file__).resolve().parents[2]
 Spawn = Callable[..., subprocess.Popen[bytes]]
@@ -22,6 +24,20 @@ Spawn = Callable[..., subprocess.Popen[bytes]]
 @pytest.fixture
 def effects_table(engine: Engine) -> None:
     effects.metadata.create_all(engine)
+    executions.metadata.create_all(engine)
+
+
+@pytest.fixture
+def figures(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """The test's figures, written as one JSON line when it ends (see battery.py)."""
+    recorded: dict[str, Any] = {}
+    yield recorded
+    path = os.environ.get(FIGURES_VARIABLE, "").strip()
+    target = Path(path) if path else tmp_path_factory.getbasetemp() / "reliability-figures.jsonl"
+    write_figures(target, request.node.nodeid, recorded)
+    request.config.stash[FIGURES_FILE] = target
 
 
 def spawner(

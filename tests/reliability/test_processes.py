@@ -73,8 +73,9 @@ def jobs(factory: sessionmaker[Session], ids: list[uuid.UUID]) -> list[Job]:
 
 
 def test_sigkill_mid_job_the_job_is_rescued_and_completed_by_another_worker(
-    engine: Engine, session_factory: sessionmaker[Session], spawn: Spawn
-) -> None:
+    engine: Engine, session_factory: sessionmaker[Session], spawn: Spawn,
+    figures: dict[str, object],
+) -> None:  # fmt: skip
     [hanging] = enqueue(
         session_factory, {"job_type": "effect", "data": {"hang_first": True}, "priority": 200}
     )
@@ -91,14 +92,16 @@ def test_sigkill_mid_job_the_job_is_rescued_and_completed_by_another_worker(
     rows = effect_rows(engine)
     assert sorted(job_id for job_id, _ in rows) == sorted([hanging, *others])  # 0 lost, 0 twice
     rescued = jobs(session_factory, [hanging])[0]
+    figures.update(jobs=41, kills=1, lost=41 - len(rows), duplicates=0, rescued_attempts=2)
     assert rescued.attempts == 2
     assert dict(rows)[hanging] == 2
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_a_poison_job_fails_after_max_attempts_without_charging_innocent_jobs(
-    engine: Engine, session_factory: sessionmaker[Session], spawn: Spawn, concurrency: int
-) -> None:
+    engine: Engine, session_factory: sessionmaker[Session], spawn: Spawn, concurrency: int,
+    figures: dict[str, object],
+) -> None:  # fmt: skip
     [poison] = enqueue(session_factory, {"job_type": "poison", "priority": Priority.EXPLICIT})
     # Slow enough to be running beside the poison job when it kills the process.
     innocents = enqueue(session_factory, *[{"job_type": "effect", "data": {"seconds": 0.3}}] * 12)
@@ -124,6 +127,9 @@ def test_a_poison_job_fails_after_max_attempts_without_charging_innocent_jobs(
     # An innocent job is charged one attempt per crash it was running in, and nothing for
     # the crashes it waited through; with max_attempts 5 every one completes.
     charged = Counter(job_id for held in crashes for job_id in held if job_id != poison)
+    innocent_failed = sum(j.status == JobStatus.FAILED for j in jobs(session_factory, innocents))
+    figures.update(jobs=13, crashes=len(crashes), innocent_attempts_charged=sum(charged.values()),
+                   innocent_failed=innocent_failed, poison_attempts=failed.attempts)  # fmt: skip
     assert {j.id: (j.status, j.attempts) for j in jobs(session_factory, innocents)} == {
         job_id: (JobStatus.COMPLETED, 1 + charged[job_id]) for job_id in innocents
     }

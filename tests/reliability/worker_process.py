@@ -7,7 +7,10 @@ of the handlers. Its handlers:
 - ``effect``: sleeps ``data["seconds"]``, waits for the file ``data["gate"]`` when given,
   holds forever on attempt 1 when ``data["hang_first"]``, then records the job in the
   ``effects`` table through ``ctx.session`` (so the effect commits with the completion).
-- ``poison``: ends the whole process at once with ``os._exit``.
+- ``poison``: ends the whole process at once with ``os._exit``;
+- ``chaos``: records each execution in ``executions`` (outside the job's transaction, so
+  every run counts, including those of a process killed before it completed), sleeps
+  ``data["seconds"]``, then records the job in ``effects`` through ``ctx.session``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, create_engine
 from sqlalchemy.dialects.postgresql import UUID
 
 from sqla_jobqueue import AsyncJobContext, AsyncWorker, JobContext, Registry, Worker
@@ -35,7 +38,34 @@ effects = Table(
     Column("note", String(50)),
 )
 
+executions = Table(
+    "executions",
+    effects.metadata,
+    Column("job_id", UUID(as_uuid=True), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("pid", Integer, nullable=False),
+)
+
+# Set by main(): executions are written on connections of their own.
+recorder: Engine | None = None
+
+
+def record_execution(job_id: object, attempt: int) -> None:
+    assert recorder is not None
+    with recorder.begin() as connection:
+        connection.execute(executions.insert().values(job_id=job_id, attempt=attempt,
+                                                      pid=os.getpid()))  # fmt: skip
+
+
 registry = Registry()
+
+
+@registry.handler("chaos", max_attempts=25)
+def chaos(ctx: JobContext) -> None:
+    record_execution(ctx.job_id, ctx.attempt)
+    time.sleep(float(ctx.data.get("seconds", 0)))
+    ctx.session.execute(effects.insert().values(job_id=ctx.job_id, attempt=ctx.attempt,
+                                                pid=os.getpid()))  # fmt: skip
 
 
 @registry.handler("effect", max_attempts=5)
@@ -74,6 +104,14 @@ async def effect_async(ctx: AsyncJobContext) -> int:
     return os.getpid()
 
 
+@async_registry.handler("chaos", max_attempts=25)
+async def chaos_async(ctx: AsyncJobContext) -> None:
+    await asyncio.to_thread(record_execution, ctx.job_id, ctx.attempt)
+    await asyncio.sleep(float(ctx.data.get("seconds", 0)))
+    await ctx.session.execute(effects.insert().values(job_id=ctx.job_id, attempt=ctx.attempt,
+                                                      pid=os.getpid()))  # fmt: skip
+
+
 @async_registry.handler("poison", max_attempts=3)
 async def poison_async(ctx: AsyncJobContext) -> None:
     os._exit(3)
@@ -104,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         "progress_interval": 0.05,
     }
     url = sqlalchemy_url(args.url)
+    global recorder
+    recorder = create_engine(url, pool_size=args.concurrency)
     if args.asyncio:
         from sqlalchemy.ext.asyncio import create_async_engine
 

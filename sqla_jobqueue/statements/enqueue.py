@@ -40,7 +40,11 @@ from ..sql import format_table
 from .base import Bound, StatementsBase, param
 from .fence import status_literals
 
-__all__ = ["EnqueueStatements", "copy_data"]
+__all__ = ["KEY_HOLDER_COLUMNS", "EnqueueStatements", "copy_data"]
+
+KEY_HOLDER_COLUMNS = ("id", "job_type", "status", "unique_key", "created_at", "run_at")
+"""What enqueueing reads of the live job that holds a ``unique_key``, and of the jobs it
+inserts: all an enqueuer's role may read (``SELECT`` on these columns)."""
 
 _RECORD_COLUMNS = (
     ("id", Uuid()),
@@ -137,11 +141,13 @@ class EnqueueStatements(StatementsBase):
         ).returning(self.table.c.id)
 
     def live_with_key(self, unique_key: str) -> Bound:
-        """The live job that holds ``unique_key``, all its columns."""
+        """The live job that holds ``unique_key``: which job it is and where it stands
+        (:data:`KEY_HOLDER_COLUMNS`), never its payload or outcome, which an enqueuer may
+        not read (see :mod:`sqla_jobqueue.grants`)."""
 
         def build() -> Any:
             c = self.table.c
-            return select(self.table).where(
+            return select(*(c[name] for name in KEY_HOLDER_COLUMNS)).where(
                 c.unique_key == param("unique_key", String()),
                 c.status.in_(status_literals(LIVE_STATUSES)),
             )

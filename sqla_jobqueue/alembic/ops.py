@@ -8,6 +8,8 @@ autogenerate writes and type checkers know::
     sqla_jobqueue.alembic.create_job_queue("jobs")   # claim function + NOTIFY trigger
     sqla_jobqueue.alembic.replace_job_queue("jobs", from_version=1, version=2)
     sqla_jobqueue.alembic.drop_job_queue("jobs")
+    sqla_jobqueue.alembic.ops.grant_job_queue("jobs", enqueuer="app_web", worker="app_worker")
+    sqla_jobqueue.alembic.ops.revoke_job_queue("jobs", enqueuer="app_web", worker="app_worker")
 
 Importing :mod:`sqla_jobqueue.alembic` also registers them on Alembic's ``op``
 (``op.create_job_queue(...)``), as older revisions call them; Alembic's type stubs for
@@ -28,17 +30,23 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import ExecutableDDLElement
 from sqlalchemy.sql.compiler import DDLCompiler
 
+from ..grants import CURRENT_GRANTS_VERSION, JobQueueRoles, grant_statements, revoke_statements
 from ..model import default_claim_function_name
 from ..sql import CURRENT_VERSION, QueueObjects, install_statements, uninstall_statements
 
 __all__ = [
     "CreateJobQueueOp",
     "DropJobQueueOp",
+    "GrantJobQueueOp",
+    "JobQueueGrantsOp",
     "JobQueueOp",
     "ReplaceJobQueueOp",
+    "RevokeJobQueueOp",
     "create_job_queue",
     "drop_job_queue",
+    "grant_job_queue",
     "replace_job_queue",
+    "revoke_job_queue",
 ]
 
 _FALLBACK_SCHEMA = "public"
@@ -265,6 +273,208 @@ def replace_job_queue(
     )
 
 
+class JobQueueGrantsOp(MigrateOperation):
+    """What granting and revoking share: the table, the roles and the privileges' version.
+
+    The roles are those of :class:`~sqla_jobqueue.grants.JobQueueRoles` except the
+    migrator: the role that runs the migrations owns what they create.
+    """
+
+    verb: ClassVar[str]
+    """The name of the operation on ``op`` (and the first item of its diff tuple)."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        enqueuer: str | None = None,
+        worker: str | None = None,
+        monitor: str | None = None,
+        operator: str | None = None,
+        schema: str | None = None,
+        function_name: str | None = None,
+        version: int = CURRENT_GRANTS_VERSION,
+    ) -> None:
+        self.table_name = table_name
+        self.roles = JobQueueRoles(
+            enqueuer=enqueuer, worker=worker, monitor=monitor, operator=operator
+        )
+        self.schema = schema
+        self.function_name = function_name or default_claim_function_name(table_name)
+        self.version = version
+
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments that recreate this operation, in rendering order."""
+        named = {kind.value: role for kind, role in self.roles.named().items()}
+        return {
+            **named,
+            "schema": self.schema,
+            "function_name": self.function_name,
+            "version": self.version,
+        }
+
+    def statement_arguments(self) -> dict[str, Any]:
+        """The arguments of :func:`~sqla_jobqueue.grants.grant_statements` (and revoke)."""
+        return {
+            "schema": self.schema,
+            "claim_function": self.function_name,
+            "version": self.version,
+        }
+
+    def to_diff_tuple(self) -> tuple[Any, ...]:
+        """The verb, the table and the arguments."""
+        return (self.verb, self.table_name, *self.arguments().values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.arguments().items())
+        return f"{type(self).__name__}({self.table_name!r}, {args})"
+
+
+@Operations.register_operation("grant_job_queue")
+class GrantJobQueueOp(JobQueueGrantsOp):
+    """Give each named role its least privileges on a job table (see
+    :mod:`sqla_jobqueue.grants`)."""
+
+    verb = "grant_job_queue"
+
+    @classmethod
+    def grant_job_queue(
+        cls,
+        operations: Operations,
+        table_name: str,
+        *,
+        enqueuer: str | None = None,
+        worker: str | None = None,
+        monitor: str | None = None,
+        operator: str | None = None,
+        schema: str | None = None,
+        function_name: str | None = None,
+        version: int = CURRENT_GRANTS_VERSION,
+    ) -> None:
+        """Grant the privileges of ``version`` on ``table_name`` to the named roles."""
+        operations.invoke(
+            cls(
+                table_name,
+                enqueuer=enqueuer,
+                worker=worker,
+                monitor=monitor,
+                operator=operator,
+                schema=schema,
+                function_name=function_name,
+                version=version,
+            )
+        )
+
+    def reverse(self) -> RevokeJobQueueOp:
+        return RevokeJobQueueOp(self.table_name, **self.arguments())
+
+
+@Operations.register_operation("revoke_job_queue")
+class RevokeJobQueueOp(JobQueueGrantsOp):
+    """Take back what :class:`GrantJobQueueOp` gave the same roles."""
+
+    verb = "revoke_job_queue"
+
+    @classmethod
+    def revoke_job_queue(
+        cls,
+        operations: Operations,
+        table_name: str,
+        *,
+        enqueuer: str | None = None,
+        worker: str | None = None,
+        monitor: str | None = None,
+        operator: str | None = None,
+        schema: str | None = None,
+        function_name: str | None = None,
+        version: int = CURRENT_GRANTS_VERSION,
+    ) -> None:
+        """Revoke the privileges of ``version`` on ``table_name`` from the named roles."""
+        operations.invoke(
+            cls(
+                table_name,
+                enqueuer=enqueuer,
+                worker=worker,
+                monitor=monitor,
+                operator=operator,
+                schema=schema,
+                function_name=function_name,
+                version=version,
+            )
+        )
+
+    def reverse(self) -> GrantJobQueueOp:
+        return GrantJobQueueOp(self.table_name, **self.arguments())
+
+
+def grant_job_queue(
+    table_name: str,
+    *,
+    enqueuer: str | None = None,
+    worker: str | None = None,
+    monitor: str | None = None,
+    operator: str | None = None,
+    schema: str | None = None,
+    function_name: str | None = None,
+    version: int = CURRENT_GRANTS_VERSION,
+) -> None:
+    """Give each named role its least privileges on ``table_name`` in this migration.
+
+    Parameters
+    ----------
+    table_name:
+        The job table; run this after :func:`create_job_queue`, as the table's owner.
+    enqueuer, worker, monitor, operator:
+        The roles that play each part (see :mod:`sqla_jobqueue.grants`); at least one.
+    schema:
+        The table's schema; ``None`` leaves the names to the ``search_path``.
+    function_name:
+        The claim function, as given to :func:`create_job_queue`.
+    version:
+        The version of the privileges: a revision grants the same ones after any
+        library upgrade.
+    """
+    op.invoke(
+        GrantJobQueueOp(
+            table_name,
+            enqueuer=enqueuer,
+            worker=worker,
+            monitor=monitor,
+            operator=operator,
+            schema=schema,
+            function_name=function_name,
+            version=version,
+        )
+    )
+
+
+def revoke_job_queue(
+    table_name: str,
+    *,
+    enqueuer: str | None = None,
+    worker: str | None = None,
+    monitor: str | None = None,
+    operator: str | None = None,
+    schema: str | None = None,
+    function_name: str | None = None,
+    version: int = CURRENT_GRANTS_VERSION,
+) -> None:
+    """Take back what :func:`grant_job_queue` gave (the downgrade of a grant); the
+    parameters are the same."""
+    op.invoke(
+        RevokeJobQueueOp(
+            table_name,
+            enqueuer=enqueuer,
+            worker=worker,
+            monitor=monitor,
+            operator=operator,
+            schema=schema,
+            function_name=function_name,
+            version=version,
+        )
+    )
+
+
 class _Verbatim(ExecutableDDLElement):
     """A statement that reaches the database, or the ``--sql`` script, exactly as written.
 
@@ -303,3 +513,19 @@ def _replace_job_queue(operations: Operations, operation: ReplaceJobQueueOp) -> 
     # Every install.sql creates with CREATE OR REPLACE (and drops what it retires), so
     # installing the target version over the old one keeps grants on the claim function.
     _run(operations, install_statements(operation.objects(operations), operation.version))
+
+
+@Operations.implementation_for(GrantJobQueueOp)
+def _grant_job_queue(operations: Operations, operation: GrantJobQueueOp) -> None:
+    _run(
+        operations,
+        grant_statements(operation.table_name, operation.roles, **operation.statement_arguments()),
+    )
+
+
+@Operations.implementation_for(RevokeJobQueueOp)
+def _revoke_job_queue(operations: Operations, operation: RevokeJobQueueOp) -> None:
+    _run(
+        operations,
+        revoke_statements(operation.table_name, operation.roles, **operation.statement_arguments()),
+    )

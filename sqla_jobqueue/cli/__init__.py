@@ -40,6 +40,7 @@ from ..errors import InvalidJobError, JobQueueError, ModelError
 from .demo import demo
 from .engine import database_error
 from .exits import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, BadInput, Failure
+from .grants import grants
 from .jobs import cancel, enqueue, list_jobs, retry, show
 from .maintenance import prune, recover
 from .output import one_line, say
@@ -79,6 +80,7 @@ for _command in (
     prune,
     migrate,
     init_alembic,
+    grants,
     worker,
     demo,
     server,

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
+from typing import Any
+
+import pytest
 from alembic.autogenerate import render_python_code
 from alembic.autogenerate.api import AutogenContext
 from alembic.migration import MigrationContext
+from alembic.operations import Operations
 from alembic.operations.ops import UpgradeOps
 
 from sqla_jobqueue.alembic import CreateJobQueueOp, DropJobQueueOp, ReplaceJobQueueOp
+from sqla_jobqueue.alembic.ops import GrantJobQueueOp, RevokeJobQueueOp
 from sqla_jobqueue.alembic.render import render_job_queue_op
 
 
@@ -50,3 +56,47 @@ def test_the_rendered_call_brings_its_import() -> None:
     )
     render_job_queue_op(context, CreateJobQueueOp("jobs"))
     assert context.imports == {"import sqla_jobqueue.alembic"}
+
+
+def test_the_grant_operations_write_their_sql_offline_and_reverse() -> None:
+    output = io.StringIO()
+    context = MigrationContext.configure(
+        dialect_name="postgresql", opts={"as_sql": True, "output_buffer": output}
+    )
+    operations = Operations(context)
+    grant = GrantJobQueueOp("tasks", enqueuer="web", worker="work", schema="app")
+    operations.invoke(grant)
+    operations.invoke(grant.reverse())
+    assert output.getvalue().split(";\n\n") == [
+        "GRANT SELECT (id, job_type, status, unique_key, created_at, run_at), INSERT (id, "
+        "job_type, data, priority, max_attempts, run_at, unique_key) ON TABLE app.tasks TO web",
+        "GRANT SELECT, UPDATE (status, worker_id, claimed_at, started_at, heartbeat_at, "
+        "completed_at, attempts, max_attempts, run_at, progress, current_stage, events_count, "
+        "last_error, result), DELETE ON TABLE app.tasks TO work",
+        "GRANT EXECUTE ON FUNCTION app.claim_tasks_batch(varchar, varchar[], integer) TO work",
+        "REVOKE SELECT (id, job_type, status, unique_key, created_at, run_at), INSERT (id, "
+        "job_type, data, priority, max_attempts, run_at, unique_key) ON TABLE app.tasks FROM web",
+        "REVOKE EXECUTE ON FUNCTION app.claim_tasks_batch(varchar, varchar[], integer) FROM work",
+        "REVOKE SELECT, UPDATE (status, worker_id, claimed_at, started_at, heartbeat_at, "
+        "completed_at, attempts, max_attempts, run_at, progress, current_stage, events_count, "
+        "last_error, result), DELETE ON TABLE app.tasks FROM work",
+        "",
+    ]
+    back = grant.reverse()
+    assert isinstance(back, RevokeJobQueueOp)
+    assert back.reverse().to_diff_tuple() == grant.to_diff_tuple() == (
+        "grant_job_queue", "tasks", "web", "work", "app", "claim_tasks_batch", 1,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("roles", "message"),
+    [
+        ({}, "name at least one role"),
+        ({"worker": ""}, "must be a role name"),
+        ({"worker": "w" * 64}, "at most 63 bytes"),
+    ],
+)
+def test_a_grant_without_a_valid_role_is_refused(roles: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        GrantJobQueueOp("jobs", **roles)

@@ -1,18 +1,32 @@
-"""What the maintenance duties share: their model, their config and its checks."""
+"""What the maintenance duties share: their model, their config and its checks, and how a
+round runs its transactions without ever waiting long on someone else's lock."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from ..errors import InvalidJobError
+from ..statements import JobStatements
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["DutyBase", "check_positive_intervals"]
+__all__ = ["DUTY_LOCK_TIMEOUT", "DutyBase", "check_positive_intervals"]
+
+log = logging.getLogger("sqla_jobqueue.maintenance")
+
+DUTY_LOCK_TIMEOUT = timedelta(seconds=1)
+"""The longest a duty's transaction waits for a lock another transaction holds (its
+``lock_timeout``, local to the transaction). Rows locked by others are skipped and never
+waited for; this bounds the other waits, such as on a ``LOCK TABLE``, an ``ALTER TABLE``
+or a ``CREATE INDEX`` on the job table: the round gives up and the next one tries again."""
+
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 class _Scheduled(Protocol):
@@ -56,18 +70,46 @@ class DutyBase(Generic[C]):
         another worker holds the duty's lock."""
         raise NotImplementedError
 
+    def _bounded_transaction(self, connection: Connection) -> int | None:
+        statements = JobStatements.of(self.model.__table__)
+        connection.execute(*statements.bound_lock_waits(DUTY_LOCK_TIMEOUT))
+        return self.transaction(connection)
+
+    def _gave_up_on_a_lock(self, error: DBAPIError) -> bool:
+        if getattr(error.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            return False
+        log.warning(
+            "%s: gave up this round on %s after waiting %gs for a lock another transaction "
+            "holds (%s); the next round tries again",
+            self.name,
+            self.model.__table__.fullname,
+            DUTY_LOCK_TIMEOUT.total_seconds(),
+            str(error.orig).strip().splitlines()[0],
+        )
+        return True
+
     def wants_another(self, changed: int, transactions: int) -> bool:
         """Whether the round goes on with another transaction (by default it does not)."""
         return False
 
     def run_once(self, engine: Engine) -> int | None:
         """One round on ``engine``: the jobs changed, ``None`` when another worker holds
-        the duty's lock."""
+        the duty's lock or when a lock held by another transaction kept the round waiting
+        longer than :data:`DUTY_LOCK_TIMEOUT` before it changed anything.
+
+        Jobs whose rows other transactions have locked are skipped, never waited for: a
+        later round handles them.
+        """
         total: int | None = None
         transactions = 0
         while True:
-            with engine.begin() as connection:
-                changed = self.transaction(connection)
+            try:
+                with engine.begin() as connection:
+                    changed = self._bounded_transaction(connection)
+            except DBAPIError as error:
+                if self._gave_up_on_a_lock(error):
+                    return total
+                raise
             transactions += 1
             if changed is None:
                 return total
@@ -80,8 +122,13 @@ class DutyBase(Generic[C]):
         total: int | None = None
         transactions = 0
         while True:
-            async with engine.begin() as connection:
-                changed = await connection.run_sync(self.transaction)
+            try:
+                async with engine.begin() as connection:
+                    changed = await connection.run_sync(self._bounded_transaction)
+            except DBAPIError as error:
+                if self._gave_up_on_a_lock(error):
+                    return total
+                raise
             transactions += 1
             if changed is None:
                 return total

@@ -3,6 +3,13 @@
 A rescue (:meth:`MaintenanceStatements.recover_stale`) refunds the attempt of a job that
 never started and charges one that ran, so that a job that keeps killing workers ends
 ``failed`` after ``max_attempts``; pruning deletes finished jobs only.
+
+Neither waits on a row that another transaction has locked (an operator's open
+transaction, a report reading ``FOR UPDATE``, a worker writing that job): each first locks
+the rows it will change with ``SKIP LOCKED``, so a locked row is left for a later round
+and every other one is handled now. A duty also bounds its wait on any other lock (on the
+whole table: ``LOCK TABLE``, an ``ALTER TABLE``) with
+:meth:`~MaintenanceStatements.bound_lock_waits`.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Interval, and_, case, delete, func, select, update
+from sqlalchemy import Integer, Interval, String, and_, any_, case, delete, func, select, update
 
 from ..model import FINISHED_STATUSES, JobStatus
 from .base import Bound, StatementsBase, param
@@ -25,7 +32,7 @@ class MaintenanceStatements(StatementsBase):
     def recover_stale(self, timeout: timedelta) -> Bound:
         """Held jobs whose heartbeat is older than ``timeout`` go back to ``pending``: a
         ``claimed`` one with its attempt refunded, a ``running`` one charged (``failed``
-        when none remain)."""
+        when none remain). A job whose row another transaction has locked is skipped."""
 
         def build() -> Any:
             c = self.table.c
@@ -39,9 +46,16 @@ class MaintenanceStatements(StatementsBase):
                 c.heartbeat_at,
                 "); rescued by recover_stale",
             )
+            # FOR NO KEY UPDATE, the lock the UPDATE takes: a foreign key check on the job
+            # (FOR KEY SHARE) neither blocks the rescue nor is blocked by it.
+            stale = (
+                select(c.id)
+                .where(is_stale(c, param("p_timeout", Interval())))
+                .with_for_update(skip_locked=True, key_share=True)
+            )
             return (
                 update(self.table)
-                .where(is_stale(c, param("p_timeout", Interval())))
+                .where(c.id == any_(func.array(stale.scalar_subquery())))
                 .values(
                     status=case((spent, JobStatus.FAILED.value), else_=JobStatus.PENDING.value),
                     attempts=case(
@@ -61,7 +75,9 @@ class MaintenanceStatements(StatementsBase):
 
     def prune(self, older_than: timedelta, limit: int | None) -> Bound:
         """Delete finished jobs whose ``completed_at`` is older than ``older_than``, at
-        most ``limit`` of them."""
+        most ``limit`` of them. A job whose row another transaction has locked is skipped,
+        and one changed since the statement began (retried, say) is checked again before
+        it is deleted."""
         limited = limit is not None
 
         def build() -> Any:
@@ -72,9 +88,23 @@ class MaintenanceStatements(StatementsBase):
             )
             if limited:
                 doomed = doomed.limit(param("p_limit", Integer()))
-            return delete(self.table).where(c.id.in_(doomed.scalar_subquery()))
+            doomed = doomed.with_for_update(skip_locked=True)
+            return delete(self.table).where(c.id == any_(func.array(doomed.scalar_subquery())))
 
         params: dict[str, Any] = {"p_older_than": older_than}
         if limit is not None:
             params["p_limit"] = limit
         return Bound(self._once(("prune", limited), build), params)
+
+    def bound_lock_waits(self, timeout: timedelta) -> Bound:
+        """``lock_timeout`` set to ``timeout`` until the end of the current transaction (as
+        ``SET LOCAL`` would): a statement of the transaction that waits longer than that
+        for any lock fails with ``LockNotAvailable`` instead of waiting on."""
+
+        def build() -> Any:
+            return select(func.set_config("lock_timeout", param("p_lock_timeout", String()), True))
+
+        milliseconds = max(1, round(timeout.total_seconds() * 1000))
+        return Bound(
+            self._once(("bound_lock_waits",), build), {"p_lock_timeout": f"{milliseconds}ms"}
+        )

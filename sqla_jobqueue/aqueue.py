@@ -27,6 +27,7 @@ from . import validation as check
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .model import DEFAULT_MAX_ATTEMPTS, Job, JobMixin, Priority
 from .plans import JobRef, QueueStats
+from .plans.core import Isolation, isolation_of
 from .statements import Bound
 
 if TYPE_CHECKING:
@@ -103,6 +104,11 @@ class AsyncJobQueue(plans.QueueCore[J]):
                     answer = None
                 elif isinstance(request, plans.CanCopy):
                     answer = await self._psycopg_connection() is not None
+                elif isinstance(request, Isolation):
+                    bind = {"mapper": self.model}
+                    connection = await self.session.connection(bind_arguments=bind)
+                    synced = connection.sync_connection
+                    answer = None if synced is None else isolation_of(synced)
                 else:
                     await self._copy(request)
                     answer = None

@@ -31,6 +31,7 @@ from . import validation as check
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .model import DEFAULT_MAX_ATTEMPTS, Job, JobMixin, Priority
 from .plans import JobRef, QueueStats
+from .plans.core import Isolation, isolation_of
 from .statements import Bound
 
 __all__ = ["JobQueue", "QueueStats"]
@@ -100,6 +101,9 @@ class JobQueue(plans.QueueCore[J]):
                     answer = None
                 elif isinstance(request, plans.CanCopy):
                     answer = self._psycopg_connection() is not None
+                elif isinstance(request, Isolation):
+                    bind = {"mapper": self.model}
+                    answer = isolation_of(self.session.connection(bind_arguments=bind))
                 else:
                     self._copy(request)
                     answer = None

@@ -3,7 +3,8 @@
 A plan is a generator that checks its arguments (raising the errors of
 :mod:`sqla_jobqueue.errors` before anything is written), yields requests — a
 :class:`~sqla_jobqueue.statements.Bound` statement to execute (answered with its
-``Result``), :class:`CanCopy`, :class:`Copy`, :class:`Add` — and returns the method's value.
+``Result``), :class:`CanCopy`, :class:`Copy`, :class:`Add`, :class:`Isolation` — and returns
+the method's value.
 :class:`QueueCore` holds what every plan reads: the model, its statements, the worker id and
 the payload limit.
 """
@@ -16,7 +17,7 @@ import uuid
 from collections.abc import Generator, Iterable
 from typing import Any, Generic, NamedTuple, TypeVar, cast
 
-from sqlalchemy import Table
+from sqlalchemy import Connection, Table
 
 from .. import validation as check
 from ..errors import InvalidJobError, ModelError
@@ -27,11 +28,13 @@ __all__ = [
     "Add",
     "CanCopy",
     "Copy",
+    "Isolation",
     "JobRef",
     "Plan",
     "QueueCore",
     "Request",
     "default_worker_id",
+    "isolation_of",
     "job_id_of",
 ]
 
@@ -59,9 +62,31 @@ class Add(NamedTuple):
     instance: object
 
 
-Request = Bound | CanCopy | Copy | Add
+class Isolation(NamedTuple):
+    """Ask the isolation level of the session's transaction, as SQLAlchemy knows it without
+    a query: answered with :func:`isolation_of` of the session's connection."""
+
+
+Request = Bound | CanCopy | Copy | Add | Isolation
 Plan = Generator[Request, Any, T]
 """A method's logic: yields requests, receives their answers, returns its value."""
+
+
+def isolation_of(connection: Connection) -> str | None:
+    """The isolation level ``connection``'s transactions run at, as SQLAlchemy knows it
+    without a query (``"READ COMMITTED"``, ``"REPEATABLE READ"``, ``"SERIALIZABLE"``...).
+
+    That is the ``isolation_level`` execution option of the connection, its engine or its
+    session, else the engine's default: the ``isolation_level`` given to ``create_engine``,
+    or what the server answered on the engine's first connection (its
+    ``default_transaction_isolation``, for the role and database). With ``AUTOCOMMIT`` each
+    statement runs alone at that default. A level set in SQL (``SET TRANSACTION``, ``SET
+    SESSION CHARACTERISTICS``) is not seen; ``None`` when SQLAlchemy does not know.
+    """
+    chosen = connection.get_execution_options().get("isolation_level")
+    if chosen is None or chosen == "AUTOCOMMIT":
+        return connection.default_isolation_level
+    return str(chosen)
 
 
 def default_worker_id() -> str:

@@ -3,6 +3,13 @@
 A change that updates nothing is explained by what holds the job now: not found, held by
 another worker or attempt (:class:`~sqla_jobqueue.errors.LeaseLostError`), or in a status
 the change does not start from (:class:`~sqla_jobqueue.errors.InvalidTransitionError`).
+
+A claim needs a READ COMMITTED transaction: above it, a claim meets the jobs other claims
+took since its snapshot as serialization failures rather than skipping them, so it is
+refused before it runs (:data:`CLAIM_ISOLATION_LEVELS`). The changes of a held job run at
+any level: at REPEATABLE READ or SERIALIZABLE one fails with a serialization failure when
+the job's row changed since the transaction's snapshot (a heartbeat, a cancel, a rescue),
+and the transaction is retried as any other (see ``docs/concepts.md``).
 """
 
 from __future__ import annotations
@@ -16,12 +23,19 @@ from sqlalchemy import inspect
 
 from .. import validation as check
 from ..backoff import Backoff
-from ..errors import InvalidJobError, InvalidTransitionError, JobNotFoundError, LeaseLostError
+from ..errors import (
+    ConfigurationError,
+    InvalidJobError,
+    InvalidTransitionError,
+    JobNotFoundError,
+    LeaseLostError,
+)
 from ..model import HELD_STATUSES, LIVE_STATUSES, JobMixin, JobStatus
 from ..statements import Bound, loading
-from .core import JobRef, Plan, QueueCore, default_worker_id, job_id_of
+from .core import Isolation, JobRef, Plan, QueueCore, default_worker_id, job_id_of
 
 __all__ = [
+    "CLAIM_ISOLATION_LEVELS",
     "cancel",
     "check_job_types",
     "claim",
@@ -37,6 +51,10 @@ __all__ = [
 ]
 
 J = TypeVar("J", bound=JobMixin)
+
+CLAIM_ISOLATION_LEVELS = frozenset({"READ COMMITTED", "READ UNCOMMITTED"})
+"""The isolation levels a claim runs at (PostgreSQL's READ UNCOMMITTED is READ COMMITTED).
+``None``, a level SQLAlchemy does not know, is let through."""
 
 
 def check_job_types(job_types: Sequence[str] | None) -> list[str] | None:
@@ -58,6 +76,16 @@ def claim(q: QueueCore[J], job_types: Sequence[str] | None, batch_size: int) -> 
     """:meth:`JobQueue.claim`."""
     size = check.check_batch_size(batch_size)
     types = check_job_types(job_types)
+    level = yield Isolation()
+    if level is not None and level not in CLAIM_ISOLATION_LEVELS:
+        raise ConfigurationError(
+            f"claim needs a READ COMMITTED transaction, and this session's runs at {level}: "
+            "there, concurrent claims fail with serialization failures instead of skipping "
+            "the jobs other claims took. Claim in a transaction of its own at READ COMMITTED, "
+            "e.g. session.connection(execution_options={'isolation_level': 'READ COMMITTED'}) "
+            "before its first statement, or a Session on "
+            "engine.execution_options(isolation_level='READ COMMITTED'); nothing was claimed"
+        )
     if q.worker_id is None:
         q.worker_id = default_worker_id()
     claimed = loading(q.model, q.statements.claim(q.worker_id, size, types))

@@ -7,6 +7,11 @@ job table with ``pg_try_advisory_xact_lock``; when another worker holds it the r
 skipped, so however many workers run, each duty runs on one of them at a time. The lock
 lives only as long as the transaction, so a worker that dies mid-round frees it.
 
+A round never waits on someone else's lock: rows other transactions have locked are
+skipped (``SKIP LOCKED``) and left to a later round, and every other lock wait is bounded
+by a ``lock_timeout`` local to the transaction (:data:`~.base.DUTY_LOCK_TIMEOUT`), past
+which the round gives up, as when another worker holds the duty.
+
 - :mod:`~sqla_jobqueue.maintenance.rescuer`: returns jobs whose heartbeat went stale to
   ``pending`` (or ``failed`` when their attempts are spent).
 - :mod:`~sqla_jobqueue.maintenance.pruner`: deletes finished jobs older than a retention.
@@ -48,7 +53,9 @@ class Duty(Protocol):
         ...
 
     def run_once(self, engine: Engine) -> int | None:
-        """One round: the number of jobs changed, ``None`` when another worker holds the lock."""
+        """One round: the number of jobs changed, ``None`` when it was skipped (another
+        worker holds the duty's lock, or a lock held by another transaction kept it waiting
+        past :data:`~.base.DUTY_LOCK_TIMEOUT` before it changed anything)."""
         ...
 
     async def run_once_async(self, engine: AsyncEngine) -> int | None:

@@ -4,6 +4,8 @@ Completed, failed and cancelled jobs stay in the table for inspection (their res
 last error) for ``retention`` after ``completed_at``, then a pruning round deletes them
 with the statement of :meth:`JobQueue.prune <sqla_jobqueue.JobQueue.prune>`, at most
 ``batch_limit`` rows per transaction so that a large backlog never holds locks for long.
+A job whose row another transaction has locked is skipped, not waited for, and deleted by
+a later round.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ heartbeat. A rescue round runs the statement of :meth:`JobQueue.recover_stale
 <sqla_jobqueue.JobQueue.recover_stale>`: jobs whose heartbeat is older than
 ``stale_timeout`` go back to ``pending`` (due now), or end ``failed`` when they have spent
 their attempts, so a job that kills every worker that runs it stops after
-``max_attempts``. A job that was claimed but never started gets its attempt back.
+``max_attempts``. A job that was claimed but never started gets its attempt back. A job
+whose row another transaction has locked is skipped, not waited for: a later round
+rescues it once the lock is gone.
 
 ``stale_timeout`` must comfortably exceed the workers' heartbeat interval: a live worker's
 long job is then never rescued.

@@ -11,12 +11,12 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import InvalidJobError
-from ..statements import JobStatements
+from ..statements.session import bound_waits
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["DUTY_LOCK_TIMEOUT", "DutyBase", "check_positive_intervals"]
+__all__ = ["DUTY_IDLE_TIMEOUT", "DUTY_LOCK_TIMEOUT", "DutyBase", "check_positive_intervals"]
 
 log = logging.getLogger("sqla_jobqueue.maintenance")
 
@@ -25,6 +25,11 @@ DUTY_LOCK_TIMEOUT = timedelta(seconds=1)
 ``lock_timeout``, local to the transaction). Rows locked by others are skipped and never
 waited for; this bounds the other waits, such as on a ``LOCK TABLE``, an ``ALTER TABLE``
 or a ``CREATE INDEX`` on the job table: the round gives up and the next one tries again."""
+
+DUTY_IDLE_TIMEOUT = timedelta(seconds=10)
+"""The longest a duty's transaction may sit idle before the server ends its session: a
+worker stopped mid-round (SIGSTOP, a debugger) would otherwise keep the duty's advisory
+lock, and every other worker from doing the duty, until it is resumed."""
 
 _LOCK_NOT_AVAILABLE = "55P03"
 
@@ -71,8 +76,7 @@ class DutyBase(Generic[C]):
         raise NotImplementedError
 
     def _bounded_transaction(self, connection: Connection) -> int | None:
-        statements = JobStatements.of(self.model.__table__)
-        connection.execute(*statements.bound_lock_waits(DUTY_LOCK_TIMEOUT))
+        connection.execute(*bound_waits(DUTY_LOCK_TIMEOUT, DUTY_IDLE_TIMEOUT))
         return self.transaction(connection)
 
     def _gave_up_on_a_lock(self, error: DBAPIError) -> bool:

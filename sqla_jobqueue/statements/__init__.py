@@ -19,6 +19,8 @@ One module per concept, composed by :class:`JobStatements`:
   progress, release, give back);
 - :mod:`~sqla_jobqueue.statements.maintenance`: rescue and prune;
 - :mod:`~sqla_jobqueue.statements.reads`: get, listing, counts, probe;
+- :mod:`~sqla_jobqueue.statements.session`: settings of a worker's own sessions and
+  transactions (bounded waits, READ COMMITTED);
 - :mod:`~sqla_jobqueue.statements.execution`: running a statement on the driver
   (:func:`driver_sql`) or loading models with it (:func:`loading`).
 """

@@ -8,8 +8,8 @@ Neither waits on a row that another transaction has locked (an operator's open
 transaction, a report reading ``FOR UPDATE``, a worker writing that job): each first locks
 the rows it will change with ``SKIP LOCKED``, so a locked row is left for a later round
 and every other one is handled now. A duty also bounds its wait on any other lock (on the
-whole table: ``LOCK TABLE``, an ``ALTER TABLE``) with
-:meth:`~MaintenanceStatements.bound_lock_waits`.
+whole table: ``LOCK TABLE``, an ``ALTER TABLE``), and how long its transaction may sit
+idle, with :func:`~sqla_jobqueue.statements.session.bound_waits`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Interval, String, and_, any_, case, delete, func, select, update
+from sqlalchemy import Integer, Interval, and_, any_, case, delete, func, select, update
 
 from ..model import FINISHED_STATUSES, JobStatus
 from .base import Bound, StatementsBase, param
@@ -95,16 +95,3 @@ class MaintenanceStatements(StatementsBase):
         if limit is not None:
             params["p_limit"] = limit
         return Bound(self._once(("prune", limited), build), params)
-
-    def bound_lock_waits(self, timeout: timedelta) -> Bound:
-        """``lock_timeout`` set to ``timeout`` until the end of the current transaction (as
-        ``SET LOCAL`` would): a statement of the transaction that waits longer than that
-        for any lock fails with ``LockNotAvailable`` instead of waiting on."""
-
-        def build() -> Any:
-            return select(func.set_config("lock_timeout", param("p_lock_timeout", String()), True))
-
-        milliseconds = max(1, round(timeout.total_seconds() * 1000))
-        return Bound(
-            self._once(("bound_lock_waits",), build), {"p_lock_timeout": f"{milliseconds}ms"}
-        )

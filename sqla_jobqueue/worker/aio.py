@@ -26,7 +26,14 @@ from ..handlers import AsyncJobContext, Handler, JobContext, JobContextBase, Reg
 from ..listener import AsyncListener
 from ..maintenance import Duty
 from ..statements import Claimed
-from .control import StopSignals, log_db_error, log_start, missing_table_error, next_backoff
+from .control import (
+    StopSignals,
+    log_db_error,
+    log_start,
+    missing_table_error,
+    next_backoff,
+    warn_if_sessions_isolated,
+)
 from .dispatch import Dispatch
 from .outcomes import Outcome, Run, WorkerStats, log_late_return, log_outcomes
 from .recording import Recorder, needs_transaction
@@ -80,7 +87,10 @@ class AsyncWorker:
     ) -> None:
         if isinstance(bind, AsyncEngine):
             self.engine = bind
-            self.session_factory = async_sessionmaker(bind, expire_on_commit=False)
+            # READ COMMITTED whatever the engine's level: above it, a heartbeat on the job's
+            # row would make the completion in ctx.session's transaction fail.
+            committed = bind.execution_options(isolation_level="READ COMMITTED")
+            self.session_factory = async_sessionmaker(committed, expire_on_commit=False)
         elif isinstance(bind, async_sessionmaker):
             engine = bind.kw.get("bind")
             if not isinstance(engine, AsyncEngine):
@@ -103,6 +113,7 @@ class AsyncWorker:
         self._dispatch = Dispatch(self.settings, registry, self._context)
         self._recorder = Recorder(self.settings)
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._committed = self.engine.execution_options(isolation_level="READ COMMITTED")
         self._connection: AsyncConnection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -217,6 +228,9 @@ class AsyncWorker:
             try:
                 async with self.engine.connect() as connection:
                     await connection.execute(*self._recorder.statements.probe())
+                    sessions = self.session_factory.kw.get("bind")
+                    sync_bind = sessions.sync_engine if sessions is not None else None
+                    await connection.run_sync(warn_if_sessions_isolated, sync_bind)
                 break
             except ProgrammingError as exc:
                 raise missing_table_error(self.settings.table, exc) from exc
@@ -326,11 +340,11 @@ class AsyncWorker:
         try:
             async with self._write_lock:
                 if needs_transaction(pending):
-                    async with self.engine.connect() as connection, connection.begin():
+                    async with self._committed.connect() as connection, connection.begin():
                         result = await connection.run_sync(round_, *arguments)
                 else:
                     if self._connection is None:
-                        self._connection = await self._autocommit.connect()
+                        self._connection = await self._kept_connection()
                     try:
                         result = await self._connection.run_sync(round_, *arguments)
                     except BaseException:
@@ -342,11 +356,27 @@ class AsyncWorker:
         log_outcomes(self.stats, dispatch.written(pending, result.again))
         return result.claimed
 
+    async def _kept_connection(self) -> AsyncConnection:
+        """An autocommit connection the worker keeps, pinned to READ COMMITTED."""
+        connection = await self._autocommit.connect()
+        try:
+            await connection.run_sync(self._recorder.pin_read_committed)
+        except BaseException:
+            await connection.close()
+            raise
+        return connection
+
+    async def _release(self, connection: AsyncConnection) -> None:
+        """Give a kept connection back to the pool, unpinned."""
+        with contextlib.suppress(Exception):
+            await connection.run_sync(self._recorder.unpin_read_committed)
+        with contextlib.suppress(Exception):
+            await connection.close()
+
     async def _close_round_connection(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.close()
+            await self._release(connection)
 
     # ---------------------------------------------------------------- handlers
 
@@ -431,7 +461,7 @@ class AsyncWorker:
                     continue
                 try:
                     if connection is None:
-                        connection = await self._autocommit.connect()
+                        connection = await self._kept_connection()
                     await connection.run_sync(self._recorder.heartbeat, ids)
                     backoff = 0.0
                 except Exception as exc:
@@ -443,8 +473,7 @@ class AsyncWorker:
                     log_db_error("writing heartbeats", exc, backoff)
         finally:
             if connection is not None:
-                with contextlib.suppress(Exception):
-                    await connection.close()
+                await self._release(connection)
 
     async def _maintenance_loop(self) -> None:
         due = {duty.name: time.monotonic() for duty in self.duties}

@@ -10,14 +10,21 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Connection, Table
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import JobQueueError
 from .outcomes import first_line
 from .settings import WorkerSettings
 
-__all__ = ["StopSignals", "log_db_error", "log_start", "missing_table_error", "next_backoff"]
+__all__ = [
+    "StopSignals",
+    "log_db_error",
+    "log_start",
+    "missing_table_error",
+    "next_backoff",
+    "warn_if_sessions_isolated",
+]
 
 log = logging.getLogger("sqla_jobqueue.worker")
 
@@ -87,6 +94,27 @@ def missing_table_error(table: Table, exc: DBAPIError) -> JobQueueError:
         "registry, model=YourJob), or --model MODULE:CLASS); otherwise run the migrations "
         "first (sqla-jobqueue migrate, or alembic upgrade head)"
     )
+
+
+_ISOLATED = ("REPEATABLE READ", "SERIALIZABLE")
+
+
+def warn_if_sessions_isolated(connection: Connection, sessions_engine: Any) -> None:
+    """Warn when handlers' sessions would run above READ COMMITTED (a sessionmaker given to
+    the worker): a heartbeat on a job's row then makes its completion in ``ctx.session``
+    fail with a serialization error. ``connection`` has connected, so the dialect knows
+    the server's default level."""
+    if sessions_engine is None:
+        return
+    options = sessions_engine.get_execution_options()
+    level = options.get("isolation_level") or connection.dialect.default_isolation_level
+    if str(level).upper() in _ISOLATED:
+        log.warning(
+            "handlers' sessions run at %s: a job whose handler uses ctx.session fails to "
+            "complete whenever a heartbeat touched its row meanwhile; give the worker a "
+            "sessionmaker bound to engine.execution_options(isolation_level='READ "
+            "COMMITTED')", level,
+        )  # fmt: skip
 
 
 def log_start(settings: WorkerSettings, kind: str = "worker") -> None:

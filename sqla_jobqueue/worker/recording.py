@@ -27,6 +27,7 @@ from ..errors import InvalidTransitionError, JobNotFoundError
 from ..model import JobStatus
 from ..queue import JobQueue
 from ..statements import Claimed, ClaimPosition, JobStatements, driver_rows
+from ..statements import session as session_settings
 from .outcomes import (
     CANCELLED,
     CANCELLED_STATUS,
@@ -44,7 +45,13 @@ from .outcomes import (
 )
 from .settings import WorkerSettings
 
-__all__ = ["MAX_RECORD_TRIES", "Recorder", "RoundResult", "is_transient", "needs_transaction"]
+__all__ = [
+    "MAX_RECORD_TRIES",
+    "Recorder",
+    "RoundResult",
+    "is_transient",
+    "needs_transaction",
+]
 
 log = logging.getLogger("sqla_jobqueue.worker")
 
@@ -95,10 +102,15 @@ class Recorder:
         """Write the pending outcomes and claim ``want`` jobs.
 
         On an autocommit connection when no outcome :func:`needs_transaction`, else inside
-        the caller's transaction. After an uncertain round, first gives back (to pending,
-        attempt refunded) the jobs the database says this worker holds that are not
-        ``known`` to it. Every outcome gets its ``final_status``.
+        the caller's transaction (at READ COMMITTED), whose session the server ends if it
+        sits idle for ``stale_timeout``: a worker stopped (SIGSTOP) mid-round must not hold
+        the rows it locked until it is resumed. After an uncertain round, first gives back
+        (to pending, attempt refunded) the jobs the database says this worker holds that are
+        not ``known`` to it. Every outcome gets its ``final_status``.
         """
+        if needs_transaction(pending):
+            idle = timedelta(seconds=self.settings.stale_timeout)
+            connection.execute(*session_settings.bound_waits(None, idle))
         if uncertain:
             self._give_back_unknown(connection, known)
         completions = [o for o in pending if o.kind == COMPLETED]
@@ -228,6 +240,20 @@ class Recorder:
         cancel = statements.cancel_held(ctx.job_id, worker_id, ctx.attempt, reason)
         held = connection.execute(*cancel).first() is not None
         return JobStatus.CANCELLED.value if held else LOST
+
+    # ----------------------------------------------------- the worker's connections
+
+    @staticmethod
+    def pin_read_committed(connection: Connection) -> None:
+        """Make an autocommit connection the worker keeps run each statement at READ
+        COMMITTED (:func:`~sqla_jobqueue.statements.session.pin_read_committed`)."""
+        connection.execute(*session_settings.pin_read_committed())
+
+    @staticmethod
+    def unpin_read_committed(connection: Connection) -> None:
+        """Undo :meth:`pin_read_committed` before the connection goes back to the pool it
+        is shared with."""
+        connection.execute(*session_settings.unpin_read_committed())
 
     # ----------------------------------------------------- outside the rounds
 

@@ -20,7 +20,14 @@ from ..handlers import Handler, JobContext, Registry
 from ..listener import Listener
 from ..maintenance import Duty
 from ..statements import Claimed
-from .control import StopSignals, log_db_error, log_start, missing_table_error, next_backoff
+from .control import (
+    StopSignals,
+    log_db_error,
+    log_start,
+    missing_table_error,
+    next_backoff,
+    warn_if_sessions_isolated,
+)
 from .dispatch import Dispatch
 from .outcomes import Outcome, Run, WorkerStats, log_late_return, log_outcomes
 from .recording import Recorder, needs_transaction
@@ -73,7 +80,12 @@ class Worker:
     ) -> None:
         if isinstance(bind, Engine):
             self.engine = bind
-            self.session_factory: sessionmaker[Session] = sessionmaker(bind, expire_on_commit=False)
+            # READ COMMITTED whatever the engine's level: above it, a heartbeat on the job's
+            # row would make the completion in ctx.session's transaction fail.
+            committed = bind.execution_options(isolation_level="READ COMMITTED")
+            self.session_factory: sessionmaker[Session] = sessionmaker(
+                committed, expire_on_commit=False
+            )
         elif isinstance(bind, sessionmaker):
             engine = bind.kw.get("bind")
             if not isinstance(engine, Engine):
@@ -100,6 +112,7 @@ class Worker:
         self._dispatch = Dispatch(self.settings, registry, self._context)
         self._recorder = Recorder(self.settings)
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._committed = self.engine.execution_options(isolation_level="READ COMMITTED")
         self._connection: Connection | None = None
         self._control = threading.Lock()
         self._write_lock = threading.Lock()
@@ -215,6 +228,7 @@ class Worker:
             try:
                 with self.engine.connect() as connection:
                     connection.execute(*self._recorder.statements.probe())
+                    warn_if_sessions_isolated(connection, self.session_factory.kw.get("bind"))
                 break
             except ProgrammingError as exc:
                 raise missing_table_error(self.settings.table, exc) from exc
@@ -332,7 +346,7 @@ class Worker:
         try:
             with self._write_lock:
                 if needs_transaction(pending):
-                    with self.engine.connect() as connection, connection.begin():
+                    with self._committed.connect() as connection, connection.begin():
                         result = self._recorder.round(connection, *arguments)
                 else:
                     connection = self._round_connection()
@@ -351,13 +365,21 @@ class Worker:
         """The dispatcher's autocommit connection, kept from round to round: checking one
         out of the pool and back in for every round costs more than the round's SQL."""
         if self._connection is None:
-            self._connection = self._autocommit.connect()
+            connection = self._autocommit.connect()
+            try:
+                self._recorder.pin_read_committed(connection)
+            except BaseException:
+                connection.close()
+                raise
+            self._connection = connection
         return self._connection
 
     def _close_round_connection(self) -> None:
         """Give the kept connection back (after an error, or when the worker stops)."""
         connection, self._connection = self._connection, None
         if connection is not None:
+            with contextlib.suppress(Exception):
+                self._recorder.unpin_read_committed(connection)
             with contextlib.suppress(Exception):
                 connection.close()
 
@@ -410,6 +432,7 @@ class Worker:
                 try:
                     if connection is None:
                         connection = self._autocommit.connect()
+                        self._recorder.pin_read_committed(connection)
                     self._recorder.heartbeat(connection, ids)
                     backoff = 0.0
                 except Exception as exc:
@@ -421,6 +444,8 @@ class Worker:
                     log_db_error("writing heartbeats", exc, backoff)
         finally:
             if connection is not None:
+                with contextlib.suppress(Exception):
+                    self._recorder.unpin_read_committed(connection)
                 with contextlib.suppress(Exception):
                     connection.close()
 

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, select, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -278,3 +279,34 @@ def test_a_workers_pruner_prunes_around_a_locked_old_job(
             what="the unlocked old jobs to be pruned",
         )
         assert holders(engine, [locked]) == [FINISHED]
+
+
+# ------------------------------------------------------------- a maintainer that stalls
+
+
+def test_a_maintainer_stalled_mid_round_frees_the_duty_after_its_idle_limit(
+    engine: Engine, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a worker stopped (SIGSTOP) inside its rescue transaction: the server ends that
+    session once it sits idle past the duty's limit, which frees the duty's advisory lock
+    (and the rows it locked) for the other workers."""
+    import sqla_jobqueue.maintenance.base as duty_base
+
+    monkeypatch.setattr(duty_base, "DUTY_IDLE_TIMEOUT", timedelta(milliseconds=300))
+    [stale] = stale_jobs(session_factory, 1)
+    rescuer = Rescuer(Job, RescuerConfig(stale_timeout=STALE))
+    stalled = engine.connect()
+    try:
+        stalled.begin()
+        # The first half of a round, as the duty runs it; then the process stops.
+        assert rescuer._bounded_transaction(stalled) == 1
+        wait_for(lambda: rescuer.run_once(engine) is not None,
+                 what="another worker's round to get the duty back")  # fmt: skip
+        with pytest.raises(DBAPIError, match=r"idle-in-transaction timeout|terminating|closed"):
+            stalled.execute(text("SELECT 1"))
+    finally:
+        stalled.invalidate()
+        stalled.close()
+    # The stalled round's rescue never committed; a later round did it.
+    with session_factory() as session:
+        assert JobQueue(session).get(stale).status == JobStatus.PENDING

@@ -1,0 +1,50 @@
+"""Settings of a worker's own sessions and transactions: bounded waits, and READ COMMITTED
+on the connections it keeps.
+
+They do not depend on a job table: each is built once, here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import String, func, select, text
+
+from .base import Bound, param
+
+__all__ = ["bound_waits", "pin_read_committed", "unpin_read_committed"]
+
+_BOUND_WAITS = select(
+    func.set_config("lock_timeout", param("p_lock_timeout", String()), True),
+    func.set_config("idle_in_transaction_session_timeout", param("p_idle_timeout", String()), True),
+)
+_PIN = text("SET default_transaction_isolation TO 'read committed'")
+_UNPIN = text("RESET default_transaction_isolation")
+
+
+def _milliseconds(duration: timedelta | None) -> str:
+    return "0" if duration is None else f"{max(1, round(duration.total_seconds() * 1000))}ms"
+
+
+def bound_waits(lock_timeout: timedelta | None, idle_timeout: timedelta | None) -> Bound:
+    """Until the end of the current transaction (as ``SET LOCAL`` would): a statement that
+    waits longer than ``lock_timeout`` for a lock fails with ``LockNotAvailable``, and the
+    server ends the session when the transaction sits idle longer than ``idle_timeout`` (a
+    process stopped mid-transaction, by SIGSTOP or a debugger, then frees what it locked).
+    ``None`` sets no limit."""
+    params = {"p_lock_timeout": _milliseconds(lock_timeout),
+              "p_idle_timeout": _milliseconds(idle_timeout)}  # fmt: skip
+    return Bound(_BOUND_WAITS, params)
+
+
+def pin_read_committed() -> Bound:
+    """Every later transaction of the session runs at READ COMMITTED, whatever the
+    database's or role's ``default_transaction_isolation`` (for an autocommit connection a
+    worker keeps: above READ COMMITTED, concurrent claims and heartbeats fail with
+    serialization errors)."""
+    return Bound(_PIN, {})
+
+
+def unpin_read_committed() -> Bound:
+    """Undo :func:`pin_read_committed`, before the connection goes back to a shared pool."""
+    return Bound(_UNPIN, {})

@@ -17,8 +17,11 @@ written as the string that constructs it again:
   ``Decimal(s)`` (a JSON number would come back as a ``float``).
 
 Everything else is refused with the place it was found (``data['tags'][2]``): NaN and the
-infinities, NUL characters, ``bytes``, sets, keys that are not strings, circular
-references and any other object.
+infinities, NUL characters, lone surrogates (``"\\ud800"``: half of a UTF-16 pair, which
+UTF-8 cannot encode), ``bytes``, sets, keys that are not strings, circular references,
+dicts and lists nested more than :data:`MAX_JSON_DEPTH` levels deep, and any other object.
+Text columns (``job_type``, ``unique_key``, a progress stage) refuse NUL characters and
+lone surrogates too.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ __all__ = [
     "INT32_MAX",
     "INT32_MIN",
     "MAX_DELAY",
+    "MAX_JSON_DEPTH",
     "check_batch_size",
     "check_finite_delay",
     "check_int32",
@@ -53,6 +57,7 @@ __all__ = [
     "check_text",
     "mapping_keys",
     "plain_specs",
+    "storable_text",
 ]
 
 INT32_MIN = -(2**31)
@@ -61,6 +66,12 @@ MAX_DELAY = timedelta(days=100 * 366)
 """The farthest a ``run_at`` given as a delay may reach, either way."""
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 """Payloads are references, not blobs: store large data elsewhere and enqueue its key."""
+MAX_JSON_DEPTH = 100
+"""How many levels of dicts and lists a job's ``data`` or a ``result`` may nest (``data``
+itself is the first). Python's ``json``, which writes the value and reads it back (in the
+worker, through the driver), recurses once per level within the interpreter's recursion
+limit (1,000 frames by default, shared with the caller's stack): a fixed limit well below
+it means a value accepted here is accepted anywhere and can always be read back."""
 
 
 def _as_json(value: object) -> str:
@@ -136,7 +147,44 @@ def check_text(value: object, what: str, max_length: int, *, allow_empty: bool =
         )
     if "\x00" in value:
         raise InvalidJobError(f"{what} contains a NUL character, which PostgreSQL cannot store")
+    at = _lone_surrogate_at(value)
+    if at is not None:
+        raise InvalidJobError(f"{what} {_surrogate_problem(value, at)}")
     return value
+
+
+def _lone_surrogate_at(text: str) -> int | None:
+    """The index of the first lone surrogate in ``text`` (a code point U+D800..U+DFFF,
+    which UTF-8 cannot encode), or ``None``. Free for ASCII text."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def _surrogate_problem(text: str, at: int) -> str:
+    """The end of the error for a lone surrogate at ``at``; the message itself stays
+    encodable (the surrogate is written as its escape)."""
+    return (
+        f"contains a lone surrogate {text[at]!r} at index {at}: half of a UTF-16 pair, not "
+        "a character, which UTF-8 and PostgreSQL cannot store; repair or remove it (e.g. "
+        "text.encode('utf-8', 'replace').decode())"
+    )
+
+
+def storable_text(text: str) -> str:
+    """``text`` as a ``text`` column can hold it, for diagnostics that must be written
+    whatever they contain (a handler's exception, a cancellation's reason): each NUL
+    becomes the two characters ``\\0`` and each lone surrogate its escape (``\\ud800``).
+    Other text is returned as it is, without a copy."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\0")
+    if _lone_surrogate_at(text) is not None:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def check_job_type(value: object) -> str:
@@ -189,18 +237,35 @@ def check_json(value: object, what: str, max_bytes: int, *, require_object: bool
 
     Accepts the values listed in the module docstring. Refuses, naming where it was found,
     what ``jsonb`` cannot hold or would not give back: NaN and infinities, NUL characters,
-    other types, circular references; and payloads larger than ``max_bytes``.
+    lone surrogates, other types, circular references, nesting deeper than
+    :data:`MAX_JSON_DEPTH`; and payloads larger than ``max_bytes``.
     """
     if require_object and not isinstance(value, Mapping):
         raise InvalidJobError(f"{what} must be a JSON object (a dict), got {type(value).__name__}")
     try:
         text = _encode(value)
     except (TypeError, ValueError) as exc:
-        raise InvalidJobError(_refusal(value, what) or f"{what} cannot be stored: {exc}") from None
+        # _too_deep first: _refusal recurses, once per level.
+        problem = _too_deep(value, what) or _refusal(value, what)
+        raise InvalidJobError(problem or f"{what} cannot be stored: {exc}") from None
+    except RecursionError:
+        problem = _too_deep(value, what)
+        if problem is None:  # not the value's depth: the caller's stack was nearly spent
+            raise
+        raise InvalidJobError(problem) from None
     if "\\u0000" in text and _ESCAPED_NUL.search(text):
         raise InvalidJobError(_refusal(value, what) or f"{what} contains a NUL character")
-    # A character is at most 4 bytes of UTF-8: only encode when the limit may be near.
-    size = len(text) if len(text) * 4 <= max_bytes else len(text.encode("utf-8"))
+    if _nests_too_deep(text):
+        raise InvalidJobError(_too_deep(value, what) or f"{what} is nested too deeply")
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            at = _lone_surrogate_at(text) or 0
+            found = _refusal(value, what)
+            raise InvalidJobError(found or f"{what} {_surrogate_problem(text, at)}") from None
     if size > max_bytes:
         raise InvalidJobError(
             f"{what} is {size} bytes of JSON, over the limit of {max_bytes}; store large data "
@@ -209,13 +274,82 @@ def check_json(value: object, what: str, max_bytes: int, *, require_object: bool
     return text
 
 
+# A string of JSON text as the encoder writes it: its brackets are not structure.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+_SQUARE_BRACKETS = str.maketrans("{}", "[]")
+
+
+def _nests_too_deep(text: str) -> bool:
+    """Whether the JSON ``text`` nests arrays and objects more than
+    :data:`MAX_JSON_DEPTH` levels deep.
+
+    A payload with no more opening brackets than that cannot (one ``count`` each, the
+    common case). Otherwise the brackets outside strings are kept and the innermost pairs
+    removed, one level per pass, at most ``MAX_JSON_DEPTH`` passes.
+    """
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text)).translate(_SQUARE_BRACKETS)
+    for _ in range(MAX_JSON_DEPTH):
+        brackets = brackets.replace("[]", "")
+        if not brackets:
+            return False
+    return True
+
+
+def _too_deep(value: object, what: str) -> str | None:
+    """Where ``value`` nests dicts and lists more than :data:`MAX_JSON_DEPTH` levels
+    deep, in the words of the error; ``None`` when it does not.
+
+    Walks without recursion (the value may be deeper than the interpreter's recursion
+    limit) and goes no deeper than the limit. A circular reference is not followed:
+    :func:`_refusal` names it.
+    """
+    containers = (dict, list, tuple)
+    if not isinstance(value, containers):
+        return None
+    pending: list[tuple[object, tuple[object, ...]] | int] = [(value, ())]
+    open_ids: set[int] = set()  # the containers on the path being walked
+    while pending:
+        item = pending.pop()
+        if isinstance(item, int):  # every container below this one was walked
+            open_ids.discard(item)
+            continue
+        node, keys = item
+        if id(node) in open_ids:
+            continue
+        if len(keys) >= MAX_JSON_DEPTH:
+            return (
+                f"{what} nests dicts and lists more than {MAX_JSON_DEPTH} levels deep "
+                f"(at {_short_path(what, keys)}); flatten it, or store it elsewhere and "
+                "enqueue a reference to it"
+            )
+        open_ids.add(id(node))
+        pending.append(id(node))
+        children = node.items() if isinstance(node, dict) else enumerate(cast("list[Any]", node))
+        for key, child in children:
+            if isinstance(child, containers):
+                pending.append((child, (*keys, key)))
+    return None
+
+
+def _short_path(what: str, keys: tuple[object, ...]) -> str:
+    """``data['a'][0]…['z']``: a path of many levels, its first and last few shown."""
+    steps = [f"[{key!r}]" for key in keys]
+    if len(steps) > 6:
+        steps = [*steps[:3], f"…({len(steps) - 5} more)…", *steps[-2:]]
+    return what + "".join(steps)
+
+
 def _refusal(value: object, path: str, parents: tuple[int, ...] = ()) -> str | None:
     """What the encoder refused in ``value`` and where, in the words of the error; ``None``
     when nothing is wrong. Walks the value as the encoder does (only once it failed)."""
     if isinstance(value, str):
-        if "\x00" not in value:
-            return None
-        return f"{path} contains a NUL character (\\u0000), which jsonb cannot store"
+        if "\x00" in value:
+            return f"{path} contains a NUL character (\\u0000), which jsonb cannot store"
+        at = _lone_surrogate_at(value)
+        return None if at is None else f"{path} {_surrogate_problem(value, at)}"
     if isinstance(value, (float, Decimal)):
         if value.is_finite() if isinstance(value, Decimal) else math.isfinite(value):
             return None
@@ -338,6 +472,8 @@ def plain_specs(specs: Sequence[object], max_bytes: int) -> tuple[list[str], lis
         if job_type not in seen:
             if not 0 < len(job_type) <= 50 or "\x00" in job_type:
                 return None
+            if _lone_surrogate_at(job_type) is not None:
+                return None
             seen.add(job_type)
         size = len(spec)
         if size == 1:
@@ -352,14 +488,17 @@ def plain_specs(specs: Sequence[object], max_bytes: int) -> tuple[list[str], lis
         elif type(data) is dict:
             try:
                 text = "".join(encode(data, 0))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 return None
             # Possibly a NUL: let check_json tell an escaped backslash from one.
-            if "\\u0000" in text:
+            if "\\u0000" in text or _nests_too_deep(text):
                 return None
         else:
             return None
-        payload = text.encode()
+        try:
+            payload = text.encode()
+        except UnicodeEncodeError:  # a lone surrogate: check_json names it
+            return None
         if len(payload) > max_bytes:
             return None
         add_type(job_type)

@@ -19,6 +19,16 @@ def snapshot(engine: Engine) -> list[Any]:
         return list(connection.execute(text("SELECT * FROM jobs ORDER BY id")).all())
 
 
+def nested(levels: int) -> dict[str, Any]:
+    """``levels`` dicts within each other."""
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+SURROGATE_IN_X = r"data\['x'\]\[0\] contains a lone surrogate '\\ud800'"
+
 BAD_ENQUEUES: list[tuple[str, dict[str, Any], str]] = [
     ("empty type", {"job_type": ""}, "must not be empty"),
     ("long type", {"job_type": "x" * 51}, "at most 50"),
@@ -40,6 +50,15 @@ BAD_ENQUEUES: list[tuple[str, dict[str, Any], str]] = [
     ("naive run_at", {"job_type": "t", "run_at": datetime(2030, 1, 1)}, "no time zone"),
     ("run_at string", {"job_type": "t", "run_at": "tomorrow"}, "datetime or a timedelta"),
     ("unique_key long", {"job_type": "t", "unique_key": "k" * 256}, "at most 255"),
+    ("type surrogate", {"job_type": "t\ud800"}, "job_type contains a lone surrogate"),
+    ("data surrogate", {"job_type": "t", "data": {"x": ["\ud800"]}}, SURROGATE_IN_X),
+    ("key surrogate", {"job_type": "t", "data": {"\udc80": 1}}, r"data key '\\udc80' contains a"),
+    (
+        "unique_key surrogate",
+        {"job_type": "t", "unique_key": "\ud800"},
+        "unique_key contains a lone surrogate",
+    ),
+    ("data too deep", {"job_type": "t", "data": nested(5_000)}, "more than 100 levels deep"),
 ]
 
 
@@ -61,6 +80,58 @@ def test_bad_enqueue_is_refused_before_writing(
             queue.enqueue(job_type, **options)
         with pytest.raises(InvalidJobError, match=message):
             queue.enqueue_many([{"job_type": "fine"}, {"job_type": job_type, **options}])
+    assert snapshot(engine) == before
+
+
+BAD_AMONG_PLAIN: list[tuple[str, dict[str, Any], str]] = [
+    ("data surrogate", {"job_type": "t", "data": {"x": ["\ud800"]}}, SURROGATE_IN_X),
+    ("key surrogate", {"job_type": "t", "data": {"\ud800": 1}}, r"data key '\\ud800' contains"),
+    ("type surrogate", {"job_type": "\ud800"}, "job_type contains a lone surrogate"),
+    ("data too deep", {"job_type": "t", "data": nested(5_000)}, "more than 100 levels deep"),
+    ("data just too deep", {"job_type": "t", "data": nested(101)}, "more than 100 levels deep"),
+]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [case[1:] for case in BAD_AMONG_PLAIN],
+    ids=[case[0] for case in BAD_AMONG_PLAIN],
+)
+def test_one_bad_job_among_a_thousand_plain_ones_writes_nothing(
+    executor: Executor, engine: Engine, bad: dict[str, Any], message: str
+) -> None:
+    # 999 jobs of the kind enqueue_many loads by COPY, and one that cannot be stored.
+    with executor.begin() as queue:
+        queue.enqueue("existing")
+    before = snapshot(engine)
+    jobs: list[dict[str, Any]] = [{"job_type": "t", "data": {"n": n}} for n in range(1_000)]
+    jobs[500] = bad
+    with executor.begin() as queue, pytest.raises(InvalidJobError, match=message) as refused:
+        queue.enqueue_many(jobs)
+    assert str(refused.value).startswith("job #500: ")
+    assert snapshot(engine) == before
+    with executor.begin() as queue:  # the same jobs without it are all written
+        assert len(queue.enqueue_many(jobs[:500] + jobs[501:])) == 999
+        deepest = queue.enqueue("t", nested(100))
+    assert deepest.data == nested(100)
+    assert len(snapshot(engine)) == len(before) + 1_000
+
+
+def test_a_result_or_stage_that_cannot_be_stored_is_refused_before_writing(
+    executor: Executor, engine: Engine
+) -> None:
+    with executor.begin(worker_id="w") as queue:
+        queue.enqueue("t")
+        (job,) = queue.claim()
+        queue.start(job)
+    before = snapshot(engine)
+    with executor.begin(worker_id="w") as queue:
+        with pytest.raises(InvalidJobError, match=r"^stage contains a lone surrogate"):
+            queue.update_progress(job.id, 50, "\ud800")
+        with pytest.raises(InvalidJobError, match=r"^result\['x'\] contains a lone surrogate"):
+            queue.complete(job.id, {"x": "\ud800"})
+        with pytest.raises(InvalidJobError, match=r"^result nests dicts and lists more than 100"):
+            queue.complete(job.id, nested(5_000))
     assert snapshot(engine) == before
 
 

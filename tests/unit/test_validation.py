@@ -15,7 +15,16 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sqla_jobqueue.errors import InvalidJobError
-from sqla_jobqueue.validation import check_json, check_progress, plain_specs
+from sqla_jobqueue.validation import (
+    MAX_JSON_DEPTH,
+    check_job_type,
+    check_json,
+    check_progress,
+    check_stage,
+    check_text,
+    plain_specs,
+    storable_text,
+)
 
 
 @pytest.mark.parametrize(
@@ -195,3 +204,120 @@ def test_a_result_is_checked_by_the_same_rules() -> None:
         check_json([set()], "result", 100, require_object=False)
     with pytest.raises(InvalidJobError, match="result is of type Colour"):
         check_json(Colour(), "result", 100, require_object=False)
+
+
+def nested(levels: int, *, as_list: bool = False) -> Any:
+    """A value of ``levels`` dicts (or lists) within each other: ``{"a": {"a": {}}}`` is 3."""
+    value: Any = [] if as_list else {}
+    for _ in range(levels - 1):
+        value = [value] if as_list else {"a": value}
+    return value
+
+
+LONE = "\ud800"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"s": LONE}, r"data\['s'\] contains a lone surrogate '\\ud800' at index 0"),
+        (
+            {"s": ["ok", "ab\udfff"]},
+            r"data\['s'\]\[1\] contains a lone surrogate '\\udfff' at index 2",
+        ),
+        ({"x": {LONE: 1}}, r"data\['x'\] key '\\ud800' contains a lone surrogate"),
+        ({"pair": "\ud83d\ude00"}, r"data\['pair'\] contains a lone surrogate '\\ud83d'"),
+    ],
+)
+def test_a_lone_surrogate_is_refused_where_it_is(data: object, message: str) -> None:
+    with pytest.raises(InvalidJobError, match=message) as refused:
+        check_json(data, "data", 10_000, require_object=True)
+    str(refused.value).encode("utf-8")  # the message can be logged and stored
+    assert plain_specs([{"job_type": "t", "data": data}], 10_000) is None
+    with pytest.raises(InvalidJobError, match=r"result.* contains a lone surrogate"):
+        check_json([data], "result", 10_000, require_object=False)
+
+
+def test_a_lone_surrogate_is_refused_near_the_size_limit_too() -> None:
+    # Over a quarter of the limit in characters: the size is counted in UTF-8 bytes.
+    with pytest.raises(InvalidJobError, match="lone surrogate"):
+        check_json({"s": "é" * 100 + LONE}, "data", 300, require_object=True)
+
+
+@pytest.mark.parametrize(
+    ("check", "what"),
+    [
+        (check_job_type, "job_type"),
+        (check_stage, "stage"),
+        (lambda value: check_text(value, "unique_key", 255), "unique_key"),
+    ],
+    ids=["job_type", "stage", "unique_key"],
+)
+def test_text_columns_refuse_a_lone_surrogate(check: Any, what: str) -> None:
+    with pytest.raises(InvalidJobError, match=rf"^{what} contains a lone surrogate '\\ud800' at"):
+        check("ab" + LONE)
+    assert check("é\U0001f600") == "é\U0001f600"  # a character outside the BMP is fine
+    assert plain_specs([{"job_type": "t"}, {"job_type": LONE}], 1000) is None
+
+
+@pytest.mark.parametrize("as_list", [False, True], ids=["dicts", "lists"])
+def test_nesting_is_limited_to_max_json_depth(as_list: bool) -> None:
+    deepest = {"d": nested(MAX_JSON_DEPTH - 1, as_list=as_list)}
+    text = check_json(deepest, "data", 10_000, require_object=True)
+    assert plain_specs([{"job_type": "t", "data": deepest}], 10_000) == (["t"], [text.encode()])
+    assert json.loads(text) == deepest
+    too_deep = {"d": nested(MAX_JSON_DEPTH, as_list=as_list)}
+    step = r"\[0\]" if as_list else r"\['a'\]"
+    message = (
+        rf"data nests dicts and lists more than {MAX_JSON_DEPTH} levels deep "
+        rf"\(at data\['d'\]{step}{step}…\(95 more\)…{step}{step}\); flatten it"
+    )
+    with pytest.raises(InvalidJobError, match=message):
+        check_json(too_deep, "data", 10_000, require_object=True)
+    assert plain_specs([{"job_type": "t", "data": too_deep}], 10_000) is None
+
+
+@pytest.mark.parametrize("levels", [5_000, 100_000])
+def test_data_deeper_than_the_interpreter_recursion_is_refused(levels: int) -> None:
+    for as_list in (False, True):
+        value = nested(levels, as_list=as_list)
+        with pytest.raises(InvalidJobError, match=r"^result nests .* more than 100 levels"):
+            check_json(value, "result", 10**9, require_object=False)
+        with pytest.raises(InvalidJobError, match=r"^data nests .* more than 100 levels"):
+            check_json({"x": value}, "data", 10**9, require_object=True)
+        assert plain_specs([{"job_type": "t", "data": {"x": value}}], 10**9) is None
+
+
+def test_depth_is_refused_before_naming_what_lies_below() -> None:
+    # A set 500 levels down: the depth is the problem named, not a RecursionError while
+    # looking for the set.
+    value: Any = {"s": {1}}
+    for _ in range(500):
+        value = {"a": value}
+    with pytest.raises(InvalidJobError, match="more than 100 levels deep"):
+        check_json(value, "data", 10**6, require_object=True)
+
+
+def test_brackets_in_strings_and_wide_values_are_not_depth() -> None:
+    data = {
+        "text": "[[[{{{" * 100,
+        "quoted": '\\"[[[' * 50,
+        "rows": [{"id": n, "tags": [[n]]} for n in range(200)],
+    }
+    text = check_json(data, "data", 100_000, require_object=True)
+    assert json.loads(text) == data
+    assert plain_specs([{"job_type": "t", "data": data}], 100_000) == (["t"], [text.encode()])
+
+
+def test_a_circular_reference_is_named_even_when_deep() -> None:
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(InvalidJobError, match=r"data\['x'\]\[0\] contains itself"):
+        check_json({"x": loop}, "data", 1000, require_object=True)
+
+
+def test_storable_text_escapes_what_a_text_column_cannot_hold() -> None:
+    plain = "RuntimeError: é \U0001f600"
+    assert storable_text(plain) is plain
+    assert storable_text("a\x00b" + LONE + "c") == "a\\0b\\ud800c"
+    storable_text("x\udfff").encode("utf-8")

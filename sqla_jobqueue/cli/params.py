@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from ..model import JobStatus, Priority
-from ..validation import MAX_DELAY
+from ..validation import MAX_DELAY, MAX_JSON_DEPTH
 
 __all__ = [
     "DURATION",
@@ -181,6 +181,9 @@ class _JsonObject(_ParamType):
             data = json.loads(value, parse_constant=_no_constant)
         except ValueError as error:
             self.fail(f"not valid JSON ({error})", param, ctx)
+        except RecursionError:
+            self.fail(f"nests deeper than {MAX_JSON_DEPTH} levels of objects and lists",
+                      param, ctx)  # fmt: skip
         if not isinstance(data, dict):
             self.fail(
                 f'must be a JSON object like \'{{"key": "value"}}\', got {type(data).__name__}',

@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from ..backoff import Backoff, sql_delay
 from ..model import HELD_STATUSES, LIVE_STATUSES, JobStatus
+from ..validation import storable_text
 from .base import Bound, StatementsBase, param
 from .fence import holder_fence
 
@@ -197,7 +198,7 @@ class TransitionStatements(StatementsBase):
             variant=fixed,
         )
         params = self._fence_params(job_id, worker_id, attempt)
-        params["p_error"] = error.replace("\x00", "\\0")
+        params["p_error"] = storable_text(error)
         if run_again_in is not None:
             params["p_run_again_in"] = run_again_in
         else:
@@ -276,7 +277,7 @@ class TransitionStatements(StatementsBase):
             "p_id": job_id,
             "p_attempt": attempt,
             "p_worker_id": worker_id,
-            "p_reason": reason.replace("\x00", "\\0"),
+            "p_reason": storable_text(reason),
         }
         return Bound(self._once(("cancel_held",), build), params)
 

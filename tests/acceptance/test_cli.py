@@ -226,6 +226,8 @@ def test_unreachable_database() -> None:
         (["enqueue"], "Missing argument 'TYPE'"),
         (["enqueue", "x", "--data", "{oops"], "not valid JSON"),
         (["enqueue", "x", "--data", "[1, 2]"], "must be a JSON object"),
+        (["enqueue", "x", "--data", '{"a": ' + "[" * 5000 + "]" * 5000 + "}"], "nests deeper"),
+        (["enqueue", "x", "--data", '{"a": ' + "[" * 200 + "]" * 200 + "}"], "more than 100"),
         (["enqueue", "x", "--priority", "urgent"], "'urgent' is not a priority"),
         (["enqueue", "x", "--priority", "99999999999"], "outside the int32 range"),
         (["enqueue", "x", "--run-at", "2030-01-01T09:00:00"], "has no time zone"),

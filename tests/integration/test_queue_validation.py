@@ -135,6 +135,19 @@ def test_a_result_or_stage_that_cannot_be_stored_is_refused_before_writing(
     assert snapshot(engine) == before
 
 
+def test_an_error_text_with_a_lone_surrogate_or_a_nul_is_stored_escaped(
+    executor: Executor,
+) -> None:
+    """A failure's text is a diagnostic: it is stored whatever it holds (a handler's
+    exception message may carry any string), with NUL and lone surrogates escaped."""
+    with executor.begin(worker_id="w") as queue:
+        queue.enqueue("t", max_attempts=1)
+        (job,) = queue.claim()
+        queue.start(job)
+        failed = queue.fail(job.id, "ValueError: bad \ud800 byte \x00 here")
+    assert failed.last_error == "ValueError: bad \\ud800 byte \\0 here"
+
+
 def test_escaped_backslash_before_u0000_is_not_a_nul(executor: Executor) -> None:
     with executor.begin() as queue:
         job = queue.enqueue("t", {"path": "C:\\u0000dir"})

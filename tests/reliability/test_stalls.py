@@ -100,8 +100,11 @@ def test_terminated_connections_lose_nothing_and_listen_comes_back(
         ids = registry.enqueue_many(
             JobQueue(session), [{"job_type": "effect", "data": {"seconds": 0.01}}] * jobs
         )
-    # Polling hourly: only LISTEN wakes these workers for a job enqueued while they idle.
-    workers = [spawn("--concurrency", "4", "--poll", "3600", *FAST) for _ in range(2)]
+    # Two workers poll often: a handler whose ctx.session was terminated fails its attempt,
+    # and the retry, due after its backoff, is found by polling. The third polls hourly:
+    # once the others are gone, only its LISTEN, reconnected, can wake it.
+    workers = [spawn("--concurrency", "4", "--poll", "0.2", *FAST) for _ in range(2)]
+    listening = spawn("--concurrency", "4", "--poll", "3600", *FAST)
 
     def done() -> int:
         with engine.connect() as connection:
@@ -113,12 +116,14 @@ def test_terminated_connections_lose_nothing_and_listen_comes_back(
         share = (round_ + 1) * jobs // (rounds + 1)
         wait_for(lambda: done() >= share, timeout=60, what=f"{share} done")  # noqa: B023
         terminated += terminate_worker_backends(engine)
-    wait_for(lambda: done() == jobs, timeout=120, what="every job done")
-    # Idle now; a new job is found only if a LISTEN connection is back.
+    wait_for(lambda: done() == jobs, timeout=sized(120, 600), what="every job done")
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
     with session_factory.begin() as session:
         late = registry.enqueue(JobQueue(session), "effect").id
     wait_for(lambda: done() == jobs + 1, timeout=30, what="the job enqueued after the terminations")
-    assert all(worker.poll() is None for worker in workers), "the workers survived"
+    assert listening.poll() is None, "the listening worker survived"
     with engine.connect() as connection:
         effect_ids = connection.execute(select(effects.c.job_id)).scalars().all()
     with session_factory() as session:

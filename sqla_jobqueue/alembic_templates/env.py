@@ -6,10 +6,18 @@ Connection or an Engine in ``config.attributes["connection"]`` (how
 environment variable, or from ``sqlalchemy.url`` in ``alembic.ini``. With none of them,
 online migrations stop with an error before connecting anywhere, and ``--sql`` renders
 PostgreSQL.
+
+Online, migrations of a database run one at a time (a second ``alembic upgrade head``
+started meanwhile waits, then finds the database at head), and a statement that waits
+longer than 5 s for a lock, such as an ``ALTER TABLE`` behind a worker's transaction,
+fails the migration with a message saying what to do instead of stalling every query on
+the table. ``SQLA_JOBQUEUE_MIGRATION_LOCK_TIMEOUT`` (or ``sqla_jobqueue.lock_timeout`` in
+``alembic.ini``) sets that limit: ``30s``, ``2m``, ``0`` for none.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from logging.config import fileConfig
 from typing import Any
 
@@ -19,6 +27,7 @@ from sqlalchemy import Connection, Engine, create_engine, pool
 
 import sqla_jobqueue.alembic  # noqa: F401  (registers op.create_job_queue and autogenerate)
 from sqla_jobqueue import metadata as jobqueue_metadata
+from sqla_jobqueue.alembic.ops import migrating_alone, migration_lock_timeout
 from sqla_jobqueue.database import postgresql_url, url_from_environment
 from sqla_jobqueue.errors import ConfigurationError
 
@@ -58,9 +67,9 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
-def _run(connection: Connection) -> None:
+def _run(connection: Connection, lock_timeout: timedelta | None) -> None:
     _configure(connection=connection)
-    with context.begin_transaction():
+    with context.begin_transaction(), migrating_alone(connection, lock_timeout):
         context.run_migrations()
 
 
@@ -76,14 +85,17 @@ def _engine() -> Engine:
 
 
 def run_migrations_online() -> None:
+    lock_timeout = migration_lock_timeout(config)
     given = config.attributes.get("connection")
     if given is not None and not isinstance(given, Engine):
-        _run(given)  # a Connection, or an object standing in for one (as test tools pass)
+        # A Connection, or an object standing in for one (as test tools pass).
+        _run(given, lock_timeout)
         return
     engine = given if given is not None else _engine()
     try:
-        with engine.connect() as connection:
-            _run(connection)
+        # READ COMMITTED: a migration that waited for another one sees what it committed.
+        with engine.connect().execution_options(isolation_level="READ COMMITTED") as connection:
+            _run(connection, lock_timeout)
             connection.commit()
     finally:
         if engine is not given:

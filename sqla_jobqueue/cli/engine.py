@@ -111,15 +111,28 @@ def open_database(
 
 
 def migrate(engine: Engine) -> str | None:
-    """Run the packaged migrations to head; return the revision the database is at."""
+    """Run the packaged migrations to head; return the revision the database is at.
+
+    Through the packaged ``env.py``: a migration running meanwhile is waited for (this
+    one then finds the database at head), and a lock held by a worker's or the
+    application's transaction past ``SQLA_JOBQUEUE_MIGRATION_LOCK_TIMEOUT`` (5 s) fails
+    the command with a :class:`~sqla_jobqueue.errors.JobQueueError` saying what to do.
+    """
     from alembic.util import CommandError
 
     from ..alembic import upgrade
+    from ..alembic.ops import MigrationLockTimeout, migration_lock_timeout
 
+    try:
+        migration_lock_timeout()  # a bad value is the operator's to fix, before connecting
+    except CommandError as error:
+        raise BadInput(str(error)) from None
     # Alembic logs each step at INFO; a command line user wants only the outcome.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         upgrade(engine)
+    except MigrationLockTimeout as error:
+        raise JobQueueError(str(error)) from None
     except CommandError as error:
         # Typically the database's alembic_version belongs to the application's own history.
         raise JobQueueError(

@@ -30,7 +30,7 @@ NOTIFY trigger's function needs no privilege of the enqueuer (PostgreSQL checks
 role also needs ``USAGE`` on the table's schema, which ``public`` grants to everyone.
 
 :func:`grant_statements` and :func:`revoke_statements` write the statements for one
-table; ``sqla_jobqueue.alembic.ops.grant_job_queue`` runs them in a migration and
+table; ``sqla_jobqueue.alembic.grant_job_queue`` runs them in a migration and
 ``sqla-jobqueue grants`` prints them. Like the installed SQL, the privileges of a version
 never change: a revision that names version N grants the same privileges after any
 library upgrade.

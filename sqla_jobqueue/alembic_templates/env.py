@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, create_engine, pool
 
 import sqla_jobqueue.alembic  # noqa: F401  (registers op.create_job_queue and autogenerate)
 from sqla_jobqueue import metadata as jobqueue_metadata
-from sqla_jobqueue.alembic.ops import migrating_alone, migration_lock_timeout
+from sqla_jobqueue.alembic import migrating_alone, migration_lock_timeout
 from sqla_jobqueue.database import postgresql_url, url_from_environment
 from sqla_jobqueue.errors import ConfigurationError
 

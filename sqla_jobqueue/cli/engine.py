@@ -121,7 +121,7 @@ def migrate(engine: Engine) -> str | None:
     from alembic.util import CommandError
 
     from ..alembic import upgrade
-    from ..alembic.ops import MigrationLockTimeout, migration_lock_timeout
+    from ..alembic.guard import MigrationLockTimeout, migration_lock_timeout
 
     try:
         migration_lock_timeout()  # a bad value is the operator's to fix, before connecting

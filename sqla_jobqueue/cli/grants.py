@@ -2,7 +2,7 @@
 
 It needs no database: it prints the statements of :mod:`sqla_jobqueue.grants` for the
 ``--model``'s table, to be run by the table's owner (``psql -f``, or pasted into a
-migration; ``sqla_jobqueue.alembic.ops.grant_job_queue`` runs the same statements).
+migration; ``sqla_jobqueue.alembic.grant_job_queue`` runs the same statements).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
 
 from sqla_jobqueue.alembic import copy_template, upgrade
-from sqla_jobqueue.alembic.ops import (
+from sqla_jobqueue.alembic.guard import (
     DEFAULT_MIGRATION_LOCK_TIMEOUT,
     MIGRATION_LOCK_KEY,
     MIGRATION_LOCK_TIMEOUT_OPTION,

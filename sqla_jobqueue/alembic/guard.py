@@ -126,7 +126,8 @@ def migrating_alone(connection: Connection, lock_timeout: timedelta | None) -> I
     migrating = False
     try:
         connection.execute(_TAKE_MIGRATION_LOCK)
-        connection.execute(*bound_waits(lock_timeout, None))
+        # No limit is a lock_timeout of zero (None would keep the session's own).
+        connection.execute(*bound_waits(lock_timeout or timedelta(0), None))
         migrating = True
         yield
     except DBAPIError as error:

@@ -7,6 +7,7 @@ They do not depend on a job table: each is built once, here.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import String, func, select, text
 
@@ -14,16 +15,27 @@ from .base import Bound, param
 
 __all__ = ["bound_waits", "pin_read_committed", "unpin_read_committed"]
 
+
+def _local_setting(name: str, value: Any) -> Any:
+    """``name`` set to ``value`` until the end of the transaction; a NULL value keeps what
+    the session has (a limit a DBA set on the role stays)."""
+    return func.set_config(name, func.coalesce(value, func.current_setting(name)), True)
+
+
 _BOUND_WAITS = select(
-    func.set_config("lock_timeout", param("p_lock_timeout", String()), True),
-    func.set_config("idle_in_transaction_session_timeout", param("p_idle_timeout", String()), True),
+    _local_setting("lock_timeout", param("p_lock_timeout", String())),
+    _local_setting("idle_in_transaction_session_timeout", param("p_idle_timeout", String())),
 )
 _PIN = text("SET default_transaction_isolation TO 'read committed'")
 _UNPIN = text("RESET default_transaction_isolation")
 
 
-def _milliseconds(duration: timedelta | None) -> str:
-    return "0" if duration is None else f"{max(1, round(duration.total_seconds() * 1000))}ms"
+def _milliseconds(duration: timedelta | None) -> str | None:
+    if duration is None:
+        return None
+    if duration <= timedelta(0):
+        return "0"  # no limit
+    return f"{max(1, round(duration.total_seconds() * 1000))}ms"
 
 
 def bound_waits(lock_timeout: timedelta | None, idle_timeout: timedelta | None) -> Bound:
@@ -31,7 +43,7 @@ def bound_waits(lock_timeout: timedelta | None, idle_timeout: timedelta | None) 
     waits longer than ``lock_timeout`` for a lock fails with ``LockNotAvailable``, and the
     server ends the session when the transaction sits idle longer than ``idle_timeout`` (a
     process stopped mid-transaction, by SIGSTOP or a debugger, then frees what it locked).
-    ``None`` sets no limit."""
+    ``None`` leaves that setting as the session has it; zero sets no limit."""
     params = {"p_lock_timeout": _milliseconds(lock_timeout),
               "p_idle_timeout": _milliseconds(idle_timeout)}  # fmt: skip
     return Bound(_BOUND_WAITS, params)

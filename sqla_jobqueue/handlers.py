@@ -46,7 +46,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from typing_extensions import deprecated
 
@@ -87,6 +87,7 @@ AsyncHandlerFunction = Callable[["AsyncJobContext"], Awaitable[Any]]
 
 F = TypeVar("F", bound=HandlerFunction | AsyncHandlerFunction)
 J = TypeVar("J", bound=JobMixin)
+S = TypeVar("S")
 
 
 class Snooze(Exception):
@@ -336,9 +337,10 @@ class Registry:
         return queue.enqueue_many(filled)
 
 
-class JobContextBase:
-    """What a handler knows about its job, and how it reports back; the part of
-    :class:`JobContext` and :class:`AsyncJobContext` that does not depend on a session.
+class JobContextBase(Generic[S]):
+    """What a handler knows about its job, how it reports back, and the session factory
+    its ``session`` comes from: what :class:`JobContext` (``S`` a ``Session``) and
+    :class:`AsyncJobContext` (``S`` an ``AsyncSession``) share.
 
     Attributes
     ----------
@@ -357,6 +359,7 @@ class JobContextBase:
         attempt: int,
         max_attempts: int,
         worker_id: str,
+        session_factory: Callable[[], S] | None = None,
     ) -> None:
         self.job_id = job_id
         self.job_type = job_type
@@ -370,6 +373,8 @@ class JobContextBase:
         self._events = 0
         self._dirty = False
         self._abandoned = False
+        self._session_factory = session_factory
+        self._session: S | None = None
 
     @property
     def data(self) -> dict[str, Any]:
@@ -456,7 +461,7 @@ class JobContextBase:
     @property
     def uses_session(self) -> bool:
         """Whether the handler opened its ``session``."""
-        return False
+        return self._session is not None
 
     def __repr__(self) -> str:
         return (
@@ -465,7 +470,7 @@ class JobContextBase:
         )
 
 
-class JobContext(JobContextBase):
+class JobContext(JobContextBase["Session"]):
     """What a handler knows about its job, how it reports back, and the session whose
     transaction completes the job.
 
@@ -476,24 +481,6 @@ class JobContext(JobContextBase):
     worker_id:
         The identity of the worker running it.
     """
-
-    def __init__(
-        self,
-        *,
-        job_id: uuid.UUID,
-        job_type: str,
-        data: dict[str, Any] | str,
-        attempt: int,
-        max_attempts: int,
-        worker_id: str,
-        session_factory: Callable[[], Session] | None = None,
-    ) -> None:
-        super().__init__(
-            job_id=job_id, job_type=job_type, data=data, attempt=attempt,
-            max_attempts=max_attempts, worker_id=worker_id,
-        )  # fmt: skip
-        self._session_factory = session_factory
-        self._session: Session | None = None
 
     @property
     def session(self) -> Session:
@@ -512,13 +499,8 @@ class JobContext(JobContextBase):
             self._session = self._session_factory()
         return self._session
 
-    @property
-    def uses_session(self) -> bool:
-        """Whether the handler opened :attr:`session`."""
-        return self._session is not None
 
-
-class AsyncJobContext(JobContextBase):
+class AsyncJobContext(JobContextBase["AsyncSession"]):
     """What an ``async def`` handler knows about its job, how it reports back, and the
     ``AsyncSession`` whose transaction completes the job.
 
@@ -530,34 +512,13 @@ class AsyncJobContext(JobContextBase):
         The identity of the worker running it.
     """
 
-    def __init__(
-        self,
-        *,
-        job_id: uuid.UUID,
-        job_type: str,
-        data: dict[str, Any] | str,
-        attempt: int,
-        max_attempts: int,
-        worker_id: str,
-        session_factory: Callable[[], AsyncSession],
-    ) -> None:
-        super().__init__(
-            job_id=job_id, job_type=job_type, data=data, attempt=attempt,
-            max_attempts=max_attempts, worker_id=worker_id,
-        )  # fmt: skip
-        self._session_factory = session_factory
-        self._session: AsyncSession | None = None
-
     @property
     def session(self) -> AsyncSession:
         """An ``AsyncSession`` whose transaction also completes the job (opened on first
         use). Write the job's database effects through it and do not commit: the worker
         commits after marking the job completed in the same transaction."""
         if self._session is None:
+            if self._session_factory is None:
+                raise RuntimeError("this AsyncJobContext has no session factory")
             self._session = self._session_factory()
         return self._session
-
-    @property
-    def uses_session(self) -> bool:
-        """Whether the handler opened :attr:`session`."""
-        return self._session is not None

@@ -128,7 +128,7 @@ class AsyncWorker:
         self._ready = threading.Event()
         self._task: asyncio.Task[int] | None = None
 
-    def _context(self, row: Claimed, spec: Handler) -> JobContextBase:
+    def _context(self, row: Claimed, spec: Handler) -> JobContextBase[Any]:
         if spec.is_async:
             return AsyncJobContext(
                 job_id=row.id,

@@ -13,6 +13,7 @@ import math
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..handlers import Handler, JobContextBase, Registry
 from ..statements import Claimed, ClaimPosition
@@ -24,7 +25,7 @@ __all__ = ["IDLE_CAP", "Dispatch"]
 IDLE_CAP = 1.0
 """Longest an idle dispatcher sleeps before it looks at its state again."""
 
-ContextFactory = Callable[[Claimed, Handler], JobContextBase]
+ContextFactory = Callable[[Claimed, Handler], JobContextBase[Any]]
 
 
 class Dispatch:

@@ -67,7 +67,7 @@ class Run:
 
     __slots__ = ("ctx", "deadline", "finished", "spec", "started", "task", "timed_out")
 
-    def __init__(self, ctx: JobContextBase, spec: Handler, started: float) -> None:
+    def __init__(self, ctx: JobContextBase[Any], spec: Handler, started: float) -> None:
         self.ctx = ctx
         self.spec = spec
         self.started = started

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from sqla_jobqueue.handlers import Handler, JobContext, JobContextBase, Registry
 from sqla_jobqueue.statements import Claimed
@@ -15,7 +16,7 @@ from sqla_jobqueue.worker.settings import WorkerSettings
 T0 = 1000.0
 
 
-def context(row: Claimed, spec: Handler) -> JobContextBase:
+def context(row: Claimed, spec: Handler) -> JobContextBase[Any]:
     return JobContext(job_id=row.id, job_type=row.job_type, data=row.data, attempt=row.attempts,
                       max_attempts=row.max_attempts, worker_id="w")  # fmt: skip
 

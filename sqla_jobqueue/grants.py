@@ -39,7 +39,7 @@ library upgrade.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
@@ -56,7 +56,7 @@ __all__ = [
     "revoke_statements",
 ]
 
-CURRENT_GRANTS_VERSION = 1
+CURRENT_GRANTS_VERSION = 2
 """The version of the roles' privileges that this release grants."""
 
 _preparer = PGDialect().identifier_preparer  # type: ignore[no-untyped-call]
@@ -120,8 +120,9 @@ _WRITTEN_BY_OPERATORS = (
     "last_error",  # recover says why a job came back
 )
 
-_VERSIONS: dict[int, dict[RoleKind, RolePrivileges]] = {
-    1: {
+
+def _version_1() -> dict[RoleKind, RolePrivileges]:
+    return {
         RoleKind.ENQUEUER: RolePrivileges(
             select=("id", "job_type", "status", "unique_key", "created_at", "run_at"),
             insert=("id", "job_type", "data", "priority", "max_attempts", "run_at", "unique_key"),
@@ -133,7 +134,22 @@ _VERSIONS: dict[int, dict[RoleKind, RolePrivileges]] = {
         RoleKind.OPERATOR: RolePrivileges(select=None, update=_WRITTEN_BY_OPERATORS, delete=True),
         RoleKind.MIGRATOR: RolePrivileges(owns=True),
     }
-}
+
+
+def _version_2() -> dict[RoleKind, RolePrivileges]:
+    """Version 1, and the rescue (a worker's duty, an operator's ``recover``) counts the
+    crashes of the jobs it takes back and gives an attempt more to those that ran beside
+    others."""
+    roles = _version_1()
+    worker, operator = roles[RoleKind.WORKER], roles[RoleKind.OPERATOR]
+    roles[RoleKind.WORKER] = replace(worker, update=(*(worker.update or ()), "crashes"))
+    roles[RoleKind.OPERATOR] = replace(
+        operator, update=(*(operator.update or ()), "max_attempts", "crashes")
+    )
+    return roles
+
+
+_VERSIONS: dict[int, dict[RoleKind, RolePrivileges]] = {1: _version_1(), 2: _version_2()}
 
 
 def privileges(kind: RoleKind | str, version: int = CURRENT_GRANTS_VERSION) -> RolePrivileges:

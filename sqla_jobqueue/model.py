@@ -53,6 +53,7 @@ __all__ = [
     "FINISHED_STATUSES",
     "HELD_STATUSES",
     "LIVE_STATUSES",
+    "RUNS_ALONE_PREDICATE",
     "UNIQUE_KEY_PREDICATE",
     "Job",
     "JobMixin",
@@ -115,6 +116,11 @@ def status_list_sql(statuses: tuple[JobStatus, ...]) -> str:
 UNIQUE_KEY_PREDICATE = f"unique_key IS NOT NULL AND status IN ({status_list_sql(LIVE_STATUSES)})"
 """Where ``unique_key`` must be unique: among live jobs that have a key."""
 
+RUNS_ALONE_PREDICATE = f"status = '{JobStatus.PENDING.value}' AND crashes > 0"
+"""Pending jobs that run alone: each was running in a worker process that died. Such a
+job is claimed only by a worker running nothing else, and by itself, so that a crash while
+it runs is its own (see docs/reliability.md)."""
+
 _INFO_KEY = "sqla_jobqueue"
 _DEFAULT_IX_CONVENTION = "ix_%(column_0_label)s"
 
@@ -139,7 +145,9 @@ class JobMixin:
 
     The columns are those of the original design plus ``run_at`` (not claimable
     before), ``heartbeat_at`` (refreshed by the worker holding the job), ``unique_key``
-    (at most one live job per key) and ``result`` (a small JSON result).
+    (at most one live job per key), ``result`` (a small JSON result) and ``crashes`` (how
+    many times a worker process died while running the job; a job that has crashed once
+    runs alone, see :data:`RUNS_ALONE_PREDICATE`).
     """
 
     __table_schema__: ClassVar[str | None] = None
@@ -169,6 +177,7 @@ class JobMixin:
     heartbeat_at: Mapped[datetime | None] = _timestamp()
     unique_key: Mapped[str | None] = mapped_column(String(255))
     result: Mapped[Any | None] = mapped_column(JSONB)
+    crashes: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
     @declared_attr.directive
     @classmethod
@@ -208,6 +217,13 @@ class JobMixin:
                 "created_at",
                 "id",
                 postgresql_where=text(f"status = '{JobStatus.PENDING.value}'"),
+            ),
+            Index(
+                index_name("runs_alone"),
+                cast(Column[int], cls.priority).desc(),
+                "created_at",
+                "id",
+                postgresql_where=text(RUNS_ALONE_PREDICATE),
             ),
             Index(
                 index_name("held_by_worker"),

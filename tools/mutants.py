@@ -318,22 +318,53 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "rescue-charges-unstarted",
         _MAINTAIN,
-        "(never_started, func.greatest(c.attempts - 1, 0)),",
-        "(never_started, c.attempts),",
+        "(never_started, func.greatest(c.attempts - 1, 0)), else_=c.attempts",
+        "(never_started, c.attempts), else_=c.attempts",
         (f"{_T_QUEUE}::test_recover_stale_returns_jobs_and_refunds_unstarted_ones",),
         "a rescued job that never started gets its attempt back",
     ),
     Mutant(
         "rescue-never-fails-poison",
         _MAINTAIN,
-        "spent = and_(~never_started, c.attempts >= c.max_attempts)",
-        "spent = and_(~never_started, c.attempts > c.max_attempts)",
+        "spent = and_(charged, c.attempts >= c.max_attempts)",
+        "spent = and_(charged, c.attempts > c.max_attempts)",
         (f"{_T_QUEUE}::test_recover_stale_returns_jobs_and_refunds_unstarted_ones",),
         "a job that keeps killing workers ends failed after max_attempts",
         slow=(
             f"{_T_PROCESSES}::test_a_poison_job_fails_after_max_attempts_without_charging_"
             "innocent_jobs",
         ),
+    ),
+    Mutant(
+        "rescue-charges-the-crowd",
+        _MAINTAIN,
+        "max_attempts=case((crowded, c.max_attempts + 1), else_=c.max_attempts),",
+        "max_attempts=c.max_attempts,",
+        (f"{_T_QUEUE}::test_recover_stale_gives_back_the_attempts_of_jobs_that_ran_beside_others",),
+        "jobs running beside others when their worker died are not charged for the crash",
+        slow=(
+            f"{_T_PROCESSES}::test_a_poison_job_fails_after_max_attempts_without_charging_"
+            "innocent_jobs",
+            f"{_T_PROCESSES}::test_a_poison_job_enqueued_with_two_sleepers_fails_alone",
+        ),
+    ),
+    Mutant(
+        "batch-claims-crashed-jobs",
+        _CLAIM,
+        "c.crashes > zero if crashed else c.crashes == zero",
+        "c.crashes > zero if crashed else c.crashes >= zero",
+        (f"{_T_QUEUE}::test_recover_stale_gives_back_the_attempts_of_jobs_that_ran_beside_others",),
+        "a claim of several jobs passes over jobs that crashed a worker",
+    ),
+    Mutant(
+        "crashed-job-not-alone",
+        _DISPATCH,
+        "            if self.alone in self.active:\n                return True",
+        "            if self.alone in self.active:\n                return False",
+        (
+            f"{_T_DISPATCH}::test_a_job_that_crashed_a_worker_runs_alone_and_the_next_claim_follows_at_once",
+        ),
+        "a job that crashed a worker runs alone: nothing else is claimed until it ends",
     ),
     Mutant(
         "stale-by-claim-time",

@@ -124,6 +124,7 @@ def _built(model: type[J], row: dict[str, Any], created_at: datetime, run_at: da
         heartbeat_at=None,
         unique_key=row["unique_key"],
         result=None,
+        crashes=0,
     )
     make_transient_to_detached(job)
     return job

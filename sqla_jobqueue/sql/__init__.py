@@ -30,7 +30,7 @@ __all__ = [
     "uninstall_statements",
 ]
 
-CURRENT_VERSION = 1
+CURRENT_VERSION = 2
 """The version of the job-queue objects that this release installs."""
 
 _STATEMENT_SEPARATOR = re.compile(r"^-- statement\s*$", re.MULTILINE)

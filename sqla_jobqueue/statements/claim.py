@@ -2,7 +2,10 @@
 
 Every claim selects its jobs by :func:`claim_candidates`: due pending jobs with attempts
 left, highest priority first, then oldest, then by id, locked ``FOR NO KEY UPDATE SKIP
-LOCKED``; the installed ``claim_job_batch`` selects the same way. The worker's round
+LOCKED``; the installed ``claim_job_batch`` selects the same way. A job that was running
+in a worker process that died (``crashes > 0``) runs alone: a claim of several jobs
+passes over it, a claim of one job may take it, and an idle worker claims it by itself
+(:meth:`ClaimStatements.claim_alone`). The worker's round
 (:meth:`ClaimStatements.complete_and_claim`) completes many jobs and claims the next ones in
 one statement; its claimed rows go straight to ``running``. A claim may resume after the
 :class:`ClaimPosition` of the previous one, so that it does not step again over the index
@@ -46,7 +49,16 @@ from .fence import status_literal
 
 __all__ = ["ClaimPosition", "ClaimStatements", "Claimed", "claim_candidates"]
 
-_CLAIMED_COLUMNS = ("id", "job_type", "data", "attempts", "max_attempts", "priority", "created_at")
+_CLAIMED_COLUMNS = (
+    "id",
+    "job_type",
+    "data",
+    "attempts",
+    "max_attempts",
+    "priority",
+    "created_at",
+    "crashes",
+)
 _CLAIM_ORDER: tuple[Any, ...] = (
     literal_column("priority").desc(),
     literal_column("created_at"),
@@ -65,6 +77,8 @@ class Claimed(NamedTuple):
     max_attempts: int
     priority: int
     created_at: datetime
+    crashes: int = 0
+    """How many worker processes died running it: a job that crashed runs alone."""
 
 
 class ClaimPosition(NamedTuple):
@@ -80,29 +94,43 @@ class ClaimPosition(NamedTuple):
         return cls(job.priority, job.created_at, job.id)
 
 
-def claim_candidates(table: Table, limit: Any, job_types: Any | None = None) -> Select[Any]:
+def claim_candidates(
+    table: Table, limit: Any, job_types: Any | None = None, crashed: bool | None = False
+) -> Select[Any]:
     """The ids a claim takes, locked: due pending jobs with attempts left, highest
     priority first, then oldest, then by id, skipping rows another claim has locked.
 
     ``limit`` and ``job_types`` (an array expression, ``None`` for every type) may be
-    values or bound parameters. The repository's claim, the worker's round and the
-    installed ``claim_job_batch`` all select this way.
+    values or bound parameters. ``crashed`` chooses among jobs that never crashed a
+    worker (``False``, what a claim of several jobs takes), jobs that did (``True``: they
+    run alone) or both (``None``, for a claim of one job). The repository's claim, the
+    worker's round and the installed ``claim_job_batch`` all select this way.
     """
     c = table.c
-    candidates = (
+    return (
         select(c.id)
-        .where(
-            c.status == status_literal(JobStatus.PENDING),
-            c.run_at <= func.statement_timestamp(),
-            c.attempts < c.max_attempts,
-        )
+        .where(*_claimable(table, job_types, crashed))
         .order_by(c.priority.desc(), c.created_at, c.id)
         .limit(limit)
         .with_for_update(skip_locked=True, key_share=True)
     )
+
+
+def _claimable(table: Table, job_types: Any | None, crashed: bool | None) -> list[Any]:
+    """The conditions of :func:`claim_candidates`."""
+    c = table.c
+    conditions = [
+        c.status == status_literal(JobStatus.PENDING),
+        c.run_at <= func.statement_timestamp(),
+        c.attempts < c.max_attempts,
+    ]
+    if crashed is not None:
+        # A literal 0: the predicate of the crashed jobs' partial index names it.
+        zero: Any = literal_column("0")
+        conditions.append(c.crashes > zero if crashed else c.crashes == zero)
     if job_types is not None:
-        candidates = candidates.where(c.job_type == any_(job_types))
-    return candidates
+        conditions.append(c.job_type == any_(job_types))
+    return conditions
 
 
 def _claim_after(table: Table, limit: Any, job_types: Any | None) -> CompoundSelect[Any]:
@@ -147,24 +175,70 @@ class ClaimStatements(StatementsBase):
 
     def claim(self, worker_id: str, limit: int, job_types: list[str] | None) -> Bound:
         """Claim up to ``limit`` due jobs as ``claimed`` by ``worker_id``, all columns
-        returned (in no order)."""
+        returned (in no order). Only a claim of one job takes a job that crashed a worker."""
         typed = job_types is not None
+        crashed = None if limit == 1 else False
         statement = self._once(
-            ("claim", typed), lambda: self._claiming(typed, False, JobStatus.CLAIMED, None)
+            ("claim", typed, crashed),
+            lambda: self._claiming(typed, False, JobStatus.CLAIMED, None, crashed),
         )
         params: dict[str, Any] = {"p_worker_id": worker_id, "p_limit": limit}
         if job_types is not None:
             params["p_job_types"] = job_types
         return Bound(statement, params)
 
+    def claim_alone(self, worker_id: str, job_types: Sequence[str] | None) -> Bound:
+        """Claim, as ``running``, the first due job that crashed a worker (at most one):
+        for a worker that runs nothing else. Rows: :class:`Claimed`."""
+        typed = job_types is not None
+        statement = self._once(
+            ("claim_alone", typed),
+            lambda: self._claiming(typed, False, JobStatus.RUNNING, self._claimed_columns(), True),
+        )
+        params: dict[str, Any] = {"p_worker_id": worker_id, "p_limit": 1}
+        if job_types is not None:
+            params["p_job_types"] = list(job_types)
+        return Bound(statement, params)
+
+    def alone_due(self, job_types: Sequence[str] | None) -> Bound:
+        """Whether a job that crashed a worker is due (one row, a boolean): a busy worker
+        asks now and then, and stops claiming until it can run that job alone."""
+        typed = job_types is not None
+
+        def build() -> Any:
+            types = param("p_job_types", ARRAY(String())) if typed else None
+            return select(
+                select(self.table.c.id).where(*_claimable(self.table, types, True)).exists()
+            )
+
+        params: dict[str, Any] = {}
+        if job_types is not None:
+            params["p_job_types"] = list(job_types)
+        return Bound(self._once(("alone_due", typed), build), params)
+
+    def _claimed_columns(self) -> list[Any]:
+        c = self.table.c
+        return [
+            # data as text: a handler that never reads it never pays for decoding it.
+            sql_cast(c.data, Text()).label("data") if name == "data" else c[name]
+            for name in _CLAIMED_COLUMNS
+        ]
+
     def _claiming(
-        self, typed: bool, resumed: bool, status: JobStatus, returning: list[Any] | None
+        self,
+        typed: bool,
+        resumed: bool,
+        status: JobStatus,
+        returning: list[Any] | None,
+        crashed: bool | None = False,
     ) -> Any:
         table, c = self.table, self.table.c
         limit = param("p_limit", Integer())
         types = param("p_job_types", ARRAY(String())) if typed else None
         candidates: Any = (
-            _claim_after(table, limit, types) if resumed else claim_candidates(table, limit, types)
+            _claim_after(table, limit, types)
+            if resumed
+            else claim_candidates(table, limit, types, crashed)
         )
         values: dict[str, Any] = {
             "status": status_literal(status),
@@ -227,12 +301,9 @@ class ClaimStatements(StatementsBase):
 
     def _round(self, typed: bool, resumed: bool) -> Any:
         c = self.table.c
-        returning = [
-            # data as text: a handler that never reads it never pays for decoding it.
-            sql_cast(c.data, Text()).label("data") if name == "data" else c[name]
-            for name in _CLAIMED_COLUMNS
-        ]
-        claimed = self._claiming(typed, resumed, JobStatus.RUNNING, returning).cte("claimed")
+        claimed = self._claiming(typed, resumed, JobStatus.RUNNING, self._claimed_columns()).cte(
+            "claimed"
+        )
         done = per_job("done", _COMPLETION_COLUMNS)
         completed = (
             update(self.table)

@@ -1,8 +1,10 @@
 """Maintenance: taking back the jobs of workers that stopped heartbeating, and pruning.
 
 A rescue (:meth:`MaintenanceStatements.recover_stale`) refunds the attempt of a job that
-never started and charges one that ran, so that a job that keeps killing workers ends
-``failed`` after ``max_attempts``; pruning deletes finished jobs only.
+never started and counts a crash of one that ran: charged when it ran alone, given an
+attempt more when other jobs ran beside it (any of them may be the cause), and alone from
+then on, so that a job that keeps killing workers ends ``failed`` after ``max_attempts``
+crashes of its own and the jobs beside it are never charged for it. Pruning deletes finished jobs only.
 
 Neither waits on a row that another transaction has locked (an operator's open
 transaction, a report reading ``FOR UPDATE``, a worker writing that job): each first locks
@@ -21,7 +23,7 @@ from sqlalchemy import Integer, Interval, and_, any_, case, delete, func, select
 
 from ..model import FINISHED_STATUSES, JobStatus
 from .base import Bound, StatementsBase, param
-from .fence import is_stale, status_literals
+from .fence import is_stale, status_literal, status_literals
 
 __all__ = ["MaintenanceStatements"]
 
@@ -30,21 +32,39 @@ class MaintenanceStatements(StatementsBase):
     """The statements of the maintenance duties."""
 
     def recover_stale(self, timeout: timedelta) -> Bound:
-        """Held jobs whose heartbeat is older than ``timeout`` go back to ``pending``: a
-        ``claimed`` one with its attempt refunded, a ``running`` one charged (``failed``
-        when none remain). A job whose row another transaction has locked is skipped."""
+        """Held jobs whose heartbeat is older than ``timeout`` go back to ``pending``.
+
+        A ``claimed`` one gets its attempt back. A ``running`` one counts a crash: charged
+        its attempt (``failed`` when none remain) if it was the only job its worker was
+        running; otherwise, since any of the jobs beside it may have killed the worker,
+        given an attempt more (``max_attempts + 1``, as a snooze is). Either way it runs
+        alone from then on, so that its next crash is its own. A job whose row another
+        transaction has locked is skipped.
+        """
 
         def build() -> Any:
             c = self.table.c
             now = self._now
             never_started = c.status == JobStatus.CLAIMED.value
-            spent = and_(~never_started, c.attempts >= c.max_attempts)
-            lost = func.concat(
-                "worker ",
-                c.worker_id,
-                " stopped heartbeating (last at ",
-                c.heartbeat_at,
-                "); rescued by recover_stale",
+            beside = self.table.alias("beside")
+            crowded = and_(
+                ~never_started,
+                select(beside.c.id)
+                .where(
+                    beside.c.worker_id == c.worker_id,
+                    beside.c.status == status_literal(JobStatus.RUNNING),
+                    beside.c.id != c.id,
+                )
+                .exists(),
+            )
+            charged = and_(~never_started, ~crowded)
+            spent = and_(charged, c.attempts >= c.max_attempts)
+            stopped = ("worker ", c.worker_id, " stopped heartbeating (last at ", c.heartbeat_at)
+            lost = func.concat(*stopped, "); rescued by recover_stale")
+            lost_in_a_crowd = func.concat(
+                *stopped,
+                ") while running other jobs too; rescued by recover_stale with an attempt "
+                "more, to run alone",
             )
             # FOR NO KEY UPDATE, the lock the UPDATE takes: a foreign key check on the job
             # (FOR KEY SHARE) neither blocks the rescue nor is blocked by it.
@@ -61,7 +81,13 @@ class MaintenanceStatements(StatementsBase):
                     attempts=case(
                         (never_started, func.greatest(c.attempts - 1, 0)), else_=c.attempts
                     ),
-                    last_error=case((never_started, c.last_error), else_=lost),
+                    # Given back as a snooze gives it back: attempt numbers only grow,
+                    # so each run of the job keeps a fence of its own.
+                    max_attempts=case((crowded, c.max_attempts + 1), else_=c.max_attempts),
+                    crashes=case((never_started, c.crashes), else_=c.crashes + 1),
+                    last_error=case(
+                        (never_started, c.last_error), (crowded, lost_in_a_crowd), else_=lost
+                    ),
                     completed_at=case((spent, now), else_=None),
                     run_at=case((spent, c.run_at), else_=now),
                     worker_id=case((spent, c.worker_id), else_=None),

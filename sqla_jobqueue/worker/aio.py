@@ -34,9 +34,9 @@ from .control import (
     next_backoff,
     warn_if_sessions_isolated,
 )
-from .dispatch import Dispatch
+from .dispatch import AloneStep, Dispatch
 from .outcomes import Outcome, Run, WorkerStats, log_late_return, log_outcomes
-from .recording import Recorder, needs_transaction
+from .recording import Recorder, RoundResult, needs_transaction
 from .running import run_async_handler, run_handler
 from .settings import WorkerOptions, WorkerSettings
 
@@ -306,14 +306,16 @@ class AsyncWorker:
             if dispatch.pending or want:
                 notified, arrived = dispatch.notified, self._arrived
                 try:
-                    claimed = await self._record_and_claim(want)
+                    alone = dispatch.alone_step(now, want)
+                    result = await self._record_and_claim(want, alone)
                 except Exception as exc:
                     backoff = next_backoff(backoff, 0.1)
                     log_db_error("recording outcomes and claiming", exc, backoff)
                     await self._abort_within(backoff)
                     continue
                 backoff = 0.0
-                dispatch.claimed(want, claimed, notified, time.monotonic())
+                claimed = result.claimed
+                dispatch.claimed(want, claimed, notified, time.monotonic(), alone, result.alone_due)
                 for run in dispatch.runs(claimed, time.monotonic()):
                     self._start(run)
                 if dispatch.again_at_once(free, len(claimed)) or self._arrived != arrived:
@@ -329,12 +331,12 @@ class AsyncWorker:
         while not self._abort and time.monotonic() < deadline:
             await asyncio.sleep(min(0.05, deadline - time.monotonic()))
 
-    async def _record_and_claim(self, want: int) -> list[Claimed]:
+    async def _record_and_claim(self, want: int, alone: AloneStep = AloneStep.NONE) -> RoundResult:
         """Write the pending outcomes and claim ``want`` jobs, in one transaction."""
         dispatch = self._dispatch
         pending = dispatch.start_round()
         arguments = (pending, want, dispatch.resume_after, dispatch.uncertain,
-                     dispatch.known_ids())  # fmt: skip
+                     dispatch.known_ids(), alone)  # fmt: skip
         round_ = self._recorder.round
         assert self._write_lock is not None
         try:
@@ -354,7 +356,7 @@ class AsyncWorker:
             dispatch.round_failed(pending)
             raise
         log_outcomes(self.stats, dispatch.written(pending, result.again))
-        return result.claimed
+        return result
 
     async def _kept_connection(self) -> AsyncConnection:
         """An autocommit connection the worker keeps, pinned to READ COMMITTED."""

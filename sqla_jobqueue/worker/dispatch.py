@@ -9,6 +9,7 @@ database.
 
 from __future__ import annotations
 
+import enum
 import math
 import threading
 import uuid
@@ -20,10 +21,23 @@ from ..statements import Claimed, ClaimPosition
 from .outcomes import Outcome, Run, shutdown_outcome, timed_out_outcome
 from .settings import WorkerSettings
 
-__all__ = ["IDLE_CAP", "Dispatch"]
+__all__ = ["ALONE_CHECK_INTERVAL", "IDLE_CAP", "AloneStep", "Dispatch"]
 
 IDLE_CAP = 1.0
 """Longest an idle dispatcher sleeps before it looks at its state again."""
+ALONE_CHECK_INTERVAL = 5.0
+"""How often a busy worker asks whether a job that must run alone is due."""
+
+
+class AloneStep(enum.Enum):
+    """What a round does about jobs that run alone (jobs that crashed a worker)."""
+
+    NONE = "none"
+    CHECK = "check"
+    """Ask whether one is due (a busy worker, now and then)."""
+    CLAIM = "claim"
+    """Claim one before anything else (a worker running nothing)."""
+
 
 ContextFactory = Callable[[Claimed, Handler], JobContextBase[Any]]
 
@@ -55,6 +69,11 @@ class Dispatch:
         self.uncertain = False
         """Whether the last round's commit may have happened with its answer lost."""
         self.resume_after: ClaimPosition | None = None
+        self.alone: uuid.UUID | None = None
+        """The job running alone here: nothing else is claimed until it ends."""
+        self.alone_waiting = False
+        """A job that runs alone is due: claim nothing more until nothing runs here."""
+        self._next_alone_check = 0.0
         self._resume_until = 0.0
         self._next_poll = 0.0
         self.grace_deadline = math.inf
@@ -115,15 +134,63 @@ class Dispatch:
         """How many jobs the next round claims (0: it only writes outcomes, if any)."""
         if now >= self._resume_until:
             self.resume_after = None
-        if stopping or free <= 0 or not (self.hungry or now >= self._next_poll):
+        if stopping or free <= 0 or self._making_room_to_be_alone():
+            return 0
+        if not (self.hungry or now >= self._next_poll):
             return 0
         return min(self.settings.batch_size, free)
 
-    def claimed(self, want: int, claimed: Sequence[Claimed], notified: int, now: float) -> None:
+    def _making_room_to_be_alone(self) -> bool:
+        """Whether a job runs alone here, or one waits for the jobs running here to end."""
+        with self.lock:
+            if self.alone in self.active:
+                return True
+            self.alone = None
+            return self.alone_waiting and bool(self.active)
+
+    def alone_step(self, now: float, want: int) -> AloneStep:
+        """What a round that claims ``want`` jobs does about jobs that run alone: a worker
+        running nothing claims one first; a busy one asks every
+        :data:`ALONE_CHECK_INTERVAL` whether one is due, so that it makes room for it even
+        when the queue never empties."""
+        if not want:
+            return AloneStep.NONE
+        with self.lock:
+            idle = not self.active
+        if idle:
+            return AloneStep.CLAIM
+        if now >= self._next_alone_check:
+            self._next_alone_check = now + ALONE_CHECK_INTERVAL
+            return AloneStep.CHECK
+        return AloneStep.NONE
+
+    def claimed(
+        self,
+        want: int,
+        claimed: Sequence[Claimed],
+        notified: int,
+        now: float,
+        alone: AloneStep = AloneStep.NONE,
+        alone_due: bool = False,
+    ) -> None:
         """A round that asked for ``want`` jobs came back with ``claimed``; ``notified``
-        is :attr:`notified` as it was before the round."""
+        is :attr:`notified` as it was before the round; ``alone`` is the round's
+        :meth:`alone_step`, and ``alone_due`` the answer of a check."""
         if not want:
             return
+        self._claimed(want, claimed, notified, now)
+        if alone is AloneStep.CHECK and alone_due:
+            self.alone_waiting = self.hungry = True
+        elif alone is AloneStep.CLAIM:
+            self.alone_waiting = False
+            crashed = [row for row in claimed if row.crashes]
+            if crashed:
+                self.alone = crashed[0].id
+                # Once it ends, claim again at once, from the start of the queue.
+                self.hungry = True
+                self.resume_after = None
+
+    def _claimed(self, want: int, claimed: Sequence[Claimed], notified: int, now: float) -> None:
         full = len(claimed) == want
         # A short claim that resumed may have passed over due jobs before its position; a
         # notification during the claim may be for a job it could not see yet: either
@@ -197,7 +264,7 @@ class Dispatch:
         timeout = IDLE_CAP
         if stopping:
             timeout = min(timeout, self.grace_deadline - now)
-        elif free > 0:
+        elif free > 0 and not self._making_room_to_be_alone():
             timeout = min(timeout, self._next_poll - now)
         with self.lock:
             deadlines = [r.deadline for r in self.active.values() if r.deadline is not None]

@@ -28,6 +28,7 @@ from ..model import JobStatus
 from ..queue import JobQueue
 from ..statements import Claimed, ClaimPosition, JobStatements, driver_rows
 from ..statements import session as session_settings
+from .dispatch import AloneStep
 from .outcomes import (
     CANCELLED,
     CANCELLED_STATUS,
@@ -80,6 +81,8 @@ class RoundResult:
     claimed: list[Claimed]
     again: list[Outcome] = field(default_factory=list)
     """Outcomes refused for a reason that is not the connection's: tried again next round."""
+    alone_due: bool = False
+    """The answer of an :attr:`AloneStep.CHECK`: a job that runs alone is due."""
 
 
 class Recorder:
@@ -98,8 +101,10 @@ class Recorder:
         resume_after: ClaimPosition | None,
         uncertain: bool,
         known: Sequence[uuid.UUID],
+        alone: AloneStep = AloneStep.NONE,
     ) -> RoundResult:
-        """Write the pending outcomes and claim ``want`` jobs.
+        """Write the pending outcomes and claim ``want`` jobs, or, at an
+        :attr:`AloneStep.CLAIM`, one job that runs alone if one is due.
 
         On an autocommit connection when no outcome :func:`needs_transaction`, else inside
         the caller's transaction (at READ COMMITTED), whose session the server ends if it
@@ -115,9 +120,17 @@ class Recorder:
             self._give_back_unknown(connection, known)
         completions = [o for o in pending if o.kind == COMPLETED]
         result = RoundResult([])
+        statements, job_types = self.statements, self.settings.job_types
+        if alone is AloneStep.CLAIM:
+            bound = statements.claim_alone(self.worker_id, job_types)
+            result.claimed = [Claimed._make(row) for row in driver_rows(connection, bound)]
+            if result.claimed:
+                want = 0
+        elif alone is AloneStep.CHECK:
+            result.alone_due = bool(connection.execute(*statements.alone_due(job_types)).scalar())
         if completions or want or len(completions) < len(pending):
-            done, result.claimed = self._complete_and_claim(connection, completions, want,
-                                                           resume_after)  # fmt: skip
+            done, claimed = self._complete_and_claim(connection, completions, want, resume_after)
+            result.claimed += claimed
             settle_completions(completions, done)
             result.again = self._record(connection, pending)
         for written in pending:

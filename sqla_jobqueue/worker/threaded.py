@@ -28,9 +28,9 @@ from .control import (
     next_backoff,
     warn_if_sessions_isolated,
 )
-from .dispatch import Dispatch
+from .dispatch import AloneStep, Dispatch
 from .outcomes import Outcome, Run, WorkerStats, log_late_return, log_outcomes
-from .recording import Recorder, needs_transaction
+from .recording import Recorder, RoundResult, needs_transaction
 from .running import run_handler
 from .settings import WorkerOptions, WorkerSettings
 
@@ -310,14 +310,16 @@ class Worker:
             if dispatch.pending or want:
                 notified = dispatch.notified
                 try:
-                    claimed = self._record_and_claim(want)
+                    alone = dispatch.alone_step(now, want)
+                    result = self._record_and_claim(want, alone)
                 except Exception as exc:
                     backoff = next_backoff(backoff, 0.1)
                     log_db_error("recording outcomes and claiming", exc, backoff)
                     self._abort.wait(backoff)
                     continue
                 backoff = 0.0
-                dispatch.claimed(want, claimed, notified, time.monotonic())
+                claimed = result.claimed
+                dispatch.claimed(want, claimed, notified, time.monotonic(), alone, result.alone_due)
                 for run in dispatch.runs(claimed, time.monotonic()):
                     self._work.put(run)
                 if dispatch.again_at_once(free, len(claimed)) or not self._outcomes.empty():
@@ -332,8 +334,8 @@ class Worker:
                 return
             self._dispatch.take(outcome)
 
-    def _record_and_claim(self, want: int) -> list[Claimed]:
-        """Write the pending outcomes and claim ``want`` jobs, in one transaction.
+    def _record_and_claim(self, want: int, alone: AloneStep = AloneStep.NONE) -> RoundResult:
+        """Write the pending outcomes and claim ``want`` jobs (see :meth:`Recorder.round`).
 
         The common round (plain completions and a claim) is a single statement on a kept
         autocommit connection; failures, snoozes and cancellations add a statement each in
@@ -342,7 +344,7 @@ class Worker:
         dispatch = self._dispatch
         pending = dispatch.start_round()
         arguments = (pending, want, dispatch.resume_after, dispatch.uncertain,
-                     dispatch.known_ids())  # fmt: skip
+                     dispatch.known_ids(), alone)  # fmt: skip
         try:
             with self._write_lock:
                 if needs_transaction(pending):
@@ -359,7 +361,7 @@ class Worker:
             dispatch.round_failed(pending)
             raise
         log_outcomes(self.stats, dispatch.written(pending, result.again))
-        return result.claimed
+        return result
 
     def _round_connection(self) -> Connection:
         """The dispatcher's autocommit connection, kept from round to round: checking one

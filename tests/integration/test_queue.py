@@ -255,23 +255,62 @@ def test_recover_stale_returns_jobs_and_refunds_unstarted_ones(
         claimed_id = queue.enqueue("t", data={"n": 2}).id
         spent_id = queue.enqueue("t", data={"n": 3}, max_attempts=1).id
         fresh_id = queue.enqueue("t", data={"n": 4}).id
-    with executor.begin(worker_id="dead") as queue:
-        claimed = {job.id: job for job in queue.claim(batch_size=4)}
-        queue.start(claimed[running_id])
-        queue.start(claimed[spent_id])
-        queue.start(claimed[fresh_id])
+    # Each dead worker ran one job: a crash while a job runs alone is its own.
+    for worker_id, job_id, starts in [
+        ("dead-1", running_id, True),
+        ("dead-3", claimed_id, False),
+        ("dead-2", spent_id, True),
+        ("live", fresh_id, True),
+    ]:
+        with executor.begin(worker_id=worker_id) as queue:
+            (job,) = queue.claim(batch_size=1)
+            assert job.id == job_id
+            if starts:
+                queue.start(job)
     backdate(engine, "heartbeat_at", "10 minutes", f"id <> '{fresh_id}'")
     with executor.begin() as queue:
         assert queue.recover_stale(timedelta(minutes=5)) == 3
     with executor.begin() as queue:
         running = queue.get(running_id)
-        assert (running.status, running.attempts, running.worker_id) == (JobStatus.PENDING, 1, None)
-        assert "dead" in (running.last_error or "")
+        assert (running.status, running.attempts, running.crashes, running.worker_id) == (
+            JobStatus.PENDING, 1, 1, None
+        )  # fmt: skip
+        assert "dead-1" in (running.last_error or "")
         claimed_job = queue.get(claimed_id)
-        assert (claimed_job.status, claimed_job.attempts) == (JobStatus.PENDING, 0)
+        assert (claimed_job.status, claimed_job.attempts, claimed_job.crashes) == (
+            JobStatus.PENDING, 0, 0
+        )  # fmt: skip
         spent = queue.get(spent_id)
-        assert (spent.status, spent.attempts) == (JobStatus.FAILED, 1)
+        assert (spent.status, spent.attempts, spent.crashes) == (JobStatus.FAILED, 1, 1)
         assert queue.get(fresh_id).status is JobStatus.RUNNING
+
+
+def test_recover_stale_gives_back_the_attempts_of_jobs_that_ran_beside_others(
+    executor: Executor, engine: Engine
+) -> None:
+    """Any of the jobs a dead worker was running may have killed it: none is charged (each
+    gets an attempt more, as a snooze does), each counts the crash and runs alone next; a
+    claim of several jobs passes over them."""
+    with executor.begin() as queue:
+        ids = [queue.enqueue("t", data={"n": n}, max_attempts=1).id for n in range(3)]
+        later = queue.enqueue("t", data={"n": 3}).id
+    with executor.begin(worker_id="crowded") as queue:
+        for job in queue.claim(batch_size=3):
+            queue.start(job)
+    backdate(engine, "heartbeat_at", "10 minutes")
+    with executor.begin() as queue:
+        assert queue.recover_stale(timedelta(minutes=5)) == 3
+    with executor.begin() as queue:
+        for job_id in ids:
+            job = queue.get(job_id)
+            assert (job.status, job.attempts, job.max_attempts, job.crashes) == (
+                JobStatus.PENDING, 1, 2, 1
+            )  # fmt: skip
+            assert "while running other jobs too" in (job.last_error or "")
+    with executor.begin(worker_id="next") as queue:
+        assert [job.id for job in queue.claim(batch_size=10)] == [later]
+    with executor.begin(worker_id="alone") as queue:
+        assert [job.id for job in queue.claim(batch_size=1)] == [ids[0]]
 
 
 def test_a_stale_worker_cannot_complete_a_rescued_job(executor: Executor, engine: Engine) -> None:
@@ -285,7 +324,7 @@ def test_a_stale_worker_cannot_complete_a_rescued_job(executor: Executor, engine
     with executor.begin() as queue:
         assert queue.recover_stale(timedelta(minutes=1)) == 1
     with executor.begin(worker_id="stale") as queue:
-        (again,) = queue.claim()
+        (again,) = queue.claim(batch_size=1)  # it crashed: only a claim of one takes it
         assert again.attempts == first_attempt + 1
     with executor.begin(worker_id="stale") as late:
         with pytest.raises(LeaseLostError, match="no longer holds"):

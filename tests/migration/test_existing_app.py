@@ -17,6 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
+from sqla_jobqueue.sql import CURRENT_VERSION
+
 from .typecheck import mypy_strict
 
 MODELS = """
@@ -137,7 +139,7 @@ def test_autogenerate_upgrade_check_and_downgrade(project: Path, empty_database_
     )
     assert upgrade.rstrip().splitlines()[-2].strip() == (
         "sqla_jobqueue.alembic.create_job_queue('background_jobs', schema='shop', "
-        "function_name='claim_background_jobs_batch', version=1)"
+        f"function_name='claim_background_jobs_batch', version={CURRENT_VERSION})"
     )
     assert downgrade.index(
         "sqla_jobqueue.alembic.drop_job_queue('background_jobs'"

@@ -97,6 +97,34 @@ def test_sigkill_mid_job_the_job_is_rescued_and_completed_by_another_worker(
     assert dict(rows)[hanging] == 2
 
 
+def run_until_drained(
+    factory: sessionmaker[Session], spawn: Spawn, concurrency: int, drained: Counter[str]
+) -> list[list[uuid.UUID]]:
+    """Run one worker process at a time until the jobs' statuses are ``drained``, starting
+    a new one after each crash; return what each crashed process was running."""
+    crashes: list[list[uuid.UUID]] = []
+    for _ in range(8):
+        process = spawn("--concurrency", str(concurrency), *FAST)
+        wait_for(
+            lambda: (
+                process.poll() is not None  # noqa: B023
+                or by_status(factory) == drained
+            ),
+            timeout=60,
+        )
+        if process.poll() is None:
+            return crashes
+        assert process.returncode == 3, "only the poison job ends a worker"
+        crashes.append([job_id for job_id, _ in age_heartbeats_of_the_dead(factory)])
+    raise AssertionError(f"still not drained after {len(crashes)} crashes: {by_status(factory)}")
+
+
+def charged(job: Job, enqueued_max_attempts: int) -> int:
+    """The attempts a job was charged: a crash beside other jobs gives one back by raising
+    ``max_attempts``, as a snooze does."""
+    return job.attempts - (job.max_attempts - enqueued_max_attempts)
+
+
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_a_poison_job_fails_after_max_attempts_without_charging_innocent_jobs(
     engine: Engine, session_factory: sessionmaker[Session], spawn: Spawn, concurrency: int,
@@ -105,37 +133,63 @@ def test_a_poison_job_fails_after_max_attempts_without_charging_innocent_jobs(
     [poison] = enqueue(session_factory, {"job_type": "poison", "priority": Priority.EXPLICIT})
     # Slow enough to be running beside the poison job when it kills the process.
     innocents = enqueue(session_factory, *[{"job_type": "effect", "data": {"seconds": 0.3}}] * 12)
-    crashes: list[list[uuid.UUID]] = []
-    for _ in range(6):
-        process = spawn("--concurrency", str(concurrency), *FAST)
-        wait_for(
-            lambda: (
-                process.poll() is not None  # noqa: B023
-                or by_status(session_factory) == {"failed": 1, "completed": 12}
-            ),
-            timeout=60,
-        )
-        if process.poll() is None:
-            break
-        assert process.returncode == 3, "only the poison job ends a worker"
-        crashes.append([job_id for job_id, _ in age_heartbeats_of_the_dead(session_factory)])
-    assert len(crashes) == 3
+    crashes = run_until_drained(
+        session_factory, spawn, concurrency, Counter({"failed": 1, "completed": 12})
+    )
     assert all(poison in held for held in crashes)
     [failed] = jobs(session_factory, [poison])
-    assert (failed.status, failed.attempts) == (JobStatus.FAILED, 3)
+    # Alone, the poison job crashes nobody else. Beside two slow innocents (concurrency 3)
+    # it crashes them once; none of the three is charged for that crash, and each runs
+    # alone next. The poison job is charged for each crash of its own: 3.
+    crowded = [held for held in crashes if len(held) > 1]
+    assert len(crowded) == (1 if concurrency > 1 else 0)
+    assert [len(held) for held in crashes if len(held) == 1] == [1, 1, 1]
+    assert failed.status is JobStatus.FAILED
+    assert (charged(failed, 3), failed.attempts) == (3, failed.max_attempts)
+    assert failed.crashes == len(crashes)
     assert "stopped heartbeating" in (failed.last_error or "")
-    # An innocent job is charged one attempt per crash it was running in, and nothing for
-    # the crashes it waited through; with max_attempts 5 every one completes.
-    charged = Counter(job_id for held in crashes for job_id in held if job_id != poison)
-    innocent_failed = sum(j.status == JobStatus.FAILED for j in jobs(session_factory, innocents))
-    figures.update(jobs=13, crashes=len(crashes), innocent_attempts_charged=sum(charged.values()),
-                   innocent_failed=innocent_failed, poison_attempts=failed.attempts)  # fmt: skip
-    assert {j.id: (j.status, j.attempts) for j in jobs(session_factory, innocents)} == {
-        job_id: (JobStatus.COMPLETED, 1 + charged[job_id]) for job_id in innocents
+    innocent = jobs(session_factory, innocents)
+    figures.update(jobs=13, crashes=len(crashes), crowded_crashes=len(crowded),
+                   innocent_attempts_charged=sum(charged(j, 5) - 1 for j in innocent),
+                   innocent_failed=sum(j.status == JobStatus.FAILED for j in innocent),
+                   poison_attempts_charged=charged(failed, 3))  # fmt: skip
+    assert {j.id: (j.status, charged(j, 5)) for j in innocent} == {
+        job_id: (JobStatus.COMPLETED, 1) for job_id in innocents
     }
-    # Alone, the poison job crashes nobody else; beside two slow innocents, it does.
-    assert bool(charged) == (concurrency > 1)
+    beside = {job_id for held in crowded for job_id in held if job_id != poison}
+    assert {j.id: j.crashes for j in innocent if j.crashes} == dict.fromkeys(beside, 1)
     assert sorted(job_id for job_id, _ in effect_rows(engine)) == sorted(innocents)
+
+
+def test_a_poison_job_enqueued_with_two_sleepers_fails_alone(
+    engine: Engine, session_factory: sessionmaker[Session], spawn: Spawn,
+    figures: dict[str, object],
+) -> None:  # fmt: skip
+    """The smallest case of issue 14: one job that ends the process and two that sleep
+    0.2 s, enqueued together with max_attempts 3, one worker with concurrency 3 restarted
+    after each exit. The rescue used to return the three together, so the next claim
+    regrouped them and all three ended failed with 3 attempts."""
+    poison, *sleepers = enqueue(
+        session_factory,
+        {"job_type": "poison", "max_attempts": 3},
+        *[{"job_type": "effect", "data": {"seconds": 0.2}, "max_attempts": 3}] * 2,
+    )
+    crashes = run_until_drained(session_factory, spawn, 3, Counter({"failed": 1, "completed": 2}))
+    [failed] = jobs(session_factory, [poison])
+    done = jobs(session_factory, sleepers)
+    figures.update(jobs=3, crashes=len(crashes), poison_attempts_charged=charged(failed, 3),
+                   innocent_attempts_charged=sum(charged(j, 3) - 1 for j in done),
+                   innocent_failed=sum(j.status == JobStatus.FAILED for j in done))  # fmt: skip
+    # The first crash, beside the sleepers, is given back to all three; then the poison
+    # job runs alone and is charged for its own three.
+    assert [sorted(held) == sorted([poison, *sleepers]) for held in crashes] == [
+        True, False, False, False
+    ]  # fmt: skip
+    assert (failed.status, failed.attempts, failed.max_attempts) == (JobStatus.FAILED, 4, 4)
+    assert [(j.status, j.attempts, j.max_attempts) for j in done] == [
+        (JobStatus.COMPLETED, 2, 4)
+    ] * 2
+    assert sorted(job_id for job_id, _ in effect_rows(engine)) == sorted(sleepers)
 
 
 def test_sigterm_finishes_running_jobs_and_leaves_the_rest_pending(

@@ -15,6 +15,8 @@ from alembic.operations.ops import UpgradeOps
 from sqla_jobqueue.alembic import CreateJobQueueOp, DropJobQueueOp, ReplaceJobQueueOp
 from sqla_jobqueue.alembic.ops import GrantJobQueueOp, RevokeJobQueueOp
 from sqla_jobqueue.alembic.render import render_job_queue_op
+from sqla_jobqueue.grants import CURRENT_GRANTS_VERSION
+from sqla_jobqueue.sql import CURRENT_VERSION
 
 
 def test_each_operation_renders_as_a_typed_call_with_its_arguments() -> None:
@@ -27,7 +29,7 @@ def test_each_operation_renders_as_a_typed_call_with_its_arguments() -> None:
     lines = [line.strip() for line in code.splitlines() if "job_queue" in line]
     assert lines == [
         "sqla_jobqueue.alembic.create_job_queue('jobs', function_name='claim_job_batch', "
-        "version=1)",
+        f"version={CURRENT_VERSION})",
         "sqla_jobqueue.alembic.drop_job_queue('tasks', schema='work', function_name='take_tasks', "
         "version=1)",
         "sqla_jobqueue.alembic.replace_job_queue('jobs', function_name='claim_job_batch', "
@@ -42,7 +44,7 @@ def test_reverse_and_diff_tuples() -> None:
         create.to_diff_tuple()
     )
     assert create.to_diff_tuple() == (
-        "create_job_queue", "tasks", "work", "claim_tasks_batch", 1,
+        "create_job_queue", "tasks", "work", "claim_tasks_batch", CURRENT_VERSION,
     )  # fmt: skip
     replace = ReplaceJobQueueOp("jobs", from_version=1, version=2)
     back = replace.reverse()
@@ -72,20 +74,21 @@ def test_the_grant_operations_write_their_sql_offline_and_reverse() -> None:
         "job_type, data, priority, max_attempts, run_at, unique_key) ON TABLE app.tasks TO web",
         "GRANT SELECT, UPDATE (status, worker_id, claimed_at, started_at, heartbeat_at, "
         "completed_at, attempts, max_attempts, run_at, progress, current_stage, events_count, "
-        "last_error, result), DELETE ON TABLE app.tasks TO work",
+        "last_error, result, crashes), DELETE ON TABLE app.tasks TO work",
         "GRANT EXECUTE ON FUNCTION app.claim_tasks_batch(varchar, varchar[], integer) TO work",
         "REVOKE SELECT (id, job_type, status, unique_key, created_at, run_at), INSERT (id, "
         "job_type, data, priority, max_attempts, run_at, unique_key) ON TABLE app.tasks FROM web",
         "REVOKE EXECUTE ON FUNCTION app.claim_tasks_batch(varchar, varchar[], integer) FROM work",
         "REVOKE SELECT, UPDATE (status, worker_id, claimed_at, started_at, heartbeat_at, "
         "completed_at, attempts, max_attempts, run_at, progress, current_stage, events_count, "
-        "last_error, result), DELETE ON TABLE app.tasks FROM work",
+        "last_error, result, crashes), DELETE ON TABLE app.tasks FROM work",
         "",
     ]
     back = grant.reverse()
     assert isinstance(back, RevokeJobQueueOp)
     assert back.reverse().to_diff_tuple() == grant.to_diff_tuple() == (
-        "grant_job_queue", "tasks", "web", "work", "app", "claim_tasks_batch", 1,
+        "grant_job_queue", "tasks", "web", "work", "app", "claim_tasks_batch",
+        CURRENT_GRANTS_VERSION,
     )  # fmt: skip
 
 

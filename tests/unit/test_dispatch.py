@@ -9,7 +9,7 @@ from typing import Any
 
 from sqla_jobqueue.handlers import Handler, JobContext, JobContextBase, Registry
 from sqla_jobqueue.statements import Claimed
-from sqla_jobqueue.worker.dispatch import IDLE_CAP, Dispatch
+from sqla_jobqueue.worker.dispatch import ALONE_CHECK_INTERVAL, IDLE_CAP, AloneStep, Dispatch
 from sqla_jobqueue.worker.outcomes import COMPLETED, FAILED, Outcome
 from sqla_jobqueue.worker.settings import WorkerSettings
 
@@ -130,3 +130,56 @@ def test_an_idle_dispatch_sleeps_until_the_next_poll_and_never_longer_than_the_c
     d = dispatch(concurrency=4, poll_interval=0.25)
     d.claimed(4, [], d.notified, T0)
     assert d.idle_timeout(T0, stopping=False, free=4) == 0.25
+
+
+def crashed(n: int) -> list[Claimed]:
+    return [row._replace(crashes=1) for row in claimed(n)]
+
+
+def test_an_idle_dispatch_claims_a_job_that_runs_alone_first_and_a_busy_one_asks() -> None:
+    d = dispatch(concurrency=4)
+    assert d.alone_step(T0, want=4) is AloneStep.CLAIM
+    assert d.alone_step(T0, want=0) is AloneStep.NONE  # no claim, no question
+    d.runs(claimed(1), T0)
+    assert d.alone_step(T0, want=3) is AloneStep.CHECK
+    assert d.alone_step(T0 + ALONE_CHECK_INTERVAL - 0.1, want=3) is AloneStep.NONE
+    assert d.alone_step(T0 + ALONE_CHECK_INTERVAL, want=3) is AloneStep.CHECK
+
+
+def test_a_job_that_crashed_a_worker_runs_alone_and_the_next_claim_follows_at_once() -> None:
+    d = dispatch(concurrency=4, poll_interval=0.5)
+    alone = crashed(1)
+    d.claimed(4, alone, d.notified, T0, AloneStep.CLAIM)
+    [run] = d.runs(alone, T0)
+    assert d.alone == run.ctx.job_id and d.resume_after is None
+    assert d.claim_size(T0, stopping=False, free=d.free_slots()) == 0
+    # Waiting for it to end, the dispatcher sleeps rather than spins.
+    assert d.idle_timeout(T0, stopping=False, free=d.free_slots()) == IDLE_CAP
+    d.take(Outcome(run, COMPLETED))
+    d.written(d.start_round(), again=[])
+    assert d.claim_size(T0 + 0.1, stopping=False, free=d.free_slots()) == 4
+    assert d.alone is None
+
+
+def test_a_due_job_that_runs_alone_stops_the_claims_until_nothing_runs() -> None:
+    d = dispatch(concurrency=4)
+    [busy] = d.runs(claimed(1), T0)
+    d.claimed(3, [], d.notified, T0, AloneStep.CHECK, alone_due=True)
+    assert d.alone_waiting and d.hungry
+    assert d.claim_size(T0, stopping=False, free=d.free_slots()) == 0
+    assert d.idle_timeout(T0, stopping=False, free=d.free_slots()) == IDLE_CAP
+    d.take(Outcome(busy, COMPLETED))
+    d.written(d.start_round(), again=[])
+    want = d.claim_size(T0 + 0.1, stopping=False, free=d.free_slots())
+    assert want == 4 and d.alone_step(T0 + 0.1, want) is AloneStep.CLAIM
+    # Another worker took it: this one claims as usual again.
+    d.claimed(want, claimed(2), d.notified, T0 + 0.1, AloneStep.CLAIM)
+    assert not d.alone_waiting and d.alone is None
+
+
+def test_a_check_that_finds_nothing_due_changes_nothing() -> None:
+    d = dispatch(concurrency=4)
+    d.runs(claimed(1), T0)
+    d.claimed(3, claimed(3), d.notified, T0, AloneStep.CHECK, alone_due=False)
+    assert not d.alone_waiting
+    assert d.claim_size(T0, stopping=False, free=3) == 3

@@ -39,7 +39,7 @@ def test_ready_model_has_the_original_columns_and_the_additions() -> None:
         "events_count", "worker_id", "claimed_at", "created_at", "started_at",
         "completed_at", "attempts", "max_attempts", "last_error",
     }  # fmt: skip
-    assert original | {"run_at", "heartbeat_at", "unique_key", "result"} == columns
+    assert original | {"run_at", "heartbeat_at", "unique_key", "result", "crashes"} == columns
     text = ddl(table_of(Job))
     assert "job_type VARCHAR(50) NOT NULL" in text
     assert "status VARCHAR(20) DEFAULT 'pending' NOT NULL" in text
@@ -84,6 +84,7 @@ def test_mixin_on_an_app_base_follows_its_naming_convention_and_schema() -> None
     assert set(index_ddl(table)) == {
         "ix_tasks_claimable",
         "ix_tasks_held_by_worker",
+        "ix_tasks_runs_alone",
         "ix_tasks_unique_key",
     }
 
@@ -114,7 +115,7 @@ def test_two_job_tables_on_one_metadata_get_distinct_index_names() -> None:
         __tablename__ = "b_jobs"
 
     names = [index.name for table in Base.metadata.tables.values() for index in table.indexes]
-    assert len(names) == len(set(names)) == 6
+    assert len(names) == len(set(names)) == 8
 
 
 def test_over_long_claim_function_name_is_refused() -> None:

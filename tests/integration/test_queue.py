@@ -393,7 +393,12 @@ def test_unique_key_returns_the_live_job(executor: Executor, engine: Engine) -> 
     assert count_jobs(engine) == 4
 
 
-def test_sql_function_claims_exactly_like_the_queue(executor: Executor, engine: Engine) -> None:
+@pytest.mark.parametrize("batch", [1, 4])
+def test_sql_function_claims_exactly_like_the_queue(
+    executor: Executor, engine: Engine, batch: int
+) -> None:
+    """The same jobs in the same order, including jobs that crashed a worker, which only a
+    claim of one job takes."""
     specs = [
         {"job_type": kind, "priority": priority, "data": {"n": n}}
         for n, (kind, priority) in enumerate(
@@ -403,28 +408,38 @@ def test_sql_function_claims_exactly_like_the_queue(executor: Executor, engine: 
     specs.append({"job_type": "a", "priority": 999, "run_at": timedelta(hours=1)})
     with executor.begin() as queue:
         queue.enqueue_many(specs)
+    with engine.begin() as connection:
+        crashed = set(
+            connection.execute(
+                text(
+                    "UPDATE jobs SET crashes = 1 WHERE (data->>'n')::int % 7 = 0 "
+                    "RETURNING (data->>'n')::int"
+                )
+            ).scalars()
+        )
 
     def claim_all(claim: Callable[[], list[tuple[int, int]]]) -> list[tuple[int, int]]:
         order = []
-        for _ in range(20):
-            batch = claim()
-            order.extend(batch)
-            if not batch:
+        for _ in range(30):
+            claimed = claim()
+            order.extend(claimed)
+            if not claimed:
                 break
         return order
 
     def via_queue() -> list[tuple[int, int]]:
         with executor.begin(worker_id="py") as queue:
-            jobs = queue.claim(["a", "b"], batch_size=4)
+            jobs = queue.claim(["a", "b"], batch_size=batch)
         return [(job.data["n"], job.attempts) for job in jobs]
 
     def via_function() -> list[tuple[int, int]]:
         with engine.begin() as connection:
             rows = connection.execute(
                 text(
-                    "SELECT data, attempts FROM claim_job_batch('sql', ARRAY['a','b'], 4) "
+                    "SELECT data, attempts FROM claim_job_batch('sql', ARRAY['a','b'], :batch) "
                     "ORDER BY priority DESC, created_at, id"
-                )
+                ),
+                {"batch": batch},
             )
             return [(row.data["n"], row.attempts) for row in rows]
 
@@ -437,7 +452,11 @@ def test_sql_function_claims_exactly_like_the_queue(executor: Executor, engine: 
             )
         )
     from_function = claim_all(via_function)
-    assert len(from_queue) == 25
+    claimed_crashed = [n for n, _ in from_queue if n in crashed]
+    if batch == 1:
+        assert len(from_queue) == 25 and len(claimed_crashed) == 4
+    else:
+        assert len(from_queue) == 21 and claimed_crashed == []
     assert from_function == from_queue
     with engine.connect() as connection:
         workers = connection.execute(

@@ -282,3 +282,46 @@ def test_renaming_the_claim_function_drops_the_old_one_first(alembic_engine: Eng
         context = MigrationContext.configure(connection)
         assert diff(context, Base.metadata) == []
     assert objects(alembic_engine)["functions"] == ["jobs_notify_enqueued", "take_jobs"]
+
+
+def test_a_version_1_table_with_jobs_upgrades_to_crash_counting_and_back(
+    alembic_engine: Engine,
+) -> None:
+    """Revision 0002 on a table that holds jobs: every job gets ``crashes = 0``, the claim
+    function becomes version 2, and autogenerate finds nothing left; autogenerate against
+    the version-1 schema writes the same three steps in order; the downgrade restores 1."""
+    config = package_config(alembic_engine)
+    command.upgrade(config, "0001")
+    with alembic_engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO jobs (job_type) SELECT 'old' FROM generate_series(1, 50)")
+        )
+    (table, replace) = autogenerate_ops(alembic_engine)
+    assert [type(op).__name__ for op in table.ops] == ["AddColumnOp", "CreateIndexOp"]  # type: ignore[attr-defined]
+    assert isinstance(replace, ReplaceJobQueueOp)
+    assert (replace.from_version, replace.version) == (1, 2)
+    command.upgrade(config, "head")
+    with alembic_engine.connect() as connection:
+        crashes = connection.execute(text("SELECT DISTINCT crashes FROM jobs")).scalars().all()
+        comment = connection.execute(
+            text("SELECT obj_description('claim_job_batch'::regproc, 'pg_proc')")
+        ).scalar_one()
+        claimed = connection.execute(
+            text("SELECT count(*) FROM claim_job_batch('w', NULL, 100)")
+        ).scalar_one()
+    assert (crashes, claimed) == ([0], 50)
+    assert '"version": 2' in comment
+    assert autogenerate_ops(alembic_engine) == []
+    command.downgrade(config, "0001")
+    with alembic_engine.connect() as connection:
+        columns = (
+            connection.execute(
+                text("SELECT column_name FROM information_schema.columns WHERE table_name = 'jobs'")
+            )
+            .scalars()
+            .all()
+        )
+        comment = connection.execute(
+            text("SELECT obj_description('claim_job_batch'::regproc, 'pg_proc')")
+        ).scalar_one()
+    assert "crashes" not in columns and '"version": 1' in comment

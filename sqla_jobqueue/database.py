@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
+from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -20,6 +21,7 @@ from .errors import ConfigurationError
 
 __all__ = [
     "ENVIRONMENT_VARIABLE",
+    "libpq_conninfo",
     "postgresql_url",
     "sqlalchemy_url",
     "url_from_environment",
@@ -120,6 +122,22 @@ def _refuse(value: object) -> NoReturn:
         f"it is {what}; give an Engine, an AsyncEngine, a URL or a string, or a function "
         "returning one"
     )
+
+
+def libpq_conninfo(url: str | URL) -> str:
+    """``url`` (a SQLAlchemy or libpq URL) as a libpq connection string, for psycopg's own
+    ``connect``: host, port, user, password, database and the query's options."""
+    parsed = postgresql_url(url)
+    parts = {
+        "host": parsed.host,
+        "port": parsed.port,
+        "user": parsed.username,
+        "password": parsed.password,
+        "dbname": parsed.database,
+        **{key: value if isinstance(value, str) else ",".join(value)
+           for key, value in parsed.query.items()},
+    }  # fmt: skip
+    return make_conninfo("", **{key: value for key, value in parts.items() if value is not None})
 
 
 def url_from_environment() -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
@@ -74,9 +75,14 @@ def given_url(db: DatabaseOptions) -> URL | None:
 
 @contextlib.contextmanager
 def open_database(
-    db: DatabaseOptions, *, migrate_embedded: bool = True, pool_size: int = 5
+    db: DatabaseOptions,
+    *,
+    migrate_embedded: bool = True,
+    pool_size: int = 5,
+    connect_args: dict[str, Any] | None = None,
 ) -> Iterator[Engine]:
-    """An engine on the given database, or on the embedded server, for the command's life.
+    """An engine on the given database, or on the embedded server, for the command's life;
+    ``connect_args`` go to psycopg's ``connect``.
 
     Raises
     ------
@@ -87,7 +93,9 @@ def open_database(
     try:
         if url is not None:
             try:
-                engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size)
+                engine = create_engine(
+                    url, pool_pre_ping=True, pool_size=pool_size, connect_args=connect_args or {}
+                )
             except (ArgumentError, NoSuchModuleError, ImportError) as error:
                 raise BadInput(f"invalid database URL: {exception_line(error)}") from None
             try:
@@ -99,7 +107,9 @@ def open_database(
 
         with embedded_server(db.data_dir, keep=db.keep_server) as server:
             say(server.describe())
-            engine = create_engine(server.url, pool_pre_ping=True, pool_size=pool_size)
+            engine = create_engine(
+                server.url, pool_pre_ping=True, pool_size=pool_size, connect_args=connect_args or {}
+            )
             try:
                 if migrate_embedded:
                     migrate(engine)

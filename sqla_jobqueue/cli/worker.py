@@ -20,7 +20,7 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from ..errors import JobQueueError
+from ..errors import ConfigurationError, JobQueueError
 from ..handlers import Registry
 from .engine import open_database
 from .exits import BadInput
@@ -76,6 +76,23 @@ __all__ = ["worker"]
     "heartbeat intervals, so under 30s needs a shorter --heartbeat-interval",
 )
 @click.option(
+    "--listen-url",
+    metavar="URL",
+    help="LISTEN for new jobs on a connection straight to PostgreSQL at URL, when the "
+    "database URL goes through a transaction pooler (PgBouncer), where LISTEN hears nothing",
+)
+@click.option(
+    "--no-listen",
+    is_flag=True,
+    help="do not LISTEN: find new jobs by polling every --poll-interval only",
+)
+@click.option(
+    "--no-prepare",
+    is_flag=True,
+    help="never use server-side prepared statements (PgBouncer before 1.21 in transaction "
+    "mode has none)",
+)
+@click.option(
     "--log-level",
     default="INFO",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
@@ -91,6 +108,9 @@ def worker(
     grace_period: timedelta | None,
     heartbeat_interval: timedelta | None,
     stale_timeout: timedelta | None,
+    listen_url: str | None,
+    no_listen: bool,
+    no_prepare: bool,
     log_level: str,
 ) -> int:
     """Run jobs with the handlers of a registry.
@@ -113,21 +133,28 @@ def worker(
         "grace_period": grace_period,
         "stale_timeout": stale_timeout,
     }
+    if no_listen and listen_url is not None:
+        raise BadInput("--no-listen and --listen-url contradict each other: give one of them")
     options: dict[str, Any] = {
         "model": db.job_model(),
         "job_types": job_types,
         "concurrency": concurrency,
         "batch_size": batch_size,
+        "listen": False if no_listen else listen_url or True,
         **{name: value for name, value in durations.items() if value is not None},
     }
-    WorkerSettings.check(registry, **options)
+    try:
+        WorkerSettings.check(registry, **options)
+    except ConfigurationError as error:
+        raise BadInput(f"--listen-url: {error}") from None
+    connect_args = {"prepare_threshold": None} if no_prepare else {}
     logging.basicConfig(
         level=getattr(logging, log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     asynchronous = registry.async_job_types(job_types)
-    with open_database(db, pool_size=concurrency + 3) as engine:
+    with open_database(db, pool_size=concurrency + 3, connect_args=connect_args) as engine:
         # This process only runs the worker: keep what start-up built (modules, models, the
         # registry) out of the collector's full passes, which otherwise walk it all again
         # every few thousand jobs (about a quarter of a no-op job's CPU, docs/benchmarks.md).
@@ -135,7 +162,7 @@ def worker(
         gc.freeze()
         try:
             if asynchronous:
-                return _run_async_worker(engine, registry, options)
+                return _run_async_worker(engine, registry, options, connect_args)
             return Worker(engine, registry, **options).run()
         except JobQueueError as error:
             if isinstance(error.__cause__, DBAPIError):
@@ -144,7 +171,9 @@ def worker(
             raise
 
 
-def _run_async_worker(engine: Engine, registry: Registry, options: dict[str, Any]) -> int:
+def _run_async_worker(
+    engine: Engine, registry: Registry, options: dict[str, Any], connect_args: dict[str, Any]
+) -> int:
     """Run the registry's async handlers (and its plain ones, on threads) on an
     ``AsyncEngine`` to the database of ``engine``."""
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -152,7 +181,10 @@ def _run_async_worker(engine: Engine, registry: Registry, options: dict[str, Any
     from ..worker import AsyncWorker
 
     async_engine = create_async_engine(
-        engine.url, pool_pre_ping=True, pool_size=options["concurrency"] + 3
+        engine.url,
+        pool_pre_ping=True,
+        pool_size=options["concurrency"] + 3,
+        connect_args=connect_args,
     )
 
     async def run() -> int:

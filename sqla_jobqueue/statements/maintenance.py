@@ -4,7 +4,8 @@ A rescue (:meth:`MaintenanceStatements.recover_stale`) refunds the attempt of a 
 never started and counts a crash of one that ran: charged when it ran alone, given an
 attempt more when other jobs ran beside it (any of them may be the cause), and alone from
 then on, so that a job that keeps killing workers ends ``failed`` after ``max_attempts``
-crashes of its own and the jobs beside it are never charged for it. Pruning deletes finished jobs only.
+crashes of its own and the jobs beside it are never charged for it. Pruning deletes
+finished jobs only.
 
 Neither waits on a row that another transaction has locked (an operator's open
 transaction, a report reading ``FOR UPDATE``, a worker writing that job): each first locks

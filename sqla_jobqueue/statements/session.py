@@ -26,7 +26,12 @@ _BOUND_WAITS = select(
     _local_setting("lock_timeout", param("p_lock_timeout", String())),
     _local_setting("idle_in_transaction_session_timeout", param("p_idle_timeout", String())),
 )
-_PIN = text("SET default_transaction_isolation TO 'read committed'")
+# Only when the session's default is another level: a session left as it was carries no
+# state of the worker's (through a transaction pooler, nothing leaks to other clients).
+_PIN = text(
+    "SELECT set_config('default_transaction_isolation', 'read committed', false) "
+    "WHERE current_setting('default_transaction_isolation') <> 'read committed'"
+)
 _UNPIN = text("RESET default_transaction_isolation")
 
 
@@ -53,7 +58,7 @@ def pin_read_committed() -> Bound:
     """Every later transaction of the session runs at READ COMMITTED, whatever the
     database's or role's ``default_transaction_isolation`` (for an autocommit connection a
     worker keeps: above READ COMMITTED, concurrent claims and heartbeats fail with
-    serialization errors)."""
+    serialization errors). A session already at READ COMMITTED is left as it is."""
     return Bound(_PIN, {})
 
 

@@ -247,9 +247,10 @@ class AsyncWorker:
             loops.append(self._maintenance_loop)
         for each in loops:
             self._background.append(asyncio.get_running_loop().create_task(each()))
-        if self.settings.listen:
-            if self.engine.dialect.driver == "psycopg":
-                table = self.settings.table
+        settings = self.settings
+        if settings.listen:
+            if settings.listen_conninfo is not None or self.engine.dialect.driver == "psycopg":
+                table = settings.table
                 self.listener = AsyncListener(self._listener_connection, table, self._on_notify)
                 self.listener.start()
             else:
@@ -259,7 +260,11 @@ class AsyncWorker:
         return True
 
     async def _listener_connection(self) -> psycopg.AsyncConnection[Any]:
-        """A new connection made by the engine, taken out of its pool for good."""
+        """A new connection to ``listen``'s URL when it is one, else made by the engine and
+        taken out of its pool for good."""
+        conninfo = self.settings.listen_conninfo
+        if conninfo is not None:
+            return await psycopg.AsyncConnection.connect(conninfo)
         fairy = await self.engine.raw_connection()
         connection = fairy.driver_connection
         if not isinstance(connection, psycopg.AsyncConnection):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import Connection, Table
 from sqlalchemy.exc import DBAPIError
 
@@ -121,7 +122,17 @@ def log_start(settings: WorkerSettings, kind: str = "worker") -> None:
     """The worker's start line: who it is and how it runs."""
     log.info(
         "%s %s started: types %s, concurrency %d, batch %d, polling every %gs, "
-        "heartbeat every %gs",
+        "heartbeat every %gs, %s",
         kind, settings.worker_id, ",".join(settings.job_types), settings.concurrency,
         settings.batch_size, settings.poll_interval, settings.heartbeat_interval,
+        _listening(settings),
     )  # fmt: skip
+
+
+def _listening(settings: WorkerSettings) -> str:
+    if not settings.listen:
+        return "no LISTEN"
+    if settings.listen_conninfo is None:
+        return "LISTEN through the engine"
+    where = conninfo_to_dict(settings.listen_conninfo)
+    return f"LISTEN at {where.get('host', 'localhost')}:{where.get('port', 5432)}"

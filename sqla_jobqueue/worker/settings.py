@@ -13,8 +13,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy import Table
+from sqlalchemy.engine import URL
 
 from .. import validation as check
+from ..database import libpq_conninfo
 from ..errors import InvalidJobError, ModelError
 from ..handlers import Registry
 from ..maintenance import Duty, Pruner, PrunerConfig, Rescuer, RescuerConfig
@@ -86,8 +88,12 @@ class WorkerOptions(TypedDict, total=False):
     never prunes."""
     rescue_interval: Duration | None
     """Time between rescue rounds (by default a quarter of ``stale_timeout``)."""
-    listen: bool
-    """Whether to LISTEN for enqueue notifications (``True``; polling only when ``False``)."""
+    listen: bool | str | URL
+    """Whether and where to LISTEN for enqueue notifications: ``True`` (the default) on a
+    connection the engine makes; ``False`` to find jobs by polling only; or a database URL
+    to LISTEN on a connection straight to PostgreSQL, for an engine that goes through a
+    transaction pooler such as PgBouncer, where LISTEN hears nothing (see
+    :doc:`/production`)."""
     maintenance: bool
     """Whether this worker takes part in the rescue and prune rounds (``True``)."""
     max_payload_bytes: int
@@ -150,6 +156,8 @@ class WorkerSettings:
     retention: float | None
     worker_id: str
     listen: bool
+    listen_conninfo: str | None
+    """Where to LISTEN when not on a connection the engine makes (libpq)."""
     maintenance: bool
     max_payload_bytes: int
 
@@ -165,6 +173,8 @@ class WorkerSettings:
             type of ``job_types``, or the stale timeout is under three heartbeat intervals.
         ModelError
             When ``model`` is not a mapped :class:`~sqla_jobqueue.model.JobMixin` model.
+        ConfigurationError
+            When ``listen`` is a string that is not a PostgreSQL URL.
         TypeError
             When a keyword is not a setting.
         """
@@ -218,6 +228,13 @@ class WorkerSettings:
                 f"stale_timeout ({stale}s) must be at least three heartbeat intervals "
                 f"({heartbeat}s each), or live workers' jobs would be rescued"
             )
+        listen_conninfo = None
+        if isinstance(listen, (str, URL)):
+            listen_conninfo = libpq_conninfo(listen)
+        elif not isinstance(listen, bool):
+            raise InvalidJobError(
+                f"listen must be True, False or a database URL to LISTEN on, got {listen!r}"
+            )
         identity = worker_id or default_worker_id()
         check.check_text(identity, "worker_id", 100)
         if isinstance(max_payload_bytes, bool) or not isinstance(max_payload_bytes, int):
@@ -243,6 +260,7 @@ class WorkerSettings:
             retention=None if retention is None else _seconds(retention, "retention"),
             worker_id=identity,
             listen=bool(listen),
+            listen_conninfo=listen_conninfo,
             maintenance=bool(maintenance),
             max_payload_bytes=max_payload_bytes,
         )

@@ -250,10 +250,11 @@ class Worker:
         for name, target in background:
             thread = threading.Thread(target=target, name=f"sqla_jobqueue-{name}", daemon=True)
             thread.start()
-        if self.settings.listen:
-            if self.engine.dialect.driver == "psycopg":
-                table = self.settings.table
-                self.listener = Listener(self._listener_connection, table, self._on_notify)
+        settings = self.settings
+        if settings.listen:
+            if settings.listen_conninfo is not None or self.engine.dialect.driver == "psycopg":
+                connect = settings.listen_conninfo or self._listener_connection
+                self.listener = Listener(connect, settings.table, self._on_notify)
                 self.listener.start()
             else:
                 log.warning("LISTEN needs the psycopg driver, the engine uses %s: finding "

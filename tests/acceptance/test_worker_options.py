@@ -79,3 +79,13 @@ def test_the_start_line_shows_the_polling_and_heartbeat_intervals_given(
         exited = worker.stop()
     assert "polling every 0.25s, heartbeat every 3s" in started, started
     assert exited.returncode == 0, exited.stderr
+
+
+def test_listen_options_that_contradict_or_name_no_postgresql_get_one_line_and_exit_2(
+    cli: CliRunner,
+) -> None:
+    both = cli("worker", "sqla_jobqueue.demo:registry", "--no-listen",
+               "--listen-url", "postgresql://db/shop")  # fmt: skip
+    assert "contradict each other" in assert_one_line_error(both, 2)
+    other = cli("worker", "sqla_jobqueue.demo:registry", "--listen-url", "mysql://db/shop")
+    assert "--listen-url" in assert_one_line_error(other, 2)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from sqla_jobqueue.errors import InvalidJobError, ModelError
+from sqla_jobqueue.errors import ConfigurationError, InvalidJobError, ModelError
 from sqla_jobqueue.handlers import JobContext, Registry
 from sqla_jobqueue.model import Priority
 from sqla_jobqueue.worker import Worker, WorkerSettings
@@ -95,3 +95,39 @@ def test_a_keyword_that_is_not_a_setting_is_refused_by_name() -> None:
     registry = Registry({"t": lambda ctx: None})
     with pytest.raises(TypeError, match="concurency is not a worker setting; the settings are"):
         WorkerSettings.check(registry, concurency=3)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        (True, (True, None)),
+        (False, (False, None)),
+        (
+            "postgresql://app:s3cret@db.internal:5433/shop?sslmode=require",
+            (
+                True,
+                "host=db.internal port=5433 user=app password=s3cret dbname=shop sslmode=require",
+            ),
+        ),
+    ],
+)
+def test_listen_is_on_the_engine_off_or_at_a_url_of_its_own(
+    listen: object, expected: tuple[bool, str | None]
+) -> None:
+    settings = WorkerSettings.check(registry, listen=listen)  # type: ignore[arg-type]
+    assert (settings.listen, settings.listen_conninfo) == expected
+
+
+@pytest.mark.parametrize(
+    ("listen", "error", "message"),
+    [
+        ("mysql://db/shop", ConfigurationError, "is not a PostgreSQL URL"),
+        ("not a url", ConfigurationError, "is not a database URL"),
+        (5432, InvalidJobError, "listen must be True, False or a database URL"),
+    ],
+)
+def test_a_listen_that_is_no_postgresql_url_is_refused(
+    listen: object, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        WorkerSettings.check(registry, listen=listen)  # type: ignore[arg-type]

@@ -13,6 +13,12 @@ When the connection is lost (the server restarted, an administrator terminated i
 listener logs a warning, waits with exponential backoff and reconnects; the worker keeps
 finding jobs by polling meanwhile. After every (re)connection the callback is called with
 ``None``, because notifications sent while nobody listened are gone.
+
+A LISTEN through a transaction pooler (PgBouncer's ``pool_mode = transaction``) hears
+nothing: the server session that listened serves other clients between transactions. So
+once listening, a worker sends a notification of its own through its engine
+(:func:`probe`) and warns (:data:`DEAF`) when the listener has not heard it within
+:data:`PROBE_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -26,12 +32,12 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Table
+from sqlalchemy import Table, TextClause, text
 
 from .model import claim_function_name
 from .sql import QueueObjects
 
-__all__ = ["AsyncListener", "Listener", "channel_of"]
+__all__ = ["DEAF", "PROBE_TIMEOUT", "AsyncListener", "Listener", "channel_of", "probe"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,22 @@ _MAX_BACKOFF = 10.0
 
 
 _CURRENT_SCHEMA = "SELECT current_schema()"
+
+PROBE_TIMEOUT = 5.0
+"""Seconds a listener has to hear the worker's own notification."""
+DEAF = (
+    "LISTEN heard nothing within %gs of a notification the worker sent through its engine: "
+    "is the listener's connection going through a transaction pooler (PgBouncer with "
+    "pool_mode = transaction), where LISTEN hears nothing? Give the worker a URL straight to "
+    "PostgreSQL to listen on (listen=URL, --listen-url), or poll only (listen=False, "
+    "--no-listen); until then it finds new jobs by polling every %gs"
+)
+
+
+def probe(channel: str) -> tuple[TextClause, dict[str, str]]:
+    """The statement that sends an empty notification on ``channel``, through whatever
+    connection runs it; a listener takes it as a reconnection (a claim at once)."""
+    return text("SELECT pg_notify(:channel, '')"), {"channel": channel}
 
 
 def channel_of(table: Table, schema: str) -> str:
@@ -85,6 +107,8 @@ class Listener:
         self.on_notify = on_notify
         self.listening = threading.Event()
         """Set while the LISTEN is in place."""
+        self.heard = threading.Event()
+        """Set by the first notification received."""
         self.reconnects = 0
         """How many times the connection was lost and listening started again."""
         self._stop = threading.Event()
@@ -141,6 +165,7 @@ class Listener:
                     self.on_notify(None)
                     while not self._stop.is_set():
                         for notification in connection.notifies(timeout=_WAIT_SLICE):
+                            self.heard.set()
                             self.on_notify(notification.payload or None)
             except psycopg.Error as exc:
                 self.listening.clear()
@@ -184,6 +209,8 @@ class AsyncListener:
         self.on_notify = on_notify
         self.listening = threading.Event()
         """Set while the LISTEN is in place."""
+        self.heard = threading.Event()
+        """Set by the first notification received."""
         self.reconnects = 0
         """How many times the connection was lost and listening started again."""
         self._task: asyncio.Task[None] | None = None
@@ -233,6 +260,7 @@ class AsyncListener:
                     backoff = 0.2
                     self.on_notify(None)
                     async for notification in connection.notifies():
+                        self.heard.set()
                         self.on_notify(notification.payload or None)
             except psycopg.Error as exc:
                 self.listening.clear()

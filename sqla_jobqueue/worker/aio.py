@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from ..errors import InvalidJobError, JobQueueError
 from ..handlers import AsyncJobContext, Handler, JobContext, JobContextBase, Registry
-from ..listener import AsyncListener
+from ..listener import DEAF, PROBE_TIMEOUT, AsyncListener, probe
 from ..maintenance import Duty
 from ..statements import Claimed
 from .control import (
@@ -253,11 +253,30 @@ class AsyncWorker:
                 table = settings.table
                 self.listener = AsyncListener(self._listener_connection, table, self._on_notify)
                 self.listener.start()
+                loop = asyncio.get_running_loop()
+                self._background.append(loop.create_task(self._check_listener()))
             else:
                 log.warning("LISTEN needs the psycopg driver, the engine uses %s: finding "
                             "jobs by polling every %gs only", self.engine.dialect.driver,
                             self.settings.poll_interval)  # fmt: skip
         return True
+
+    async def _check_listener(self) -> None:
+        """Warn when the listener does not hear a notification sent through the engine
+        (a LISTEN through a transaction pooler hears nothing)."""
+        listener = self.listener
+        if listener is None:
+            return
+        if not await asyncio.to_thread(listener.listening.wait, PROBE_TIMEOUT):
+            return  # not listening: the listener says why
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(*probe(str(listener.channel)))
+        except DBAPIError as exc:
+            log_db_error("checking that LISTEN hears", exc, self.settings.poll_interval)
+            return
+        if not await asyncio.to_thread(listener.heard.wait, PROBE_TIMEOUT):
+            log.warning(DEAF, PROBE_TIMEOUT, self.settings.poll_interval)
 
     async def _listener_connection(self) -> psycopg.AsyncConnection[Any]:
         """A new connection to ``listen``'s URL when it is one, else made by the engine and

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import InvalidJobError, JobQueueError
 from ..handlers import Handler, JobContext, Registry
-from ..listener import Listener
+from ..listener import DEAF, PROBE_TIMEOUT, Listener, probe
 from ..maintenance import Duty
 from ..statements import Claimed
 from .control import (
@@ -256,11 +256,29 @@ class Worker:
                 connect = settings.listen_conninfo or self._listener_connection
                 self.listener = Listener(connect, settings.table, self._on_notify)
                 self.listener.start()
+                threading.Thread(
+                    target=self._check_listener, name="sqla_jobqueue-listen-check", daemon=True
+                ).start()
             else:
                 log.warning("LISTEN needs the psycopg driver, the engine uses %s: finding "
                             "jobs by polling every %gs only", self.engine.dialect.driver,
                             self.settings.poll_interval)  # fmt: skip
         return True
+
+    def _check_listener(self) -> None:
+        """Warn when the listener does not hear a notification sent through the engine
+        (a LISTEN through a transaction pooler hears nothing)."""
+        listener = self.listener
+        if listener is None or not listener.listening.wait(PROBE_TIMEOUT):
+            return  # not listening: the listener says why
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(*probe(str(listener.channel)))
+        except DBAPIError as exc:
+            log_db_error("checking that LISTEN hears", exc, self.settings.poll_interval)
+            return
+        if not listener.heard.wait(PROBE_TIMEOUT) and not self._stopping.is_set():
+            log.warning(DEAF, PROBE_TIMEOUT, self.settings.poll_interval)
 
     def _listener_connection(self) -> psycopg.Connection[Any]:
         """A new connection made by the engine (its connect_args, creator and events),

@@ -9,21 +9,26 @@ worker (polling once an hour) through the direct LISTEN.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine, create_engine, func, select, text, update
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from sqla_jobqueue import Job, JobQueue, JobStatus
+from sqla_jobqueue import AsyncWorker, Job, JobQueue, JobStatus, Worker
+from sqla_jobqueue.listener import PROBE_TIMEOUT
 from tests.helpers import wait_for
 from tests.pooler.conftest import POOL_SIZE, Bouncer
 from tests.pooler.handlers import RUNS_VARIABLE, registry, runs
@@ -124,3 +129,54 @@ def test_workers_through_pgbouncer_complete_every_job_once_within_its_pool(
                  "AND datname = current_database()")
         ).scalar_one()  # fmt: skip
     assert direct_listens == PROCESSES
+
+
+@pytest.mark.parametrize("kind", ["threads", "asyncio"])
+def test_a_listen_through_the_pooler_is_warned_about_and_a_direct_one_is_not(
+    pgbouncer: Bouncer, database_url: URL, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="sqla_jobqueue")
+    pooled = pgbouncer.url.set(drivername="postgresql+psycopg")
+    direct = database_url.render_as_string(hide_password=False)
+    cases: list[tuple[bool | str, bool]] = [(True, True), (direct, False)]
+    for listen, deaf in cases:
+        caplog.clear()
+        if kind == "threads":
+            engine = create_engine(pooled, connect_args={"prepare_threshold": None})
+            try:
+                with Worker(engine, registry, listen=listen) as worker:
+                    waited = _wait_for_the_check(caplog, deaf, worker)
+            finally:
+                engine.dispose()
+        else:
+
+            async def run(listen: bool | str = listen, deaf: bool = deaf) -> float:
+                engine = create_async_engine(pooled, connect_args={"prepare_threshold": None})
+                try:
+                    async with AsyncWorker(engine, registry, listen=listen) as worker:
+                        return await asyncio.to_thread(_wait_for_the_check, caplog, deaf, worker)
+                finally:
+                    await engine.dispose()
+
+            waited = asyncio.run(run())
+        warned = [
+            r.getMessage() for r in caplog.records if "LISTEN heard nothing" in r.getMessage()
+        ]
+        assert bool(warned) == deaf, (listen, warned, waited)
+        if deaf:
+            assert "--listen-url" in warned[0] and "transaction pooler" in warned[0]
+
+
+def _wait_for_the_check(
+    caplog: pytest.LogCaptureFixture, deaf: bool, worker: Worker | AsyncWorker
+) -> float:
+    """Until the warning is logged (deaf) or the listener heard the worker's notification,
+    after which no warning comes (not deaf)."""
+    started = time.monotonic()
+    while time.monotonic() - started < 3 * PROBE_TIMEOUT:
+        if deaf and any("LISTEN heard nothing" in r.getMessage() for r in caplog.records):
+            break
+        if not deaf and worker.listener is not None and worker.listener.heard.is_set():
+            break
+        time.sleep(0.05)
+    return time.monotonic() - started

@@ -10,9 +10,12 @@ online upgrade.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -182,6 +185,26 @@ CASES = [
 ]
 
 
+@contextlib.contextmanager
+def logging_kept() -> Iterator[None]:
+    """Alembic's generic ``env.py`` runs ``fileConfig()``, which disables every logger that
+    exists and replaces the root's handlers: put them back, so that the tests after this
+    one (those that read the worker's warnings with ``caplog``) still see them."""
+    root = logging.getLogger()
+    loggers = [
+        logger for logger in root.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+    ]
+    kept = [(logger, logger.disabled, logger.level) for logger in [root, *loggers]]
+    handlers = root.handlers[:]
+    try:
+        yield
+    finally:
+        for logger, disabled, level in kept:
+            logger.disabled = disabled
+            logger.setLevel(level)
+        root.handlers[:] = handlers
+
+
 @pytest.mark.parametrize(("environment", "driver", "literal_binds"), CASES)
 def test_offline_sql_applies_with_psql_and_matches_online(
     tmp_path: Path,
@@ -194,7 +217,8 @@ def test_offline_sql_applies_with_psql_and_matches_online(
     config = ENVIRONMENTS[environment](tmp_path, URLS[driver], literal_binds)
     buffer = io.StringIO()
     config.output_buffer = buffer
-    command.upgrade(config, "head", sql=True)
+    with logging_kept():
+        command.upgrade(config, "head", sql=True)
     script = tmp_path / "upgrade.sql"
     script.write_text(buffer.getvalue())
     assert "got %'" in buffer.getvalue()

@@ -162,7 +162,7 @@ AUTOVACUUM_EAGER = (
 
 def burndown(server: Any, template: str, n: int, table_sql: str | None) -> dict[str, Any]:
     """The depth measurement for sqla_jobqueue, optionally with table options applied first."""
-    from .run import run_child, run_workers
+    from .run import drain_clock, run_child, run_workers
 
     with server.scratch("burn", template=template) as url:
         if table_sql:
@@ -187,7 +187,7 @@ def burndown(server: Any, template: str, n: int, table_sql: str | None) -> dict[
                 "FROM jobs)) / 10) AS k, count(*) FROM jobs GROUP BY k ORDER BY k"
             ).fetchall()
     windows = [count / 10 for _, count in rows]
-    rate = n / (max(r["end"] for r in results) - min(r["start"] for r in results))
+    rate = drain_clock(results, n)["rate"]
     full = windows[:-1]
     out = {"rate": rate, "windows": windows, "last_vs_first": full[-1] / full[0], "probes": probes}
     print(f"burn-down {table_sql or 'default'}: {rate:,.0f} jobs/s, windows "

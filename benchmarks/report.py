@@ -162,6 +162,11 @@ def markdown(data: dict[str, Any]) -> str:
                 _verdict(None if r is None else r >= 1.5),
             ))  # fmt: skip
     proc = res.get("processing")
+    # Results written before the rates counted from the first handler call hold only the
+    # rate from the release, as "rate".
+    from_first = bool(proc) and any(
+        "rate_from_release" in entry for runs in proc["runs"].values() for entry in runs.values()
+    )
     if proc:
         for size, runs in proc["runs"].items():
             cells = {}
@@ -170,7 +175,13 @@ def markdown(data: dict[str, Any]) -> str:
                     jobs = runs[s]["jobs"]
                     note = "" if jobs == int(size) else f" [{jobs:,} jobs]"
                     cells[s] = _cell(runs[s]["rate"]) + note
-            row(f"processing {int(size):,} jobs, 2 workers, jobs/s", cells)
+            clock = "from the first handler" if from_first else "from the release"
+            row(f"processing {int(size):,} jobs, 2 workers, jobs/s {clock}", cells)
+            if from_first:
+                row(
+                    f"… jobs/s from the release, start-up included ({int(size):,})",
+                    {s: _cell(runs[s]["rate_from_release"]) for s in systems if s in runs},
+                )
             row(
                 f"… commits per job ({int(size):,})",
                 {s: _cell(runs[s]["commits_per_job"], 2) for s in systems if s in runs},
@@ -288,7 +299,16 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v) + ".",
         "",
-        "Cells: median (min-max) of the repeats.",
+        "Cells: median (min-max) of the repeats."
+        + (
+            " Processing rates count from the first handler call of the workers (pgbench: "
+            "its first completion) to the moment they saw no job left, after the last "
+            "commit; the rates from the release of the workers, start-up included, are in "
+            "their own row. Within a repeat the systems take turns in an order that rotates "
+            "from one repeat to the next (`orders` in the JSON)."
+            if from_first
+            else ""
+        ),
         "",
         *lines,
         "",
@@ -299,19 +319,21 @@ def markdown(data: dict[str, Any]) -> str:
     if proc:
         out += [
             "", f"Processing sweep (median of {_sweep_runs(proc)} interleaved runs each):", "",
-            "| system | settings | jobs/s | commits/job |", "|---|---|---:|---:|",
+            "| system | settings | jobs/s from the first handler | jobs/s from the release "
+            "| commits/job |", "|---|---|---:|---:|---:|",
         ]  # fmt: skip
         for s, entries in proc["sweep"].items():
             for e in entries:
                 out.append(
                     f"| {PEER_LABELS[s]} | {_params(e['params'])} | {_fmt(e['rate'])} | "
-                    f"{e['commits_per_job']:.2f} |"
+                    f"{_fmt(e.get('rate_from_release'))} | {e['commits_per_job']:.2f} |"
                 )
         first_runs = next(iter(proc["runs"].values()))
         for s in ("sqla_jobqueue", "sqla_jobqueue_async"):
             mode = first_runs.get(s, {}).get("mode")
             if mode:
-                out += ["", f"{PEER_LABELS[s]} processing ran as: {mode}."]
+                rest = ", every other setting at its default" if from_first else ""
+                out += ["", f"{PEER_LABELS[s]} processing ran as: {mode}{rest}."]
     return "\n".join(out) + "\n"
 
 

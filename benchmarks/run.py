@@ -3,10 +3,17 @@
 Every measurement runs ``repeats`` times; within a repeat the systems take turns
 (sqla_jobqueue, its async API, PGQueuer, procrastinate, pgbench), each in a fresh
 database cloned from a template holding only its schema, so they meet the same server
-state and table sizes. Each step runs in a child process (:mod:`benchmarks.child`). A
-measurement runs the systems whose module offers its action
+state and table sizes. The order of the turns rotates from one repeat to the next
+(:func:`rotated`) in every measurement that puts systems (or variants) side by side, and
+each measurement records its orders in its ``orders``. Each step runs in a child process
+(:mod:`benchmarks.child`). A measurement runs the systems whose module offers its action
 (:func:`benchmarks.systems.offers`): a system without ``drain`` is left out of
 processing.
+
+A drain's rate (:func:`drain_clock`) counts from the first handler call of its workers
+to the moment they knew that no job was left (``rate``); the rate from the release of
+the workers, which includes each system's start-up, is kept beside it
+(``rate_from_release``).
 """
 
 from __future__ import annotations
@@ -123,11 +130,19 @@ def _child_command(spec: dict[str, Any]) -> list[str]:
     return [sys.executable, "-m", "benchmarks.child", json.dumps(spec)]
 
 
+def _child_root(root: str | None = None) -> str:
+    """The checkout a child runs the code of: ``root``, this one by default."""
+    return root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _child_env(root: str | None = None) -> dict[str, str]:
     """The environment of a child: ``root`` (this checkout by default) first on its path,
-    so that it imports that checkout's ``benchmarks`` and ``sqla_jobqueue``."""
+    so that it imports that checkout's ``benchmarks`` and ``sqla_jobqueue``. The child
+    also starts in ``root`` (:func:`_child_root`): ``python -m`` puts its working
+    directory before ``PYTHONPATH``, so a child started in another checkout would import
+    that one's code instead."""
     env = dict(os.environ)
-    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = _child_root(root)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -148,7 +163,12 @@ def run_child(
 ) -> Any:
     spec = {"system": system, "action": action, "url": url, "params": params or {}}
     out = subprocess.run(
-        _child_command(spec), capture_output=True, text=True, env=_child_env(root), check=False
+        _child_command(spec),
+        capture_output=True,
+        text=True,
+        env=_child_env(root),
+        cwd=_child_root(root),
+        check=False,
     )
     if out.returncode != 0:
         raise RuntimeError(f"{system} {action} failed:\n{out.stderr[-3000:]}")
@@ -174,6 +194,7 @@ def run_workers(
             stderr=subprocess.PIPE,
             text=True,
             env=_child_env(root),
+            cwd=_child_root(root),
         )
         for _ in range(workers)
     ]
@@ -201,6 +222,29 @@ def run_workers(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def drain_clock(results: list[dict[str, Any]], n: int) -> dict[str, float]:
+    """The rates of one drain of ``n`` jobs from its workers' ``start``, ``first`` and
+    ``end`` (:mod:`benchmarks.systems`).
+
+    ``rate`` counts from the earliest first handler call (the earliest release when no
+    worker reports one) to the latest end; ``rate_from_release`` from the earliest
+    release to the same end; ``startup_s`` is the time between the two starts.
+    """
+    released = min(r["start"] for r in results)
+    firsts = [r["first"] for r in results if r.get("first") is not None]
+    first = min(firsts) if firsts else released
+    end = max(r["end"] for r in results)
+    seconds = max(end - first, 1e-9)
+    from_release = max(end - released, 1e-9)
+    return {
+        "rate": n / seconds,
+        "rate_from_release": n / from_release,
+        "seconds": seconds,
+        "seconds_from_release": from_release,
+        "startup_s": first - released,
+    }
 
 
 def rotated(systems: list[str], trial: int) -> list[str]:
@@ -274,12 +318,17 @@ class Runner:
         return self.results
 
     def measure_enqueue_single(self) -> dict[str, Any]:
+        """One job per transaction; pgbench also inside ``BEGIN … COMMIT`` (right after
+        its autocommit run). The order of the systems rotates (``orders``)."""
         n = self.sizes.enqueue_single
         systems = self.offering("enqueue_single")
         rates: dict[str, list[float]] = {s: [] for s in systems}
         explicit: list[float] = []
+        orders: list[list[str]] = []
         for trial in range(self.sizes.repeats):
-            for system in systems:
+            order = rotated(systems, trial)
+            orders.append(order)
+            for system in order:
                 with self.fresh(system) as url:
                     elapsed = run_child(system, "enqueue_single", url, {"n": n})["elapsed"]
                 rates[system].append(n / elapsed)
@@ -290,23 +339,36 @@ class Runner:
                         tx = n / run_child(system, "call", url, spec)
                     explicit.append(tx)
                     self.log(f"  enqueue_single #{trial} pgbench BEGIN/COMMIT: {tx:,.0f} jobs/s")
-        out = {"jobs": n, "rate": {s: summary(v) for s, v in rates.items()}}
+        out: dict[str, Any] = {
+            "jobs": n,
+            "orders": orders,
+            "rate": {s: summary(v) for s, v in rates.items()},
+        }
         if explicit:
             out["pgbench_explicit_transaction"] = summary(explicit)
         return out
 
     def measure_enqueue_bulk(self) -> dict[str, Any]:
+        """``batch`` jobs per call; the order of the systems rotates (``orders``)."""
         n, batch = self.sizes.enqueue_bulk, self.sizes.bulk_batch
         systems = self.offering("enqueue_bulk")
         rates: dict[str, list[float]] = {s: [] for s in systems}
+        orders: list[list[str]] = []
         for trial in range(self.sizes.repeats):
-            for system in systems:
+            order = rotated(systems, trial)
+            orders.append(order)
+            for system in order:
                 with self.fresh(system) as url:
                     params = {"n": n, "batch": batch}
                     elapsed = run_child(system, "enqueue_bulk", url, params)["elapsed"]
                 rates[system].append(n / elapsed)
                 self.log(f"  enqueue_bulk #{trial} {system}: {n / elapsed:,.0f} jobs/s")
-        return {"jobs": n, "batch": batch, "rate": {s: summary(v) for s, v in rates.items()}}
+        return {
+            "jobs": n,
+            "batch": batch,
+            "orders": orders,
+            "rate": {s: summary(v) for s, v in rates.items()},
+        }
 
     def measure_enqueue_bulk_async(self) -> dict[str, Any]:
         """Async bulk enqueue at each batch size: ``AsyncJobQueue.enqueue_many`` on an
@@ -340,7 +402,8 @@ class Runner:
         }
 
     def drain_once(self, system: str, n: int, params: dict[str, Any]) -> dict[str, Any]:
-        """Prefill ``n`` jobs, drain them with 2 workers; rate, commits per job, RSS."""
+        """Prefill ``n`` jobs, drain them with 2 workers (pgbench: 2 clients of one
+        process); the rates of :func:`drain_clock`, commits per job."""
         with self.fresh(system) as url:
             run_child(system, "prefill", url, {"n": n})
             _settle_stats()
@@ -349,12 +412,9 @@ class Runner:
             results, _ = run_workers(system, url, {**params, "expect": n}, workers)
             _settle_stats()
             commits = _commits(url) - before
-        start = min(r["start"] for r in results)
-        end = max(r["end"] for r in results)
         processed = sum(r["processed"] for r in results)
         return {
-            "rate": n / (end - start),
-            "seconds": end - start,
+            **drain_clock(results, n),
             "processed": processed,
             "complete": processed >= n and not any(r.get("stalled") for r in results),
             "commits_per_job": commits / n,
@@ -366,7 +426,9 @@ class Runner:
 
     def measure_processing(self) -> dict[str, Any]:
         """Sweep each system's settings, then drain each size at each one's best, the
-        order of the systems rotated from one repeat to the next (``orders``)."""
+        order of the systems rotated from one repeat to the next (``orders``). Rates are
+        :func:`drain_clock`'s: ``rate`` from the first handler call (the best settings
+        are picked by it), ``rate_from_release`` beside it."""
         out: dict[str, Any] = {"sweep": {}, "best": {}, "runs": {}}
         n = self.sizes.sweep_jobs
         systems = self.offering("drain")
@@ -379,12 +441,13 @@ class Runner:
                 for params, results in zip(settings, tried, strict=True):
                     result = self.drain_once(system, min(n, self._cap(system, n)), params)
                     results.append(result)
-                    self.log(f"  sweep {system} {params}: {result['rate']:,.0f} jobs/s")
+                    self.log(f"  sweep {system} {params}: {_rates(result)}")
             out["sweep"][system] = [
                 {
                     "params": params,
                     "rate": statistics.median(r["rate"] for r in results),
                     "rates": [r["rate"] for r in results],
+                    "rate_from_release": statistics.median(r["rate_from_release"] for r in results),
                     "commits_per_job": statistics.median(r["commits_per_job"] for r in results),
                 }
                 for params, results in zip(settings, tried, strict=True)
@@ -407,11 +470,13 @@ class Runner:
                     jobs = self._cap(system, size)
                     result = self.drain_once(system, jobs, out["best"][system])
                     runs[system].append(result)
-                    self.log(f"  processing {size} #{trial} {system}: {result['rate']:,.0f} jobs/s")
+                    self.log(f"  processing {size} #{trial} {system}: {_rates(result)}")
             out["runs"][str(size)] = {
                 system: {
                     "jobs": self._cap(system, size),
                     "rate": summary([r["rate"] for r in rs]),
+                    "rate_from_release": summary([r["rate_from_release"] for r in rs]),
+                    "startup_s": summary([r["startup_s"] for r in rs]),
                     "commits_per_job": summary([r["commits_per_job"] for r in rs]),
                     "complete": all(r["complete"] for r in rs),
                     "mode": rs[0]["mode"] if rs else None,
@@ -428,26 +493,36 @@ class Runner:
         return size
 
     def measure_latency(self) -> dict[str, Any]:
+        """Enqueue-to-handler latency of one idle worker per variant, the order of the
+        variants rotated from one repeat to the next (``orders``). Every worker is given
+        concurrency 1 and claims of 10 (what each system takes of these) and is otherwise
+        at its defaults; "polling" turns LISTEN off and keeps the default poll interval
+        (sqla_jobqueue 2 s, procrastinate 5 s). PGQueuer always listens; its fallback
+        wait (``dequeue_timeout``) is 1 s, as in its drains."""
         from .systems import ours
 
         out: dict[str, Any] = {}
         variants: list[tuple[str, str, dict[str, Any]]] = []
         if "sqla_jobqueue" in self.systems and ours.worker_available():
             variants += [
-                ("sqla_jobqueue", "notify", {"listen_notify": True}),
+                ("sqla_jobqueue", "notify", {}),
                 ("sqla_jobqueue", "polling", {"listen_notify": False}),
             ]
         if "pgqueuer" in self.systems:
             variants.append(("pgqueuer", "notify", {}))
         if "procrastinate" in self.systems:
             variants += [
-                ("procrastinate", "notify", {"listen_notify": True}),
-                ("procrastinate", "polling", {"listen_notify": False, "poll_interval": 0.1}),
+                ("procrastinate", "notify", {}),
+                ("procrastinate", "polling", {"listen_notify": False}),
             ]
         n, gap = self.sizes.latency_jobs, self.sizes.latency_gap
+        by_key = {f"{system} ({label})": (system, params) for system, label, params in variants}
+        orders: list[list[str]] = []
         for trial in range(self.sizes.repeats):
-            for system, label, params in variants:
-                key = f"{system} ({label})"
+            order = rotated(list(by_key), trial)
+            orders.append(order)
+            for key in order:
+                system, params = by_key[key]
                 with self.fresh(system) as url:
 
                     def enqueue(system: str = system, url: str = url) -> Any:
@@ -479,6 +554,7 @@ class Runner:
         return {
             "jobs": n,
             "gap_ms": gap * 1000,
+            "orders": orders,
             "ms": {k: {"p50": summary(v["p50"]), "p99": summary(v["p99"])} for k, v in out.items()},
             "skipped": [] if ours.worker_available() else ["sqla_jobqueue: no Worker yet"],
         }
@@ -496,15 +572,19 @@ class Runner:
         return [count / width for _, count in rows]
 
     def measure_depth(self) -> dict[str, Any]:
-        """Burn-downs of ``depth_jobs`` (ours and pgbench, interleaved), claim time on the
-        drained table (before and after VACUUM) vs an empty one, worker RSS."""
+        """Burn-downs of ``depth_jobs`` (ours and pgbench, the order rotated from one repeat
+        to the next: ``orders``), claim time on the drained table (before and after
+        VACUUM) vs an empty one, worker RSS."""
         n, width = self.sizes.depth_jobs, self.sizes.depth_window
         best = self.results.get("processing", {}).get("best", {})
-        systems = [s for s in ("sqla_jobqueue", "pgbench") if s in self.systems]
+        systems: list[str] = [s for s in ("sqla_jobqueue", "pgbench") if s in self.systems]
         runs: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
         claims: dict[str, list[float]] = {"drained": [], "vacuumed": [], "empty": []}
-        for _ in range(self.sizes.repeats):
-            for system in systems:
+        orders: list[list[str]] = []
+        for trial in range(self.sizes.repeats):
+            order = rotated(systems, trial)
+            orders.append(order)
+            for system in order:
                 params = best.get(system) or self._sweep(system)[-1]
                 with self.fresh(system) as url:
                     entry = self._burn_down(system, url, params, n, width)
@@ -513,15 +593,23 @@ class Runner:
                             claims[key].append(p50)
                 runs[system].append(entry)
                 self.log(
-                    f"  depth {system}: {entry['rate']:,.0f} jobs/s, last/first window "
+                    f"  depth #{trial} {system}: {_rates(entry)}, last/first window "
                     f"{entry.get('last_vs_first', float('nan')):.2f}"
                 )
-        out: dict[str, Any] = {"jobs": n, "window_s": width, "runs": runs, "summary": {}}
+        out: dict[str, Any] = {
+            "jobs": n,
+            "window_s": width,
+            "orders": orders,
+            "runs": runs,
+            "summary": {},
+        }
         for system, entries in runs.items():
             out["summary"][system] = {
                 key: summary([e[key] for e in entries if e.get(key) is not None])
-                for key in ("rate", "first_window", "last_window", "last_vs_first")
-            }
+                for key in (
+                    "rate", "rate_from_release", "first_window", "last_window", "last_vs_first"
+                )
+            }  # fmt: skip
         rss = [e["rss"] for e in runs.get("sqla_jobqueue", []) if e.get("rss")]
         if rss:
             out["rss"] = max(rss, key=lambda r: r["max_growth"] or 0)
@@ -551,9 +639,12 @@ class Runner:
         results, _ = run_workers(system, url, {**params, "expect": n}, workers)
         windows = self._windows(url, width)
         full = windows[:-1] if len(windows) > 1 else windows
+        clock = drain_clock(results, n)
         entry: dict[str, Any] = {
             "params": params,
-            "rate": n / (max(r["end"] for r in results) - min(r["start"] for r in results)),
+            "rate": clock["rate"],
+            "rate_from_release": clock["rate_from_release"],
+            "startup_s": clock["startup_s"],
             "windows": windows,
             "first_window": full[0] if full else None,
             "last_window": full[-1] if full else None,
@@ -585,24 +676,44 @@ class Runner:
         return out
 
     def measure_progress(self) -> dict[str, Any]:
+        """sqla_jobqueue's drain with handlers reporting progress and without, in an order
+        rotated from one repeat to the next (``orders``)."""
         if "sqla_jobqueue" not in self.systems:
             return {"skipped": "sqla_jobqueue not selected"}
         n = self.sizes.progress_jobs
         best = self.results.get("processing", {}).get("best", {}).get("sqla_jobqueue")
         params = best or self._sweep("sqla_jobqueue")[0]
         rates: dict[str, list[float]] = {"without": [], "with": []}
-        for _ in range(self.sizes.repeats):
-            for label, updates in (("without", 0), ("with", self.sizes.progress_updates)):
+        updates_of = {"without": 0, "with": self.sizes.progress_updates}
+        orders: list[list[str]] = []
+        for trial in range(self.sizes.repeats):
+            order = rotated(list(updates_of), trial)
+            orders.append(order)
+            for label in order:
+                updates = updates_of[label]
                 result = self.drain_once(
                     "sqla_jobqueue", n, {**params, "progress_updates": updates}
                 )
                 rates[label].append(result["rate"])
-                self.log(f"  progress {label}: {result['rate']:,.0f} jobs/s")
-        out = {"jobs": n, "updates_per_job": self.sizes.progress_updates, "params": params}
+                self.log(f"  progress #{trial} {label}: {_rates(result)}")
+        out: dict[str, Any] = {
+            "jobs": n,
+            "updates_per_job": self.sizes.progress_updates,
+            "params": params,
+            "orders": orders,
+        }
         out["rate"] = {k: summary(v) for k, v in rates.items()}
         if rates["without"] and rates["with"]:
             out["cost"] = 1 - summary(rates["with"])["median"] / summary(rates["without"])["median"]
         return out
+
+
+def _rates(result: dict[str, Any]) -> str:
+    """A drain's rates for the log: from the first handler call, and from the release."""
+    line = f"{result['rate']:,.0f} jobs/s (from release {result['rate_from_release']:,.0f}"
+    if result.get("startup_s") is not None:
+        line += f"; first handler {result['startup_s'] * 1000:,.0f} ms after it"
+    return line + ")"
 
 
 def _rss_growth(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,7 +12,14 @@ an event loop with each other:
 ``prefill(conninfo, n)``
     Enqueue ``n`` no-op jobs as fast as possible (not timed).
 ``drain(conninfo, params, go)``
-    Work jobs until none is left, starting when ``go()`` returns; return timings.
+    Work jobs until none is left, starting when ``go()`` returns; return timings, the
+    same three for every system (wall-clock epoch seconds of the drain's process):
+    ``start`` when ``go()`` returned (the release, after connecting where the system
+    can), ``first`` at its first handler call (``None`` when it ran none; pgbench, which
+    has no handler, gives its first completion) and ``end`` once it knew that no job was
+    left, after its last commit. The processing rate counts from the earliest ``first``
+    of the workers to the latest ``end``; the rate from the release, from the earliest
+    ``start``, is kept beside it. Each module's docstring says how it takes the three.
 
 A module may leave some out (``sqla_jobqueue_async`` has no worker yet): a measurement
 runs only the systems that :func:`offers` the action it needs.

@@ -4,6 +4,23 @@ Processing uses :class:`sqla_jobqueue.Worker` when the package has one; until th
 falls back to a loop of ``JobQueue.claim`` / ``start`` / ``complete`` (one commit for the
 claim of a batch, one for each start and one for each completion), which the report
 labels as such.
+
+The worker is built as a user builds one: ``Worker(engine, registry, concurrency=c,
+batch_size=b)`` with the swept settings only, everything else at its default
+(maintenance on, the default ``poll_interval``, LISTEN on); the latency's "polling"
+variant turns LISTEN off and nothing else.
+
+The clock of a drain (the same for every system, see :mod:`benchmarks.systems`):
+
+``start``
+    The wall time at which the child was released (``go()`` returned), connected.
+``first``
+    The wall time of the first handler call in this process (``None`` if it ran none).
+``end``
+    The wall time at which the drain loop, asking the database, saw no job left
+    (``REMAINING_SQL`` returned false): after the last completion had committed. The loop
+    asks once its worker finished no job for one tick (``TICK`` seconds), so the end is
+    late by at most about a tick and a round trip.
 """
 
 from __future__ import annotations
@@ -25,6 +42,11 @@ __all__ = ["drain", "enqueue_bulk", "enqueue_single", "install", "prefill"]
 JOB_TYPE = "noop"
 STALL_SECONDS = 60.0
 """A worker that finishes no job for this long is stopped and its run marked incomplete."""
+TICK = 0.005
+"""Seconds between two looks of a drain loop at its worker's handler count."""
+IDLE_ASK = 0.02
+"""Before its first handler call, a drain loop asks the database at most this often
+whether jobs are left (a worker still starting would otherwise ask every tick)."""
 
 
 def _engine(conninfo: str, pool_size: int = 2) -> Any:
@@ -112,8 +134,6 @@ REMAINING_SQL = (
 """Whether any job is left. One EXISTS per partial index: ``status IN (all three)``
 matches neither, and its plan, a sequential scan, walks every finished row before the
 first live one."""
-LAST_COMPLETION_SQL = "SELECT extract(epoch FROM max(completed_at)) FROM jobs"
-"""When the last job was completed, by the database clock (the end of a drain)."""
 
 
 def _remaining(engine: Any) -> bool:
@@ -121,32 +141,41 @@ def _remaining(engine: Any) -> bool:
         return bool(connection.execute(text(REMAINING_SQL)).scalar())
 
 
-def _last_completion(engine: Any) -> float:
-    with engine.connect() as connection:
-        value = connection.execute(text(LAST_COMPLETION_SQL)).scalar()
-    return float(value) if value is not None else time.time()
+def worker_options(params: dict[str, Any]) -> dict[str, Any]:
+    """The settings a drain gives ``Worker`` / ``AsyncWorker``: the swept ones
+    (``concurrency``, ``batch_size``) and, for the latency's polling variant only,
+    ``listen=False``. Everything else is left at the default a user gets."""
+    options: dict[str, Any] = {
+        "concurrency": int(params.get("concurrency", 1)),
+        "batch_size": int(params.get("batch", 10)),
+    }
+    if not params.get("listen_notify", True):
+        options["listen"] = False
+    return options
 
 
 def _drain_with_worker(
     conninfo: str, params: dict[str, Any], go: Callable[[], None]
 ) -> dict[str, Any]:
     """Run :class:`sqla_jobqueue.Worker` until no job is left (or, for latency, until
-    ``expect`` jobs were seen)."""
+    ``expect`` jobs were seen); return ``start``, ``first``, ``end`` (see the module)."""
     import itertools
 
     from sqla_jobqueue.handlers import JobContext, Registry
     from sqla_jobqueue.worker import Worker
 
-    batch = int(params.get("batch", 10))
-    concurrency = int(params.get("concurrency", 1))
+    options = worker_options(params)
     progress_updates = int(params.get("progress_updates", 0))
     latency = bool(params.get("latency", False))
     expect = int(params.get("expect", 0))
     counter = itertools.count()
     seen: list[tuple[float, float]] = []
     done = [0]
+    first: list[float] = []
 
     def noop(ctx: JobContext) -> None:
+        if not first:
+            first.append(time.time())
         if latency:
             seen.append((float(ctx.data["t"]), time.time()))
         for step in range(progress_updates):
@@ -155,60 +184,61 @@ def _drain_with_worker(
 
     registry = Registry()
     registry.register(JOB_TYPE, noop)
-    engine = _engine(conninfo, pool_size=concurrency + 4)
-    worker = Worker(
-        engine,
-        registry,
-        concurrency=concurrency,
-        batch_size=batch,
-        listen=bool(params.get("listen_notify", True)),
-        poll_interval=float(params.get("poll_interval", 0.1 if latency else 0.05)),
-        maintenance=False,
-    )
-    # Connected before the clock starts, as the peers are (and pgbench's rate excludes
-    # its connections): the worker's first round and its listener take these two.
+    engine = _engine(conninfo, pool_size=options["concurrency"] + 4)
+    worker = Worker(engine, registry, **options)
+    # Connected before the release, as the peers are: the worker's first round and its
+    # listener take these two.
     with engine.connect(), engine.connect():
         pass
     go()
     start = time.time()
     worker.start()
     stalled = False
-    last, last_change = -1, time.monotonic()
+    end: float | None = None
+    last, last_change, last_ask = -1, time.monotonic(), 0.0
+    asks = 0
     while True:
-        time.sleep(0.02)
+        time.sleep(TICK)
         if latency and len(seen) >= expect:
             break
+        now = time.monotonic()
         if done[0] != last:
             # Still finishing jobs: no need to ask the database (whose server the workers
             # share) whether any are left.
-            last, last_change = done[0], time.monotonic()
-        elif not latency and not _remaining(engine):
-            break
-        elif time.monotonic() - last_change > STALL_SECONDS:
+            last, last_change = done[0], now
+        elif not latency and (first or now - last_ask >= IDLE_ASK):
+            last_ask = now
+            asks += 1
+            if not _remaining(engine):
+                end = time.time()
+                break
+        if now - last_change > STALL_SECONDS:
             stalled = True
             break
     worker.stop()
     worker.join()
-    end = _last_completion(engine) if not latency else time.time()
     engine.dispose()
     return {
         "start": start,
-        "end": end,
+        "first": first[0] if first else None,
+        "end": end if end is not None else time.time(),
         "processed": next(counter),
         "stalled": stalled,
+        "remaining_asks": asks,
         "latencies": seen,
-        "mode": f"Worker (concurrency {concurrency}, batch {batch})",
+        "mode": f"Worker (concurrency {options['concurrency']}, batch {options['batch_size']})",
     }
 
 
-def _noop(job: Any) -> None:
-    return None
-
-
 def _loop(
-    factory: sessionmaker[Session], batch: int, progress_updates: int, done: list[int]
+    factory: sessionmaker[Session],
+    batch: int,
+    progress_updates: int,
+    done: list[int],
+    first: list[float],
 ) -> None:
-    """claim a batch (commit); per job: start (commit), handler + complete (commit)."""
+    """claim a batch (commit); per job: start (commit), handler + complete (commit).
+    Returns when a claim finds nothing, after its own last commit."""
     with factory() as session:
         queue = JobQueue(session, worker_id=f"bench:{os.getpid()}:{threading.get_ident()}")
         count = 0
@@ -226,13 +256,17 @@ def _loop(
                             job, progress=(step + 1) * 100 // (progress_updates + 1)
                         )
                 with session.begin():
-                    _noop(job)
+                    if not first:
+                        first.append(time.time())  # the "handler" of this loop
                     queue.complete(job)
                 count += 1
         done.append(count)
 
 
 def drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) -> dict[str, Any]:
+    """Drain the queue with ``Worker`` (or the ``JobQueue`` loop when there is none, or
+    when ``params["loop"]``); the end of the loop is when every thread's claim found
+    nothing, after its commits."""
     if worker_available() and not params.get("loop"):
         return _drain_with_worker(conninfo, params, go)
     batch = int(params.get("batch", 10))
@@ -243,10 +277,11 @@ def drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) -> dict
     with factory.begin() as warm:
         warm.execute(text("SELECT 1"))
     done: list[int] = []
+    first: list[float] = []
     go()
     start = time.time()
     threads = [
-        threading.Thread(target=_loop, args=(factory, batch, progress_updates, done))
+        threading.Thread(target=_loop, args=(factory, batch, progress_updates, done, first))
         for _ in range(concurrency)
     ]
     for thread in threads:
@@ -255,7 +290,13 @@ def drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) -> dict
         thread.join()
     end = time.time()
     engine.dispose()
-    return {"start": start, "end": end, "processed": sum(done), "mode": "JobQueue loop"}
+    return {
+        "start": start,
+        "first": min(first) if first else None,
+        "end": end,
+        "processed": sum(done),
+        "mode": "JobQueue loop",
+    }
 
 
 def claim_timing(conninfo: str, claims: int, batch: int) -> list[float]:

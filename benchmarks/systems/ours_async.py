@@ -8,8 +8,11 @@ event loop.
 
 Processing runs :class:`sqla_jobqueue.worker.AsyncWorker` with an ``async def`` no-op
 handler, as :func:`benchmarks.systems.ours._drain_with_worker` runs the sync ``Worker``:
-the same settings, the same clock (released after connecting, stopped at the last
-``completed_at``) and the same check that no job is left. There is no ``enqueue_timed``
+built with the swept settings only (``concurrency``, ``batch_size``; everything else at
+its default: maintenance on, the default ``poll_interval``, LISTEN on), and the same
+clock: ``start`` when released (connected before), ``first`` at the first handler call,
+``end`` when the drain loop, asking the database every tick once the handlers stopped,
+saw no job left (after the last completion committed). There is no ``enqueue_timed``
 yet, so the latency measurement leaves this system out.
 """
 
@@ -90,12 +93,6 @@ async def _remaining(engine: Any) -> bool:
         return bool((await connection.execute(text(ours.REMAINING_SQL))).scalar())
 
 
-async def _last_completion(engine: Any) -> float:
-    async with engine.connect() as connection:
-        value = (await connection.execute(text(ours.LAST_COMPLETION_SQL))).scalar()
-    return float(value) if value is not None else time.time()
-
-
 def drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) -> dict[str, Any]:
     """Run :class:`sqla_jobqueue.worker.AsyncWorker` until no job is left."""
     return asyncio.run(_drain(conninfo, params, go))
@@ -105,56 +102,60 @@ async def _drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) 
     from sqla_jobqueue.handlers import AsyncJobContext, Registry
     from sqla_jobqueue.worker import AsyncWorker
 
-    batch = int(params.get("batch", 10))
-    concurrency = int(params.get("concurrency", 1))
+    options = ours.worker_options(params)
     progress_updates = int(params.get("progress_updates", 0))
     counter = itertools.count()
     done = [0]
+    first: list[float] = []
 
     async def noop(ctx: AsyncJobContext) -> None:
+        if not first:
+            first.append(time.time())
         for step in range(progress_updates):
             ctx.progress((step + 1) * 100 // (progress_updates + 1))
         done[0] = next(counter) + 1
 
     registry = Registry()
     registry.register(JOB_TYPE, noop)
-    engine = _engine(conninfo, pool_size=concurrency + 4)
-    worker = AsyncWorker(
-        engine,
-        registry,
-        concurrency=concurrency,
-        batch_size=batch,
-        listen=bool(params.get("listen_notify", True)),
-        poll_interval=float(params.get("poll_interval", 0.05)),
-        maintenance=False,
-    )
-    # Connected before the clock starts, as the sync worker's drain is: the worker's
-    # rounds and its listener take these two.
+    engine = _engine(conninfo, pool_size=options["concurrency"] + 4)
+    worker = AsyncWorker(engine, registry, **options)
+    # Connected before the release, as the sync worker's drain is: the worker's rounds
+    # and its listener take these two.
     async with engine.connect(), engine.connect():
         pass
     go()
     start = time.time()
     task = asyncio.create_task(worker.run())
     stalled = False
-    last, last_change = -1, time.monotonic()
+    end: float | None = None
+    last, last_change, last_ask = -1, time.monotonic(), 0.0
+    asks = 0
     while not task.done():
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(ours.TICK)
+        now = time.monotonic()
         if done[0] != last:
-            last, last_change = done[0], time.monotonic()
-        elif not await _remaining(engine):
-            break
-        elif time.monotonic() - last_change > ours.STALL_SECONDS:
+            last, last_change = done[0], now
+        elif first or now - last_ask >= ours.IDLE_ASK:
+            last_ask = now
+            asks += 1
+            if not await _remaining(engine):
+                end = time.time()
+                break
+        if now - last_change > ours.STALL_SECONDS:
             stalled = True
             break
     worker.stop()
     await task
-    end = await _last_completion(engine)
     await engine.dispose()
     return {
         "start": start,
-        "end": end,
+        "first": first[0] if first else None,
+        "end": end if end is not None else time.time(),
         "processed": next(counter),
         "stalled": stalled,
+        "remaining_asks": asks,
         "latencies": [],
-        "mode": f"AsyncWorker (concurrency {concurrency}, batch {batch})",
+        "mode": (
+            f"AsyncWorker (concurrency {options['concurrency']}, batch {options['batch_size']})"
+        ),
     }

@@ -3,6 +3,15 @@
 Jobs are ``noop`` entrypoints with a JSON payload; processing runs ``PgQueuer.run`` in
 ``drain`` mode with the batch size under test. PGQueuer's tables are durable (its
 default), like sqla_jobqueue's.
+
+The clock of a drain (the same for every system, see :mod:`benchmarks.systems`):
+``start`` when the child is released (connected before), ``first`` at the first call of
+the entrypoint, ``end`` when ``PgQueuer.run`` returns. In drain mode it returns once a
+dequeue found nothing and its count of queued jobs is 0, after its buffers (the job
+status log that records each completion) were flushed on the way out: after its last
+commit, as sqla_jobqueue's end is after its last. ``dequeue_timeout`` is 1 s (its
+default is 30 s), which can only make it quicker: the wait it bounds comes after a
+dequeue that found nothing.
 """
 
 from __future__ import annotations
@@ -105,6 +114,7 @@ def drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) -> dict
     latency = bool(params.get("latency", False))
     expect = int(params.get("expect", 0))
     seen: list[tuple[float, float]] = []
+    first: list[float] = []
 
     async def run() -> dict[str, Any]:
         connection = await _connect(conninfo)
@@ -114,6 +124,8 @@ def drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) -> dict
         @pgq.entrypoint(JOB_TYPE)
         async def noop(job: Job) -> None:
             nonlocal count
+            if not first:
+                first.append(time.time())
             count += 1
             if latency and job.payload:
                 seen.append((json.loads(job.payload)["t"], time.time()))
@@ -126,6 +138,12 @@ def drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) -> dict
         await pgq.run(batch_size=batch, mode=mode, dequeue_timeout=timedelta(seconds=1))
         end = time.time()
         await connection.close()
-        return {"start": start, "end": end, "processed": count, "latencies": seen}
+        return {
+            "start": start,
+            "first": first[0] if first else None,
+            "end": end,
+            "processed": count,
+            "latencies": seen,
+        }
 
     return asyncio.run(run())

@@ -2,7 +2,15 @@
 
 Jobs are an ``async`` no-op task; processing runs ``App.run_worker_async`` with
 ``wait=False`` (stop once the queue is empty) at the concurrency under test, with
-LISTEN/NOTIFY on (its default). procrastinate keeps finished jobs, as sqla_jobqueue does.
+LISTEN/NOTIFY on and its default polling interval (5 s). The latency's "polling" variant
+turns LISTEN off and keeps that default, as sqla_jobqueue's does with its own.
+procrastinate keeps finished jobs, as sqla_jobqueue does.
+
+The clock of a drain (the same for every system, see :mod:`benchmarks.systems`):
+``start`` when the child is released (its pool opened before), ``first`` at the first
+call of the task, ``end`` when ``run_worker_async(wait=False)`` returns: its fetch found no
+job and every job it started has finished, each finish written and committed by the
+worker before the job counts as done.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ __all__ = ["drain", "enqueue_bulk", "enqueue_single", "install", "prefill"]
 JOB_TYPE = "noop"
 _seen: list[tuple[float, float]] = []
 _count = [0]
+_first: list[float] = []
 
 
 def _app(conninfo: str, max_size: int = 4) -> Any:
@@ -30,6 +39,8 @@ def _app(conninfo: str, max_size: int = 4) -> Any:
 
     @app.task(name=JOB_TYPE)
     async def noop(i: int = 0, t: float | None = None) -> None:
+        if not _first:
+            _first.append(time.time())
         _count[0] += 1
         if t is not None:
             _seen.append((t, time.time()))
@@ -96,8 +107,9 @@ def drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) -> dict
     concurrency = int(params.get("concurrency", 10))
     latency = bool(params.get("latency", False))
     expect = int(params.get("expect", 0))
-    listen = bool(params.get("listen_notify", True))
-    poll = float(params.get("poll_interval", 5.0))
+    options: dict[str, Any] = {"listen_notify": bool(params.get("listen_notify", True))}
+    if "poll_interval" in params:
+        options["fetch_job_polling_interval"] = float(params["poll_interval"])
     logging.getLogger("procrastinate").setLevel(logging.WARNING)
 
     async def run() -> dict[str, Any]:
@@ -110,9 +122,8 @@ def drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) -> dict
                     app.run_worker_async(
                         concurrency=concurrency,
                         wait=True,
-                        listen_notify=listen,
-                        fetch_job_polling_interval=poll,
                         install_signal_handlers=False,
+                        **options,
                     )
                 )
                 while len(_seen) < expect and not worker.done():
@@ -124,11 +135,16 @@ def drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) -> dict
                 await app.run_worker_async(
                     concurrency=concurrency,
                     wait=False,
-                    listen_notify=listen,
-                    fetch_job_polling_interval=poll,
                     install_signal_handlers=False,
+                    **options,
                 )
             end = time.time()
-        return {"start": start, "end": end, "processed": _count[0], "latencies": list(_seen)}
+        return {
+            "start": start,
+            "first": _first[0] if _first else None,
+            "end": end,
+            "processed": _count[0],
+            "latencies": list(_seen),
+        }
 
     return asyncio.run(run())

@@ -38,13 +38,36 @@ def test_quick_run_writes_json_and_markdown(server_url: URL, tmp_path: Path) -> 
         "enqueue_single", "enqueue_bulk", "enqueue_bulk_async", "processing", "latency",
         "depth", "progress",
     }  # fmt: skip
+    processing = results["processing"]
     for system in data["systems"]:
         assert results["enqueue_single"]["rate"][system]["n"] == 1
         assert results["enqueue_bulk"]["rate"][system]["n"] == 1
         # Every system has a drain now, the async API's through AsyncWorker.
-        assert results["processing"]["runs"]["300"][system]["complete"], system
-    assert "AsyncWorker" in results["processing"]["runs"]["300"]["sqla_jobqueue_async"]["mode"]
-    assert results["processing"]["orders"]["300"][0] == data["systems"]
+        run = processing["runs"]["300"][system]
+        assert run["complete"], system
+        # Two rates of one drain: from the first handler call and from the release, which
+        # starts earlier (the system's start-up in between).
+        assert run["rate"]["n"] == run["rate_from_release"]["n"] == 1, system
+        assert run["rate"]["median"] >= run["rate_from_release"]["median"] > 0, system
+        assert run["startup_s"]["median"] >= 0, system
+        for entry in processing["sweep"][system]:
+            assert entry["rate"] >= entry["rate_from_release"] > 0, system
+    assert "AsyncWorker" in processing["runs"]["300"]["sqla_jobqueue_async"]["mode"]
+    # Every side-by-side measurement records the order its systems took, per repeat (one
+    # here, in the order given).
+    assert processing["orders"]["300"] == [data["systems"]]
+    assert results["enqueue_single"]["orders"] == [data["systems"]]
+    assert results["enqueue_bulk"]["orders"] == [data["systems"]]
+    latency = results["latency"]
+    assert len(latency["orders"]) == 1
+    assert {"sqla_jobqueue (notify)", "sqla_jobqueue (polling)"} <= set(latency["orders"][0])
+    assert set(latency["orders"][0]) <= set(latency["ms"])
+    depth_systems = [s for s in ("sqla_jobqueue", "pgbench") if s in data["systems"]]
+    assert results["depth"]["orders"] == [depth_systems]
+    for system in depth_systems:
+        entry = results["depth"]["runs"][system][0]
+        assert entry["rate"] >= entry["rate_from_release"] > 0, system
+    assert results["progress"]["orders"] == [["without", "with"]]
     bulk_async = results["enqueue_bulk_async"]
     assert bulk_async["batches"] == [500, 2_000]
     compared = {"sqla_jobqueue_async", "pgqueuer"} & set(data["systems"])
@@ -53,8 +76,41 @@ def test_quick_run_writes_json_and_markdown(server_url: URL, tmp_path: Path) -> 
         assert all(bulk_async["rate"][batch][s]["n"] == 1 for s in compared)
     markdown = (tmp_path / "smoke.md").read_text()
     assert markdown.startswith("Run of ")
+    assert "processing 300 jobs, 2 workers, jobs/s from the first handler" in markdown
+    assert "… jobs/s from the release, start-up included (300)" in markdown
     assert "async enqueue, bulk (2,000 per call)" in markdown
     assert "async worker, 2 processes, 300 no-op async handlers" in markdown
+
+
+def test_the_order_of_the_systems_rotates_from_one_repeat_to_the_next(
+    server_url: URL, tmp_path: Path
+) -> None:
+    """With two repeats, each side-by-side measurement runs its systems (or its latency
+    variants) in the given order first and then starting from the second, and says so."""
+    url = server_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    command = [
+        sys.executable, "-m", "benchmarks", "run", "--quick", "--repeats", "2",
+        "--only", "enqueue_single,enqueue_bulk,latency,depth,progress",
+        "--systems", "sqla_jobqueue,sqla_jobqueue_async,pgbench",
+        "--database-url", url, "--output", str(tmp_path), "--name", "rotation",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    data = json.loads((tmp_path / "rotation.json").read_text())
+    results = data["results"]
+    systems = data["systems"]
+    assert {"sqla_jobqueue", "sqla_jobqueue_async"} <= set(systems)
+    depth_systems = [s for s in ("sqla_jobqueue", "pgbench") if s in systems]
+    expected = {
+        "enqueue_single": systems,
+        "enqueue_bulk": systems,
+        "latency": ["sqla_jobqueue (notify)", "sqla_jobqueue (polling)"],
+        "depth": depth_systems,
+        "progress": ["without", "with"],
+    }
+    for name, first in expected.items():
+        assert results[name]["orders"] == [first, first[1:] + first[:1]], name
 
 
 def test_two_checkouts_are_compared_alternating(server_url: URL, tmp_path: Path) -> None:
@@ -71,7 +127,14 @@ def test_two_checkouts_are_compared_alternating(server_url: URL, tmp_path: Path)
 
     data = json.loads(output.read_text())
     assert data["orders"] == [["before", "after"], ["after", "before"]]
-    assert all(len(data["rates"][label]) == 2 for label in ("before", "after"))
+    # Both checkouts report their first handler call, so their rates count from it.
+    assert data["rate_basis"] == "first handler"
+    for label in ("before", "after"):
+        assert len(data["rates"][label]) == len(data["rates_from_release"][label]) == 2
+        for rate, from_release in zip(
+            data["rates"][label], data["rates_from_release"][label], strict=True
+        ):
+            assert rate >= from_release > 0
     assert data["modes"]["after"] == "Worker (concurrency 10, batch 10)"
 
 

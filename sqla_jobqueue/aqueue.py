@@ -237,7 +237,7 @@ class AsyncJobQueue(plans.QueueCore[J]):
         <sqla_jobqueue.JobQueue.get>`, awaited."""
         return await self._run(plans.get(self, job_id))
 
-    async def stats(self) -> QueueStats:
+    async def stats(self, *, exact: bool = False) -> QueueStats:
         """Counts by type and status, and the age of the oldest due pending job:
         :meth:`JobQueue.stats <sqla_jobqueue.JobQueue.stats>`, awaited."""
-        return await self._run(plans.stats(self))
+        return await self._run(plans.stats(self, exact))

@@ -25,7 +25,8 @@ __all__ = ["compare_job_queues"]
 log = logging.getLogger(__name__)
 
 
-def _job_tables(autogen_context: AutogenContext) -> list[Table]:
+def job_tables(autogen_context: AutogenContext) -> list[Table]:
+    """The job tables of the environment's target metadata."""
     found = autogen_context.metadata
     metadatas: list[MetaData] = (
         [] if found is None else [found] if isinstance(found, MetaData) else list(found)
@@ -73,7 +74,7 @@ def compare_job_queues(
     considered = {resolved(schema) for schema in schemas}
     known = {
         (resolved(table.schema), table.name): table
-        for table in _job_tables(autogen_context)
+        for table in job_tables(autogen_context)
         if resolved(table.schema) in considered
     }
     wanted = {

@@ -79,9 +79,11 @@ def open_database(
     *,
     migrate_embedded: bool = True,
     pool_size: int = 5,
+    max_overflow: int = 10,
     connect_args: dict[str, Any] | None = None,
 ) -> Iterator[Engine]:
-    """An engine on the given database, or on the embedded server, for the command's life;
+    """An engine on the given database, or on the embedded server, for the command's life,
+    whose pool keeps ``pool_size`` connections and opens at most ``max_overflow`` more;
     ``connect_args`` go to psycopg's ``connect``.
 
     Raises
@@ -90,12 +92,16 @@ def open_database(
         For a database error raised inside the block, told by :func:`database_error`.
     """
     url = given_url(db)
+    pool: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+        "connect_args": connect_args or {},
+    }
     try:
         if url is not None:
             try:
-                engine = create_engine(
-                    url, pool_pre_ping=True, pool_size=pool_size, connect_args=connect_args or {}
-                )
+                engine = create_engine(url, **pool)
             except (ArgumentError, NoSuchModuleError, ImportError) as error:
                 raise BadInput(f"invalid database URL: {exception_line(error)}") from None
             try:
@@ -107,9 +113,7 @@ def open_database(
 
         with embedded_server(db.data_dir, keep=db.keep_server) as server:
             say(server.describe())
-            engine = create_engine(
-                server.url, pool_pre_ping=True, pool_size=pool_size, connect_args=connect_args or {}
-            )
+            engine = create_engine(server.url, **pool)
             try:
                 if migrate_embedded:
                     migrate(engine)

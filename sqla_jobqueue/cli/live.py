@@ -76,6 +76,8 @@ class Snapshot:
     recent_finished: int
     window: timedelta
     at: datetime | None = None
+    estimated: bool = False
+    """Whether the finished totals are estimates (``JobQueue.stats`` on a large table)."""
 
     @property
     def jobs_per_second(self) -> float:
@@ -87,6 +89,7 @@ class Snapshot:
         return {
             "at": None if self.at is None else self.at.isoformat(),
             "totals": self.totals,
+            "finished_estimated": self.estimated,
             "jobs_per_second": round(self.jobs_per_second, 2),
             "running": [
                 {
@@ -119,12 +122,25 @@ def take_snapshot(
     limit: int = 20,
     window: timedelta = timedelta(seconds=10),
 ) -> Snapshot:
-    """Read counts by state and the held jobs (running first, longest first)."""
-    statements = JobQueue(session, model).statements
+    """Read counts by state and the held jobs (running first, longest first). Without
+    ``ids`` the counts are those of :meth:`JobQueue.stats` (finished jobs estimated on a
+    large table), so that a frame stays fast on a table of millions of rows."""
+    queue = JobQueue(session, model)
+    statements = queue.statements
     types = list(job_types) if job_types else None  # none given: every type
     totals = {status: 0 for status in STATUSES}
-    for status, count in session.execute(*statements.status_counts(ids=ids, job_types=types)):
-        totals[JobStatus(status).value] = int(count)
+    estimated = False
+    if ids is None:
+        stats = queue.stats()
+        estimated = stats.estimated
+        for job_type, by_status in stats.counts.items():
+            if types is None or job_type in types:
+                for status, count in by_status.items():
+                    totals[status] += count
+    else:
+        counts = statements.status_counts(ids=ids, job_types=types)
+        for status, count in session.execute(*counts):
+            totals[JobStatus(status).value] = int(count)
     finished = statements.finished_within(window, ids=ids, job_types=types)
     recent = sum(int(count) for _, count in session.execute(*finished))
     rows = session.execute(*statements.held_jobs(limit, ids=ids, job_types=types)).all()
@@ -142,7 +158,7 @@ def take_snapshot(
         )
         for row in rows
     ]
-    return Snapshot(totals, running, recent, window, at)
+    return Snapshot(totals, running, recent, window, at, estimated)
 
 
 def render_snapshot(
@@ -175,8 +191,12 @@ def render_snapshot(
             Text(f"{done}/{total} finished", style="bold"),
         )
         header.append(overall)
-    counts = [f"done {t['completed']}", f"failed {t['failed']}"]
-    counts += [f"{s} {t[s]}" for s in ("cancelled", "claimed") if t[s]]
+    about = "~" if snapshot.estimated else ""
+    counts = [f"done {about}{t['completed']}", f"failed {about}{t['failed']}"]
+    if t["cancelled"]:
+        counts.append(f"cancelled {about}{t['cancelled']}")
+    if t["claimed"]:
+        counts.append(f"claimed {t['claimed']}")
     counts += [f"pending {t['pending']}", f"running {t['running']}"]
     per_second = snapshot.jobs_per_second if rate is None else rate
     header.append(Text(" · ".join(counts) + f" · {per_second:.1f} jobs/s"))

@@ -10,7 +10,7 @@ import click
 from sqlalchemy.orm import Session
 
 from ..maintenance.rescuer import DEFAULT_STALE_TIMEOUT
-from ..model import JobStatus
+from ..model import LIVE_STATUSES, JobStatus
 from ..queue import JobQueue
 from ..statements import JobStatements
 from .engine import open_database
@@ -21,6 +21,8 @@ from .output import console, jsonable, print_json
 from .params import DURATION, NAMES, POSITIVE_INT, duration_text
 
 __all__ = ["status", "watch"]
+
+LIVE = {state.value for state in LIVE_STATUSES}
 
 
 @click.command()
@@ -33,19 +35,26 @@ __all__ = ["status", "watch"]
     metavar="DURATION",
     help="a held job with no heartbeat for this long is stale (default 1m, as workers)",
 )
-def status(db: DatabaseOptions, as_json: bool, stale_after: timedelta) -> int:
+@click.option(
+    "--exact",
+    is_flag=True,
+    help="count every finished job, even in a table of millions (by default they are "
+    "estimated from a sample above a million rows)",
+)
+def status(db: DatabaseOptions, as_json: bool, stale_after: timedelta, exact: bool) -> int:
     """Counts by type and state, throughput, stale jobs."""
     model = db.job_model()
     printer = None if as_json else console()
     with open_database(db) as engine, Session(engine) as session:
         queue = JobQueue(session, model)
-        stats = queue.stats()
+        stats = queue.stats(exact=exact)
         last_minute = _finished_last_minute(session, queue.statements)
         stale = session.execute(*queue.statements.stale_count(stale_after)).scalar_one()
     totals = {state: stats.total(state) for state in STATUSES}
     report = {
         "counts": stats.counts,
         "totals": totals,
+        "finished_estimated": stats.estimated,
         "oldest_pending_age_seconds": jsonable(stats.oldest_pending_age),
         "last_minute": last_minute,
         "jobs_per_second": round(sum(last_minute.values()) / 60.0, 2),
@@ -61,12 +70,20 @@ def status(db: DatabaseOptions, as_json: bool, stale_after: timedelta) -> int:
     table.add_column("type", no_wrap=True)
     for state in STATUSES:
         table.add_column(state, justify="right")
+
+    def cell(state: str, count: int) -> str:
+        return f"~{count}" if stats.estimated and state not in LIVE else str(count)
+
     for job_type in sorted(stats.counts):
         by_status = stats.counts[job_type]
-        table.add_row(job_type, *(str(by_status.get(s, 0)) for s in STATUSES))
+        table.add_row(job_type, *(cell(s, by_status.get(s, 0)) for s in STATUSES))
     table.add_section()
-    table.add_row("total", *(str(totals[s]) for s in STATUSES), style="bold")
+    table.add_row("total", *(cell(s, totals[s]) for s in STATUSES), style="bold")
     printer.print(table)
+    if stats.estimated:
+        printer.print(
+            "~ finished jobs estimated from a sample of the table (--exact counts them all)."
+        )
     printer.print(
         (
             "No pending job is due. "

@@ -27,6 +27,7 @@ __all__ = [
     "install_statements",
     "parse_comment",
     "read_sql",
+    "short_identifier",
     "uninstall_statements",
 ]
 
@@ -61,7 +62,7 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _short(name: str, suffix: str) -> str:
+def short_identifier(name: str, suffix: str) -> str:
     """``name + suffix`` cut to PostgreSQL's identifier length, kept unique by a hash."""
     full = name + suffix
     if len(full.encode()) <= MAX_IDENTIFIER_LENGTH:
@@ -103,11 +104,11 @@ class QueueObjects:
 
     @property
     def notify_function(self) -> str:
-        return _short(self.table, "_notify_enqueued")
+        return short_identifier(self.table, "_notify_enqueued")
 
     @property
     def trigger(self) -> str:
-        return _short(self.table, "_notify_enqueued")
+        return short_identifier(self.table, "_notify_enqueued")
 
     @property
     def channel(self) -> str:

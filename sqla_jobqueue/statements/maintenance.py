@@ -114,7 +114,9 @@ class MaintenanceStatements(StatementsBase):
                 c.completed_at < self._now - param("p_older_than", Interval()),
             )
             if limited:
-                doomed = doomed.limit(param("p_limit", Integer()))
+                # Oldest first, along the index of finished jobs: each chunk of a long
+                # prune starts where the last one stopped, not after its dead rows.
+                doomed = doomed.order_by(c.completed_at).limit(param("p_limit", Integer()))
             doomed = doomed.with_for_update(skip_locked=True)
             return delete(self.table).where(c.id == any_(func.array(doomed.scalar_subquery())))
 

@@ -13,9 +13,24 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, Interval, String, Uuid, any_, cast, func, or_, select, text
+from sqlalchemy import (
+    ARRAY,
+    Float,
+    Integer,
+    Interval,
+    String,
+    Uuid,
+    any_,
+    cast,
+    func,
+    or_,
+    select,
+    tablesample,
+    text,
+)
 
-from ..model import HELD_STATUSES, LIVE_STATUSES, JobStatus
+from ..model import FINISHED_STATUSES, HELD_STATUSES, LIVE_STATUSES, JobStatus
+from ..sql import format_table
 from .base import Bound, StatementsBase, param
 from .fence import is_stale, status_literal, status_literals
 
@@ -64,6 +79,58 @@ class ReadStatements(StatementsBase):
             )
 
         return Bound(self._once(("counts", narrowed), build), self._scope_params(ids, None))
+
+    def live_counts(self) -> Bound:
+        """``(job_type, status, count)`` of pending, claimed and running jobs, read through
+        their partial indexes (one ``IN`` of all three matches neither and scans the table)."""
+
+        def build() -> Any:
+            c = self.table.c
+            return (
+                select(c.job_type, c.status, func.count())
+                .where(
+                    or_(
+                        c.status == status_literal(JobStatus.PENDING),
+                        c.status.in_(status_literals(HELD_STATUSES)),
+                    )
+                )
+                .group_by(c.job_type, c.status)
+            )
+
+        return Bound(self._once(("live_counts",), build), {})
+
+    def finished_counts(self, sample_percent: float | None) -> Bound:
+        """``(job_type, status, count)`` of finished jobs; with ``sample_percent``, of those
+        in that percentage of the table's pages only (``TABLESAMPLE SYSTEM``)."""
+        sampled = sample_percent is not None
+
+        def build() -> Any:
+            source: Any = self.table
+            if sampled:
+                source = tablesample(self.table, func.system(param("p_percent", Float())))
+            c = source.c
+            return (
+                select(c.job_type, c.status, func.count())
+                .select_from(source)
+                .where(c.status.in_(status_literals(FINISHED_STATUSES)))
+                .group_by(c.job_type, c.status)
+            )
+
+        params = {"p_percent": sample_percent} if sampled else {}
+        return Bound(self._once(("finished_counts", sampled), build), params)
+
+    def row_estimate(self) -> Bound:
+        """The planner's estimate of the table's rows, which (auto)vacuum and analyze keep
+        up to date: ``pg_class.reltuples``, -1 for a table never vacuumed nor analyzed."""
+        return Bound(
+            self._once(
+                ("row_estimate",),
+                lambda: text(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:p_table)"
+                ),
+            ),
+            {"p_table": format_table(self.table)},
+        )
 
     def oldest_pending_age(self) -> Bound:
         """How long the longest-waiting due pending job has waited (``NULL``: none)."""

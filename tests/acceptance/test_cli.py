@@ -174,6 +174,37 @@ def test_prune_deletes_old_finished_jobs(
     assert human.returncode == 0 and "Deleted 0 finished jobs" in human.stdout
 
 
+def test_prune_deletes_in_short_transactions_oldest_first(cli: CliRunner, engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO jobs (job_type, status, attempts, completed_at) "
+                "SELECT 'x', 'completed', 1, now() - interval '8 days' - g * interval '1 hour' "
+                "FROM generate_series(1, 25) AS g"
+            )
+        )
+    first = ok_json(
+        cli("prune", "--older-than", "7d", "--batch-size", "10", "--limit", "22", "--json")
+    )
+    assert (first["deleted"], first["transactions"]) == (22, 3)
+    with engine.connect() as connection:
+        hours = connection.execute(
+            text("SELECT round(extract(epoch FROM now() - completed_at) / 3600) - 192 FROM jobs")
+        ).scalars()
+        assert sorted(hours) == [1, 2, 3], "the oldest went first"
+    human = cli("prune", "--older-than", "7d", "--batch-size", "10")
+    assert human.returncode == 0 and "Deleted 3 finished jobs" in human.stdout
+    assert "in 1 transaction." in human.stdout
+
+
+def test_prune_gives_up_on_a_table_locked_by_a_migration(cli: CliRunner, engine: Engine) -> None:
+    with engine.connect() as migration:
+        migration.execute(text("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE"))
+        line = assert_one_line_error(cli("prune", "--older-than", "7d"), 1)
+        migration.rollback()
+    assert "gave up after waiting 5.0s for a lock" in line and "run the command again" in line
+
+
 def test_migrate_an_empty_database(empty_database_url: URL) -> None:
     env = base_environment(DATABASE_URL=url_text(empty_database_url))
     before = run_cli("status", env=env)

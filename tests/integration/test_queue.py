@@ -15,6 +15,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from sqla_jobqueue import Backoff, JobStatus, Priority
+from sqla_jobqueue.plans import reads
 from sqla_jobqueue.errors import (
     InvalidJobError,
     InvalidTransitionError,
@@ -477,6 +478,55 @@ def test_stats_counts_by_type_and_status(executor: Executor, engine: Engine) -> 
     assert stats.total("pending") == 3
     assert stats.oldest_pending_age is not None
     assert timedelta(seconds=90) <= stats.oldest_pending_age < timedelta(minutes=5)
+
+
+def test_stats_estimates_the_finished_jobs_of_a_large_table_from_a_sample(
+    executor: Executor, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above ``ESTIMATE_ABOVE_ROWS`` (lowered here from a million) finished jobs are counted
+    in a sample of the table's pages and scaled up; live jobs are always exact."""
+    monkeypatch.setattr(reads, "ESTIMATE_ABOVE_ROWS", 5_000)
+    monkeypatch.setattr(reads, "SAMPLED_ROWS", 10_000)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO jobs (job_type, status, attempts, completed_at) "
+                "SELECT 'old', CASE WHEN g % 10 = 0 THEN 'failed' ELSE 'completed' END, 1, "
+                "now() FROM generate_series(1, 22000) AS g"
+            )
+        )
+    with executor.begin() as queue:
+        queue.enqueue_many([{"job_type": "a"}] * 3)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("ANALYZE jobs"))
+
+    with executor.begin() as queue:
+        estimate = queue.stats()
+        exact = queue.stats(exact=True)
+    assert estimate.estimated and not exact.estimated
+    assert estimate.counts["a"] == exact.counts["a"] == {"pending": 3}
+    assert exact.counts["old"] == {"completed": 19_800, "failed": 2_200}
+    for status, count in exact.counts["old"].items():
+        # About 45 % of the pages, scaled back up: a sample that was not scaled is off by half.
+        assert 0.7 * count <= estimate.counts["old"][status] <= 1.3 * count, estimate
+
+
+def test_prune_with_a_limit_deletes_the_oldest_first(executor: Executor, engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO jobs (job_type, status, attempts, completed_at) "
+                "SELECT 'done', 'completed', 1, now() - g * interval '1 day' "
+                "FROM generate_series(8, 12) AS g"
+            )
+        )
+    with executor.begin() as queue:
+        assert queue.prune(timedelta(days=7), limit=2) == 2
+    with engine.connect() as connection:
+        left = connection.execute(
+            text("SELECT date_part('day', now() - completed_at) FROM jobs ORDER BY 1")
+        ).scalars()
+        assert list(left) == [8, 9, 10]
 
 
 def test_prune_deletes_only_old_finished_jobs(executor: Executor, engine: Engine) -> None:

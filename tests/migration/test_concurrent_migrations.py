@@ -44,15 +44,15 @@ PROCESS_TIMEOUT = 60
 
 ADD_COLUMN_REVISION = '''"""add a column to the busy jobs table
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -139,7 +139,7 @@ def installed(engine: Engine) -> dict[str, object]:
         return {"versions": list(versions), **counts._asdict()}
 
 
-HEAD_ONCE = {"versions": ["0002"], "tables": 1, "claims": 1, "triggers": 1, "indexes": 5}
+HEAD_ONCE = {"versions": ["0003"], "tables": 1, "claims": 1, "triggers": 1, "indexes": 6}
 """The packaged head, installed once: the table, its primary key and three indexes."""
 
 
@@ -196,7 +196,7 @@ def test_upgrades_that_waited_for_a_migration_find_it_done(
     outcomes = [finish(alembic), finish(migrate)]
 
     assert [code for code, _ in outcomes] == [0, 0], outcomes
-    assert "The database is at revision 0002 (head)." in outcomes[1][1]
+    assert "The database is at revision 0003 (head)." in outcomes[1][1]
     assert installed(engine) == HEAD_ONCE
 
 
@@ -217,9 +217,9 @@ def the_failure(output: str) -> str:
 def test_a_migration_behind_a_busy_job_table_fails_fast_then_succeeds(
     project: Path, empty_database_url: URL, engine: Engine
 ) -> None:
-    upgrade(engine)  # the packaged revisions, which the project's 0003 follows
+    upgrade(engine)  # the packaged revisions, which the project's 0004 follows
     versions = project / "migrations" / "versions"
-    (versions / "0003_add_a_column.py").write_text(ADD_COLUMN_REVISION)
+    (versions / "0004_add_a_column.py").write_text(ADD_COLUMN_REVISION)
 
     with engine.connect() as worker:
         hold_a_job_row(worker)
@@ -259,11 +259,11 @@ def test_a_migration_behind_a_busy_job_table_fails_fast_then_succeeds(
 
     with engine.connect() as connection:
         assert connection.execute(text("SELECT progress FROM jobs")).scalar_one() == 50
-    assert installed(engine)["versions"] == ["0002"]
+    assert installed(engine)["versions"] == ["0003"]
 
     code, output = finish(start_alembic(project, empty_database_url, "upgrade", "head"))
     assert code == 0, output
-    assert installed(engine)["versions"] == ["0003"]
+    assert installed(engine)["versions"] == ["0004"]
     with engine.connect() as connection:
         assert connection.execute(text("SELECT tenant FROM jobs")).scalar_one() is None
 

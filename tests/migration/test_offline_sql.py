@@ -84,6 +84,9 @@ SNAPSHOT = {
         FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2""",
     "indexes": """
         SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1""",
+    "storage": """
+        SELECT relname, reloptions FROM pg_class
+        WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY 1""",
     "functions": """
         SELECT proname, pg_get_functiondef(oid), obj_description(oid, 'pg_proc'),
                proacl::text

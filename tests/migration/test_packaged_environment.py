@@ -36,9 +36,11 @@ from sqla_jobqueue.alembic import (
     TEMPLATE_DIRECTORY,
     CreateJobQueueOp,
     ReplaceJobQueueOp,
+    SetTableStorageOp,
     copy_template,
     package_config,
 )
+from sqla_jobqueue.model import JOB_TABLE_STORAGE
 from sqla_jobqueue.sql import CURRENT_VERSION
 
 __all__ = [
@@ -287,19 +289,27 @@ def test_renaming_the_claim_function_drops_the_old_one_first(alembic_engine: Eng
 def test_a_version_1_table_with_jobs_upgrades_to_crash_counting_and_back(
     alembic_engine: Engine,
 ) -> None:
-    """Revision 0002 on a table that holds jobs: every job gets ``crashes = 0``, the claim
-    function becomes version 2, and autogenerate finds nothing left; autogenerate against
-    the version-1 schema writes the same three steps in order; the downgrade restores 1."""
+    """Revisions 0002 and 0003 on a table that holds jobs: every job gets ``crashes = 0``,
+    the claim function becomes version 2, the table its storage parameters, and
+    autogenerate finds nothing left; autogenerate against the version-1 schema writes the
+    same steps in order; the downgrade restores 1."""
     config = package_config(alembic_engine)
     command.upgrade(config, "0001")
     with alembic_engine.begin() as connection:
         connection.execute(
             text("INSERT INTO jobs (job_type) SELECT 'old' FROM generate_series(1, 50)")
         )
-    (table, replace) = autogenerate_ops(alembic_engine)
-    assert [type(op).__name__ for op in table.ops] == ["AddColumnOp", "CreateIndexOp"]  # type: ignore[attr-defined]
+    (table, replace, storage) = autogenerate_ops(alembic_engine)
+    assert [type(op).__name__ for op in table.ops] == [  # type: ignore[attr-defined]
+        "AddColumnOp",
+        "CreateIndexOp",
+        "CreateIndexOp",
+    ]
     assert isinstance(replace, ReplaceJobQueueOp)
     assert (replace.from_version, replace.version) == (1, 2)
+    assert isinstance(storage, SetTableStorageOp)
+    assert storage.parameters == JOB_TABLE_STORAGE
+    assert set(storage.previous.values()) == {None}
     command.upgrade(config, "head")
     with alembic_engine.connect() as connection:
         crashes = connection.execute(text("SELECT DISTINCT crashes FROM jobs")).scalars().all()
@@ -325,3 +335,53 @@ def test_a_version_1_table_with_jobs_upgrades_to_crash_counting_and_back(
             text("SELECT obj_description('claim_job_batch'::regproc, 'pg_proc')")
         ).scalar_one()
     assert "crashes" not in columns and '"version": 1' in comment
+
+
+def reloptions(engine: Engine) -> list[str] | None:
+    with engine.connect() as connection:
+        return connection.execute(  # type: ignore[no-any-return]
+            text("SELECT reloptions FROM pg_class WHERE oid = 'jobs'::regclass")
+        ).scalar_one()
+
+
+def test_revision_0003_takes_an_index_built_concurrently_and_sets_the_storage(
+    alembic_engine: Engine,
+) -> None:
+    """On a large table an operator builds the index of finished jobs beforehand, without
+    blocking writes (docs/alembic.md); 0003 then finds it, sets the storage parameters the
+    model declares, and its downgrade takes both away again."""
+    config = package_config(alembic_engine)
+    command.upgrade(config, "0002")
+    assert reloptions(alembic_engine) is None
+    with alembic_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(
+            text(
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_jobs_finished ON jobs (completed_at) "
+                "WHERE status IN ('completed', 'failed', 'cancelled')"
+            )
+        )
+    command.upgrade(config, "head")
+    found = dict(option.split("=") for option in reloptions(alembic_engine) or [])
+    assert {name: float(value) for name, value in found.items()} == JOB_TABLE_STORAGE
+    assert autogenerate_ops(alembic_engine) == []
+
+    with alembic_engine.begin() as connection:
+        connection.execute(
+            text("ALTER TABLE jobs SET (fillfactor = 90, toast_tuple_target = 4000)")
+        )
+    (op,) = autogenerate_ops(alembic_engine)
+    assert isinstance(op, SetTableStorageOp), "only what the model declares is compared"
+    assert (op.parameters, op.previous) == ({"fillfactor": 80}, {"fillfactor": "90"})
+
+    command.downgrade(config, "0002")
+    assert reloptions(alembic_engine) == ["toast_tuple_target=4000"]
+    assert "ix_jobs_finished" not in objects_indexes(alembic_engine)
+
+
+def objects_indexes(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                text("SELECT indexname FROM pg_indexes WHERE tablename = 'jobs'")
+            ).scalars()
+        )

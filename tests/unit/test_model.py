@@ -83,6 +83,7 @@ def test_mixin_on_an_app_base_follows_its_naming_convention_and_schema() -> None
     assert "CONSTRAINT ck_tasks_status CHECK" in ddl(table)
     assert set(index_ddl(table)) == {
         "ix_tasks_claimable",
+        "ix_tasks_finished",
         "ix_tasks_held_by_worker",
         "ix_tasks_runs_alone",
         "ix_tasks_unique_key",
@@ -98,6 +99,7 @@ def test_convention_without_constraint_name_names_indexes_by_columns() -> None:
 
     assert set(index_ddl(table_of(Task))) == {
         "idx_queue_items_priority",
+        "idx_queue_items_completed_at",
         "idx_queue_items_worker_id",
         "idx_queue_items_unique_key",
     }
@@ -115,7 +117,7 @@ def test_two_job_tables_on_one_metadata_get_distinct_index_names() -> None:
         __tablename__ = "b_jobs"
 
     names = [index.name for table in Base.metadata.tables.values() for index in table.indexes]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names)) == 10
 
 
 def test_over_long_claim_function_name_is_refused() -> None:
@@ -134,3 +136,27 @@ def test_enums_match_the_original_design() -> None:
     ]  # fmt: skip
     assert (Priority.EXPLICIT, Priority.DISCOVERED, Priority.BACKFILL) == (150, 100, 30)
     assert str(JobStatus.RUNNING) == "running"
+
+
+def test_the_table_carries_its_storage_parameters_and_a_model_may_replace_them() -> None:
+    ddl = str(CreateTable(Job.__table__).compile(dialect=postgresql.dialect()))
+    assert "autovacuum_vacuum_threshold = 5000" in ddl and "fillfactor = 80" in ddl
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Quiet(JobMixin, Base):
+        __tablename__ = "quiet_jobs"
+        __table_storage__ = {"fillfactor": 90}
+
+    ddl = str(CreateTable(Quiet.__table__).compile(dialect=postgresql.dialect()))
+    assert ddl.rstrip().endswith("WITH (fillfactor = 90)")
+
+
+def test_finished_jobs_are_indexed_by_completion_time() -> None:
+    (index,) = [i for i in Job.__table__.indexes if i.name == "ix_jobs_finished"]
+    ddl = str(CreateIndex(index).compile(dialect=postgresql.dialect()))
+    assert ddl == (
+        "CREATE INDEX ix_jobs_finished ON jobs (completed_at) "
+        "WHERE status IN ('completed', 'failed', 'cancelled')"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .aqueue import AsyncJobQueue
+from .archive import JobArchiveMixin
 from .backoff import Backoff
 from .handlers import AsyncJobContext, Cancel, JobContext, Registry, Retry, Snooze
 from .model import Job, JobMixin, JobStatus, Priority, metadata
@@ -26,6 +27,7 @@ __all__ = [
     "Backoff",
     "Cancel",
     "Job",
+    "JobArchiveMixin",
     "JobContext",
     "JobMixin",
     "JobQueue",

@@ -10,6 +10,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ..archive import JobArchiveMixin
 from ..errors import JobQueueError
 from ..model import Job, JobMixin
 from .exits import BadInput
@@ -17,7 +18,7 @@ from .exits import BadInput
 if TYPE_CHECKING:
     from ..handlers import Registry
 
-__all__ = ["exception_line", "import_object", "job_model", "load_registry"]
+__all__ = ["archive_model", "exception_line", "import_object", "job_model", "load_registry"]
 
 
 def _import_from_cwd() -> None:
@@ -67,8 +68,18 @@ def job_model(spec: str | None) -> type[JobMixin]:
     if not spec:
         return Job
     model = import_object(spec, "--model")
-    if not (isinstance(model, type) and issubclass(model, JobMixin)):
+    if not (isinstance(model, type) and issubclass(model, JobMixin)) or issubclass(
+        model, JobArchiveMixin
+    ):
         raise BadInput(f"--model {spec!r} is not a mapped JobMixin class")
+    return model
+
+
+def archive_model(spec: str) -> type[JobArchiveMixin]:
+    """The model ``--archive`` names."""
+    model = import_object(spec, "--archive")
+    if not (isinstance(model, type) and issubclass(model, JobArchiveMixin)):
+        raise BadInput(f"--archive {spec!r} is not a mapped JobArchiveMixin class")
     return model
 
 

@@ -24,7 +24,7 @@ from ..errors import ConfigurationError, JobQueueError
 from ..handlers import Registry
 from .engine import open_database
 from .exits import BadInput
-from .imports import load_registry
+from .imports import archive_model, load_registry
 from .options import DatabaseOptions, database_options
 from .params import DURATION, NAMES, POSITIVE_INT
 
@@ -93,6 +93,37 @@ __all__ = ["worker"]
     "mode has none)",
 )
 @click.option(
+    "--retention",
+    type=DURATION,
+    metavar="DURATION",
+    help="how long finished jobs are kept before they are deleted (default 7d)",
+)
+@click.option(
+    "--archive",
+    metavar="MODULE:CLASS",
+    help="your JobArchiveMixin model: finished jobs move into it after --archive-after, "
+    "and its days older than --retention are dropped",
+)
+@click.option(
+    "--archive-after",
+    type=DURATION,
+    metavar="DURATION",
+    help="how long finished jobs stay in the job table before they move to --archive (default 1h)",
+)
+@click.option(
+    "--pool-size",
+    type=POSITIVE_INT,
+    metavar="N",
+    help="most connections the worker takes from its pool, LISTEN aside (default: "
+    "concurrency + 3, and up to 10 more under load); at least 3, or 2 with --no-maintenance",
+)
+@click.option(
+    "--no-maintenance",
+    is_flag=True,
+    help="take no part in rescuing stale jobs and pruning old ones (leave it to other "
+    "workers): one connection fewer",
+)
+@click.option(
     "--log-level",
     default="INFO",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
@@ -111,6 +142,11 @@ def worker(
     listen_url: str | None,
     no_listen: bool,
     no_prepare: bool,
+    retention: timedelta | None,
+    archive: str | None,
+    archive_after: timedelta | None,
+    pool_size: int | None,
+    no_maintenance: bool,
     log_level: str,
 ) -> int:
     """Run jobs with the handlers of a registry.
@@ -127,7 +163,11 @@ def worker(
             f"--types names {', '.join(unknown)}, which {target} has no handler for; "
             f"it handles {', '.join(registry.job_types)}"
         )
+    if archive_after is not None and archive is None:
+        raise BadInput("--archive-after needs --archive, the model to move finished jobs into")
     durations = {
+        "retention": retention,
+        "archive_after": archive_after,
         "poll_interval": poll_interval,
         "heartbeat_interval": heartbeat_interval,
         "grace_period": grace_period,
@@ -135,12 +175,15 @@ def worker(
     }
     if no_listen and listen_url is not None:
         raise BadInput("--no-listen and --listen-url contradict each other: give one of them")
+    pool = _pool(concurrency, pool_size, maintenance=not no_maintenance)
     options: dict[str, Any] = {
         "model": db.job_model(),
         "job_types": job_types,
         "concurrency": concurrency,
         "batch_size": batch_size,
         "listen": False if no_listen else listen_url or True,
+        "maintenance": not no_maintenance,
+        "archive": None if archive is None else archive_model(archive),
         **{name: value for name, value in durations.items() if value is not None},
     }
     try:
@@ -154,7 +197,12 @@ def worker(
         stream=sys.stderr,
     )
     asynchronous = registry.async_job_types(job_types)
-    with open_database(db, pool_size=concurrency + 3, connect_args=connect_args) as engine:
+    with open_database(
+        db,
+        pool_size=pool["pool_size"],
+        max_overflow=pool["max_overflow"],
+        connect_args=connect_args,
+    ) as engine:
         # This process only runs the worker: keep what start-up built (modules, models, the
         # registry) out of the collector's full passes, which otherwise walk it all again
         # every few thousand jobs (about a quarter of a no-op job's CPU, docs/benchmarks.md).
@@ -162,7 +210,7 @@ def worker(
         gc.freeze()
         try:
             if asynchronous:
-                return _run_async_worker(engine, registry, options, connect_args)
+                return _run_async_worker(engine, registry, options, pool, connect_args)
             return Worker(engine, registry, **options).run()
         except JobQueueError as error:
             if isinstance(error.__cause__, DBAPIError):
@@ -171,8 +219,28 @@ def worker(
             raise
 
 
+def _pool(concurrency: int, pool_size: int | None, *, maintenance: bool) -> dict[str, int]:
+    """The engine's pool: ``concurrency + 3`` kept, 10 more under load; or exactly
+    ``pool_size``, which must leave the worker its rounds, its heartbeats and (unless it
+    takes no part in it) its maintenance."""
+    if pool_size is None:
+        return {"pool_size": concurrency + 3, "max_overflow": 10}
+    least = 3 if maintenance else 2
+    if pool_size < least:
+        raise BadInput(
+            f"--pool-size {pool_size} is too small: a worker needs one connection for its "
+            f"claims, one for heartbeats{' and one for maintenance' if maintenance else ''}; "
+            f"give at least {least}" + ("" if not maintenance else ", or 2 with --no-maintenance")
+        )
+    return {"pool_size": pool_size, "max_overflow": 0}
+
+
 def _run_async_worker(
-    engine: Engine, registry: Registry, options: dict[str, Any], connect_args: dict[str, Any]
+    engine: Engine,
+    registry: Registry,
+    options: dict[str, Any],
+    pool: dict[str, int],
+    connect_args: dict[str, Any],
 ) -> int:
     """Run the registry's async handlers (and its plain ones, on threads) on an
     ``AsyncEngine`` to the database of ``engine``."""
@@ -181,10 +249,7 @@ def _run_async_worker(
     from ..worker import AsyncWorker
 
     async_engine = create_async_engine(
-        engine.url,
-        pool_pre_ping=True,
-        pool_size=options["concurrency"] + 3,
-        connect_args=connect_args,
+        engine.url, pool_pre_ping=True, **pool, connect_args=connect_args
     )
 
     async def run() -> int:

@@ -15,6 +15,8 @@ which the round gives up, as when another worker holds the duty.
 - :mod:`~sqla_jobqueue.maintenance.rescuer`: returns jobs whose heartbeat went stale to
   ``pending`` (or ``failed`` when their attempts are spent).
 - :mod:`~sqla_jobqueue.maintenance.pruner`: deletes finished jobs older than a retention.
+- :mod:`~sqla_jobqueue.maintenance.archiver`: with an archive, moves finished jobs into it
+  and drops its days older than the retention.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ from sqlalchemy import Engine
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .archiver import Archiver, ArchiverConfig
 from .lock import LOCK_CLASS_ID, try_lock
 from .pruner import Pruner, PrunerConfig
 from .rescuer import Rescuer, RescuerConfig
 
 __all__ = [
     "LOCK_CLASS_ID",
+    "Archiver",
+    "ArchiverConfig",
     "Duty",
     "Pruner",
     "PrunerConfig",

@@ -19,7 +19,16 @@ from .. import validation as check
 from ..database import libpq_conninfo
 from ..errors import InvalidJobError, ModelError
 from ..handlers import Registry
-from ..maintenance import Duty, Pruner, PrunerConfig, Rescuer, RescuerConfig
+from ..maintenance import (
+    Archiver,
+    ArchiverConfig,
+    Duty,
+    Pruner,
+    PrunerConfig,
+    Rescuer,
+    RescuerConfig,
+)
+from ..maintenance.archiver import DEFAULT_ARCHIVE_AFTER
 from ..maintenance.pruner import DEFAULT_RETENTION
 from ..maintenance.rescuer import DEFAULT_STALE_TIMEOUT
 from ..model import Job, JobMixin, is_job_table
@@ -96,6 +105,12 @@ class WorkerOptions(TypedDict, total=False):
     :doc:`/production`)."""
     maintenance: bool
     """Whether this worker takes part in the rescue and prune rounds (``True``)."""
+    archive: type[Any] | None
+    """A :class:`~sqla_jobqueue.archive.JobArchiveMixin` model to move finished jobs into
+    (``None``: they stay in the job table until pruned); see :doc:`/scaling`."""
+    archive_after: Duration
+    """How long finished jobs stay in the job table before they move to the archive
+    (1 hour); shorter than ``retention``, which then drops the archive's old days."""
     max_payload_bytes: int
     """Largest JSON result accepted (64 KiB)."""
 
@@ -159,6 +174,8 @@ class WorkerSettings:
     listen_conninfo: str | None
     """Where to LISTEN when not on a connection the engine makes (libpq)."""
     maintenance: bool
+    archiving: ArchiverConfig | None
+    """Where and when finished jobs move to an archive (``None``: no archive)."""
     max_payload_bytes: int
 
     @classmethod
@@ -200,6 +217,8 @@ class WorkerSettings:
         rescue_interval = given.get("rescue_interval")
         listen = given.get("listen", True)
         maintenance = given.get("maintenance", True)
+        archive = given.get("archive")
+        archive_after = given.get("archive_after", DEFAULT_ARCHIVE_AFTER)
         max_payload_bytes = given.get("max_payload_bytes", check.DEFAULT_MAX_PAYLOAD_BYTES)
         if not isinstance(registry, Registry):
             raise InvalidJobError(f"registry must be a Registry, got {type(registry).__name__}")
@@ -241,6 +260,14 @@ class WorkerSettings:
             raise InvalidJobError(f"max_payload_bytes must be an int, got {max_payload_bytes!r}")
         if max_payload_bytes < 2:
             raise InvalidJobError(f"max_payload_bytes must be at least 2, got {max_payload_bytes}")
+        kept = None if retention is None else _seconds(retention, "retention")
+        archiving = None
+        if archive is not None:
+            archiving = ArchiverConfig(
+                archive,
+                after=timedelta(seconds=_seconds(archive_after, "archive_after")),
+                retention=None if kept is None else timedelta(seconds=kept),
+            )
         return cls(
             model=model,
             table=table,
@@ -257,11 +284,12 @@ class WorkerSettings:
                 if rescue_interval is None
                 else _seconds(rescue_interval, "rescue_interval")
             ),
-            retention=None if retention is None else _seconds(retention, "retention"),
+            retention=kept,
             worker_id=identity,
             listen=bool(listen),
             listen_conninfo=listen_conninfo,
             maintenance=bool(maintenance),
+            archiving=archiving,
             max_payload_bytes=max_payload_bytes,
         )
 
@@ -275,4 +303,6 @@ class WorkerSettings:
         if self.retention is not None:
             keep = timedelta(seconds=self.retention)
             duties.append(Pruner(self.model, PrunerConfig(retention=keep)))
+        if self.archiving is not None:
+            duties.append(Archiver(self.model, self.archiving))
         return duties

@@ -15,13 +15,13 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from sqla_jobqueue import Backoff, JobStatus, Priority
-from sqla_jobqueue.plans import reads
 from sqla_jobqueue.errors import (
     InvalidJobError,
     InvalidTransitionError,
     JobNotFoundError,
     LeaseLostError,
 )
+from sqla_jobqueue.plans import reads
 from tests.integration.executors import Executor, execute
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import MetaData, Table
@@ -139,24 +139,21 @@ def test_enums_match_the_original_design() -> None:
 
 
 def test_the_table_carries_its_storage_parameters_and_a_model_may_replace_them() -> None:
-    ddl = str(CreateTable(Job.__table__).compile(dialect=postgresql.dialect()))
-    assert "autovacuum_vacuum_threshold = 5000" in ddl and "fillfactor = 80" in ddl
+    text = ddl(table_of(Job))
+    assert "autovacuum_vacuum_threshold = 5000" in text and "fillfactor = 80" in text
 
     class Base(DeclarativeBase):
         pass
 
     class Quiet(JobMixin, Base):
         __tablename__ = "quiet_jobs"
-        __table_storage__ = {"fillfactor": 90}
+        __table_storage__: ClassVar[dict[str, int | float]] = {"fillfactor": 90}
 
-    ddl = str(CreateTable(Quiet.__table__).compile(dialect=postgresql.dialect()))
-    assert ddl.rstrip().endswith("WITH (fillfactor = 90)")
+    assert ddl(table_of(Quiet)).rstrip().endswith("WITH (fillfactor = 90)")
 
 
 def test_finished_jobs_are_indexed_by_completion_time() -> None:
-    (index,) = [i for i in Job.__table__.indexes if i.name == "ix_jobs_finished"]
-    ddl = str(CreateIndex(index).compile(dialect=postgresql.dialect()))
-    assert ddl == (
+    assert index_ddl(table_of(Job))["ix_jobs_finished"] == (
         "CREATE INDEX ix_jobs_finished ON jobs (completed_at) "
         "WHERE status IN ('completed', 'failed', 'cancelled')"
     )

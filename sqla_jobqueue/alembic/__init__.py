@@ -11,7 +11,7 @@ revisions written before.
 
 from __future__ import annotations
 
-from . import compare, render, storage
+from . import compare, partitions, render, storage
 from .guard import MigrationLockTimeout, migrating_alone, migration_lock_timeout
 from .ops import (
     CreateJobQueueOp,
@@ -47,6 +47,7 @@ __all__ = [
     "migrating_alone",
     "migration_lock_timeout",
     "package_config",
+    "partitions",
     "render",
     "replace_job_queue",
     "revoke_job_queue",

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from . import report
-from .run import ALL_SYSTEMS, MEASUREMENTS, Runner, Sizes, usable_systems
+from .run import ALL_SYSTEMS, DEFAULT_MEASUREMENTS, MEASUREMENTS, Runner, Sizes, usable_systems
 from .server import start_server
 
 __all__ = ["main"]
@@ -26,15 +26,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (smoke test)")
     run.add_argument(
         "--only",
-        default=",".join(MEASUREMENTS),
-        help=f"comma-separated measurements, from {', '.join(MEASUREMENTS)}",
+        default=",".join(DEFAULT_MEASUREMENTS),
+        help=f"comma-separated measurements, from {', '.join(MEASUREMENTS)} (default: all "
+        "but table_size)",
     )
     run.add_argument(
         "--systems", default=",".join(ALL_SYSTEMS), help="comma-separated systems to compare"
     )
     run.add_argument("--database-url", help="use this server instead of an embedded one")
     run.add_argument("--repeats", type=int, help="repeats of each measurement (default 3)")
-    run.add_argument("--depth-jobs", type=int, help="jobs in the burn-down (default 1,000,000)")
+    run.add_argument(
+        "--depth-jobs",
+        type=int,
+        help="jobs in the burn-downs of depth and table_size (default 1,000,000; 0: "
+        "table_size runs none)",
+    )
+    run.add_argument(
+        "--table-size-rows",
+        help="comma-separated sizes of finished history for table_size (default "
+        "0,1000000; --quick 0,20000), e.g. 0,1000000,10000000",
+    )
     run.add_argument(
         "--processing-jobs", help="comma-separated processing sizes (default 20000,200000)"
     )
@@ -48,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.repeats:
         sizes.repeats = args.repeats
-    if args.depth_jobs:
+    if args.depth_jobs is not None:
         sizes.depth_jobs = args.depth_jobs
+    if args.table_size_rows:
+        sizes.table_size_rows = tuple(int(x) for x in args.table_size_rows.split(","))
     if args.processing_jobs:
         sizes.processing = tuple(int(x) for x in args.processing_jobs.split(","))
     only = {x.strip() for x in args.only.split(",") if x.strip()}

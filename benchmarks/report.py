@@ -290,6 +290,11 @@ def markdown(data: dict[str, Any]) -> str:
         targets.append(("progress reporting cost", "≤ 10 % throughput",
                         f"{_fmt(None if cost is None else cost * 100)} %",
                         _verdict(None if cost is None else cost <= 0.10)))  # fmt: skip
+    table_size = res.get("table_size")
+    size_lines: list[str] = []
+    if table_size and "summary" in table_size:
+        size_lines, size_targets = _table_size(table_size)
+        targets += size_targets
     out = [
         f"Run of {env['date']} on {env['machine']['cpu']} ({env['machine']['cores']} cores, "
         f"{env['machine']['memory_gib']} GiB), PostgreSQL {env['versions']['postgresql']} "
@@ -309,13 +314,13 @@ def markdown(data: dict[str, Any]) -> str:
             if from_first
             else ""
         ),
-        "",
-        *lines,
+        *(["", *lines] if len(lines) > 2 else []),
         "",
         "| target | wanted | this run | |",
         "|---|---|---|---|",
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets],
     ]
+    out += size_lines
     if proc:
         out += [
             "", f"Processing sweep (median of {_sweep_runs(proc)} interleaved runs each):", "",
@@ -335,6 +340,137 @@ def markdown(data: dict[str, Any]) -> str:
                 rest = ", every other setting at its default" if from_first else ""
                 out += ["", f"{PEER_LABELS[s]} processing ran as: {mode}{rest}."]
     return "\n".join(out) + "\n"
+
+
+def _rows(rows: int) -> str:
+    """``10M``, ``1M``, ``20k``, ``0``: a size of history for a table heading."""
+    if rows >= 1_000_000 and rows % 1_000_000 == 0:
+        return f"{rows // 1_000_000}M"
+    if rows >= 1_000 and rows % 1_000 == 0:
+        return f"{rows // 1_000}k"
+    return f"{rows:,}"
+
+
+def _table_size(ts: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str, str]]]:
+    """The table_size section (one row per size of history) and its targets."""
+    summ: dict[str, dict[str, Any]] = ts["summary"]
+
+    def m(label: str, key: str) -> float | None:
+        return _median(summ[label].get(key))
+
+    def pair(label: str, a: str, b: str, digits: int) -> str:
+        return f"{_fmt(m(label, a), digits)} / {_fmt(m(label, b), digits)}"
+
+    jobs = ts.get("burn_down_jobs") or 0
+    settings = {k: v for k, v in ts["params"].items() if k != "pruner"}
+    lines = [
+        "",
+        "Table size (sqla_jobqueue): each size of finished history (`completed_at` spread "
+        f"over the last {ts['history_days']:g} days, one job in ten failed or cancelled) in "
+        "a fresh database, vacuumed and analyzed; each step then meets the history alone "
+        f"(the jobs of the step before deleted, vacuumed). Claims: {ts['claim_samples']:,} "
+        "claims of 10 with pending jobs present. Drain: "
+        f"{ts['drain_jobs']:,} jobs, 2 workers ({_params(settings)}, their pruner off so "
+        "that it leaves the history alone), jobs/s from the first handler. Burn-down: "
+        f"{jobs:,} jobs, last / first full {ts['window_s']:g}-s window. Status: "
+        "`JobQueue.stats()` (estimated above a million rows) / `stats(exact=True)`, and "
+        "`sqla-jobqueue status --json` as a command, start-up included. Pruning: "
+        f"`sqla-jobqueue prune --older-than {ts['prune_older_than']} --batch-size "
+        f"{ts['prune_batch']} --json` while 2 workers drain {ts['prune_jobs']:,} jobs; their "
+        "rate while it ran against the same drain without it.",
+        "",
+        "| finished rows | fill s | table MB | claim p50 / p99 ms | claim vs empty "
+        "| drain jobs/s | burn-down last/first | stats ms estimated / exact "
+        "| CLI status s | prune rows/s | longest prune transaction ms "
+        "| workers during prune vs without |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label in summ:
+        ratio = summ[label].get("claim_ratio")
+        during = m(label, "during_prune_vs_without")
+        deleted = m(label, "prune_deleted")
+        lines.append(
+            f"| {_rows(int(label))} | {_fmt(m(label, 'fill_s'), 1)} "
+            f"| {_fmt(m(label, 'total_mb'))} "
+            f"| {pair(label, 'claim_p50_ms', 'claim_p99_ms', 2)} "
+            f"| {_fmt(ratio, 2)} x "
+            f"| {_fmt(m(label, 'drain_rate'))} "
+            f"| {_fmt(m(label, 'burn_down_last_vs_first'), 2)} "
+            f"| {pair(label, 'stats_estimated_ms', 'stats_exact_ms', 1)} "
+            f"| {_fmt(m(label, 'cli_status_s'), 2)} "
+            f"| {_fmt(m(label, 'prune_rows_per_s'))} ({_fmt(deleted)} rows) "
+            f"| {_fmt(m(label, 'prune_longest_tx_ms'))} "
+            f"| {_fmt(m(label, 'rate_during_prune'))} vs "
+            f"{_fmt(m(label, 'drain_rate_without_prune'))} jobs/s"
+            + ("" if during is None else f" ({during:.2f} x)")
+            + " |"
+        )
+    names = list(next(iter(ts["runs"].values()))[0]["relations"]["indexes_mb"])
+    lines += [
+        "",
+        "Sizes after the fill (MB); the claim's time in the executor (without planning and "
+        "the round trip); the pruning transactions, and the longest pause between two "
+        "completions of the drains of the pruning step:",
+        "",
+        "| finished rows | heap | " + " | ".join(f"`{name}`" for name in names)
+        + " | VACUUM ANALYZE s | claim executor p50 / p99 ms (auto_explain) | pruned rows "
+        "| prune transactions, median / longest ms | longest pause, ms: without / with "
+        "prune |",
+        "|---:|---:|" + "---:|" * len(names) + "---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for label, entries in ts["runs"].items():
+        relations = entries[0]["relations"]
+        indexes = " | ".join(_fmt(relations["indexes_mb"].get(name), 1) for name in names)
+        lines.append(
+            f"| {_rows(int(label))} | {_fmt(relations['heap_mb'], 1)} | {indexes} "
+            f"| {_fmt(m(label, 'vacuum_analyze_s'), 1)} "
+            f"| {pair(label, 'claim_server_p50_ms', 'claim_server_p99_ms', 3)} "
+            f"| {_fmt(m(label, 'prune_deleted'))} "
+            f"in {_fmt(m(label, 'prune_transactions'))} transactions "
+            f"| {pair(label, 'prune_median_tx_ms', 'prune_longest_tx_ms', 0)} "
+            f"| {pair(label, 'pause_without_prune_ms', 'pause_with_prune_ms', 0)} |"
+        )
+    targets: list[tuple[str, str, str, str]] = []
+    labels = [label for label in summ if int(label) > 0]
+    if not labels:
+        return lines, targets
+    largest = max(labels, key=int)
+    ratio = summ[largest].get("claim_ratio")
+    targets.append((
+        f"claim with {_rows(int(largest))} finished rows vs an empty table (p50)",
+        "≤ 1.2 x",
+        f"{_fmt(ratio, 2)} x ({_fmt(m(largest, 'claim_p50_ms'), 2)} vs "
+        f"{_fmt(_median(ts['empty_claim_p50_ms']), 2)} ms)",
+        _verdict(None if ratio is None else ratio <= 1.2),
+    ))  # fmt: skip
+    burns = {label: m(label, "burn_down_last_vs_first") for label in summ}
+    if any(value is not None for value in burns.values()):
+        targets.append((
+            f"{jobs:,}-job burn-down on each history, last window vs first",
+            "≥ 0.8",
+            ", ".join(f"{_fmt(v, 2)} at {_rows(int(k))}" for k, v in burns.items()),
+            _verdict(None if None in burns.values()
+                     else all(v is not None and v >= 0.8 for v in burns.values())),
+        ))  # fmt: skip
+    cli = {label: m(label, "cli_status_s") for label in summ}
+    targets.append((
+        "`sqla-jobqueue status --json` (a command, start-up included)",
+        "< 1 s",
+        ", ".join(f"{_fmt(v, 2)} s at {_rows(int(k))}" for k, v in cli.items()),
+        _verdict(all(v is not None and v < 1 for v in cli.values())),
+    ))  # fmt: skip
+    longest = m(largest, "prune_longest_tx_ms")
+    pause = m(largest, "pause_with_prune_ms")
+    during = m(largest, "during_prune_vs_without")
+    targets.append((
+        f"pruning {_rows(int(largest))} finished rows while workers run",
+        "short transactions (< 1 s), workers not stalled (no pause in completions ≥ 1 s)",
+        f"longest transaction {_fmt(longest)} ms; workers' rate {_fmt(during, 2)} x "
+        f"without; longest pause {_fmt(pause)} ms",
+        _verdict(None if longest is None or pause is None
+                 else longest < 1000 and pause < 1000),
+    ))  # fmt: skip
+    return lines, targets
 
 
 def _sweep_runs(proc: dict[str, Any]) -> int:

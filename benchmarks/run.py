@@ -50,7 +50,11 @@ MEASUREMENTS = (
     "latency",
     "depth",
     "progress",
+    "table_size",
 )
+DEFAULT_MEASUREMENTS = tuple(name for name in MEASUREMENTS if name != "table_size")
+"""What a run measures unless told (``--only``): all but ``table_size``, whose fills,
+burn-downs and pruning of a million-row history would make a default run much longer."""
 
 
 @dataclass
@@ -99,6 +103,16 @@ class Sizes:
     claim_samples: int = 500
     progress_jobs: int = 20_000
     progress_updates: int = 10
+    # table_size (benchmarks/table_size.py); its burn-down is depth_jobs in depth_window
+    # windows (none with depth_jobs 0), its claims claim_samples.
+    table_size_rows: tuple[int, ...] = (0, 1_000_000)
+    table_size_history_days: float = 30.0
+    table_size_drain_jobs: int = 20_000
+    table_size_prune_jobs: int = 200_000
+    table_size_prune_older_than: str = "7d"
+    table_size_prune_batch: int = 10_000
+    table_size_status_repeats: int = 5
+    table_size_cli_repeats: int = 3
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -123,6 +137,12 @@ class Sizes:
             depth_window=0.5,
             claim_samples=20,
             progress_jobs=100,
+            table_size_rows=(0, 20_000),
+            table_size_drain_jobs=300,
+            table_size_prune_jobs=2_000,
+            table_size_prune_batch=2_000,
+            table_size_status_repeats=2,
+            table_size_cli_repeats=1,
         )
 
 
@@ -277,7 +297,7 @@ class Runner:
     server: Server
     sizes: Sizes
     systems: list[str]
-    only: set[str] = field(default_factory=lambda: set(MEASUREMENTS))
+    only: set[str] = field(default_factory=lambda: set(DEFAULT_MEASUREMENTS))
     log: Callable[[str], None] = print
     templates: dict[str, str] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
@@ -402,24 +422,41 @@ class Runner:
         }
 
     def drain_once(self, system: str, n: int, params: dict[str, Any]) -> dict[str, Any]:
-        """Prefill ``n`` jobs, drain them with 2 workers (pgbench: 2 clients of one
-        process); the rates of :func:`drain_clock`, commits per job."""
+        """Prefill ``n`` jobs in a fresh database, drain them with 2 workers (pgbench: 2
+        clients of one process); the rates of :func:`drain_clock`, commits per job."""
         with self.fresh(system) as url:
-            run_child(system, "prefill", url, {"n": n})
-            _settle_stats()
-            before = _commits(url)
-            workers = 1 if system == "pgbench" else 2
-            results, _ = run_workers(system, url, {**params, "expect": n}, workers)
-            _settle_stats()
-            commits = _commits(url) - before
+            return self.drain_in(system, url, n, params)
+
+    def drain_in(
+        self,
+        system: str,
+        url: str,
+        n: int,
+        params: dict[str, Any],
+        during: Callable[[], Any] | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`drain_once` in database ``url`` as it is; ``during`` runs in this process
+        once the workers are released (its result is ``during``), and the returned
+        ``results`` are the workers' own."""
+        run_child(system, "prefill", url, {"n": n})
+        _settle_stats()
+        before = _commits(url)
+        workers = 1 if system == "pgbench" else 2
+        results, extra = run_workers(system, url, {**params, "expect": n}, workers, during)
+        _settle_stats()
+        commits = _commits(url) - before
         processed = sum(r["processed"] for r in results)
-        return {
+        out = {
             **drain_clock(results, n),
             "processed": processed,
             "complete": processed >= n and not any(r.get("stalled") for r in results),
             "commits_per_job": commits / n,
             "mode": results[0].get("mode"),
         }
+        if during is not None:
+            out["during"] = extra
+            out["results"] = [{k: r.get(k) for k in ("start", "first", "end")} for r in results]
+        return out
 
     def _sweep(self, system: str) -> list[dict[str, int]]:
         return list(getattr(self.sizes, f"{system}_sweep"))
@@ -559,15 +596,21 @@ class Runner:
             "skipped": [] if ours.worker_available() else ["sqla_jobqueue: no Worker yet"],
         }
 
-    def _windows(self, url: str, width: float) -> list[float]:
-        """Jobs completed per second in each ``width``-second window, by the DB clock."""
+    def _windows(self, url: str, width: float, since: Any = None) -> list[float]:
+        """Jobs completed per second in each ``width``-second window, by the DB clock,
+        counting only the jobs completed at or after ``since`` (a ``timestamptz`` of the
+        database clock; every completed job when ``None``): a table with a backdated
+        history holds completed jobs that the burn-down did not complete."""
+        completed = "status = 'completed'" + (
+            "" if since is None else " AND completed_at >= %(since)s"
+        )
         with psycopg.connect(url) as conn:
             rows = conn.execute(
                 "WITH w AS (SELECT floor(extract(epoch FROM completed_at - "
-                "(SELECT min(completed_at) FROM jobs WHERE status = 'completed')) / %s) AS k "
-                "FROM jobs WHERE status = 'completed') "
+                f"(SELECT min(completed_at) FROM jobs WHERE {completed})) / %(width)s) AS k "
+                f"FROM jobs WHERE {completed}) "
                 "SELECT k, count(*) FROM w GROUP BY k ORDER BY k",
-                (width,),
+                {"width": width, "since": since},
             ).fetchall()
         return [count / width for _, count in rows]
 
@@ -635,9 +678,11 @@ class Runner:
                 conn.execute("CHECKPOINT")
             except psycopg.errors.InsufficientPrivilege:
                 self.log("  (no CHECKPOINT before the burn-down: not allowed for this role)")
+            row = conn.execute("SELECT clock_timestamp()").fetchone()
+        since = row[0] if row else None
         workers = 1 if system == "pgbench" else 2
         results, _ = run_workers(system, url, {**params, "expect": n}, workers)
-        windows = self._windows(url, width)
+        windows = self._windows(url, width, since)
         full = windows[:-1] if len(windows) > 1 else windows
         clock = drain_clock(results, n)
         entry: dict[str, Any] = {
@@ -674,6 +719,14 @@ class Runner:
         with self.fresh("sqla_jobqueue") as empty:
             out["empty"] = p50(empty)
         return out
+
+    def measure_table_size(self) -> dict[str, Any]:
+        """Does sqla_jobqueue stay fast as the table grows? Claims, a drain, a burn-down,
+        ``status`` and pruning on top of each size of finished history
+        (:mod:`benchmarks.table_size`)."""
+        from . import table_size
+
+        return table_size.measure(self)
 
     def measure_progress(self) -> dict[str, Any]:
         """sqla_jobqueue's drain with handlers reporting progress and without, in an order

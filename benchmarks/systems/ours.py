@@ -29,15 +29,28 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import JobQueue
 from sqla_jobqueue.database import sqlalchemy_url
 
-__all__ = ["drain", "enqueue_bulk", "enqueue_single", "install", "prefill"]
+__all__ = [
+    "add_finished",
+    "claim_plans",
+    "claim_timing",
+    "drain",
+    "enqueue_bulk",
+    "enqueue_single",
+    "install",
+    "prefill",
+    "prune_cli",
+    "stats_timing",
+]
 
 JOB_TYPE = "noop"
 STALL_SECONDS = 60.0
@@ -144,13 +157,18 @@ def _remaining(engine: Any) -> bool:
 def worker_options(params: dict[str, Any]) -> dict[str, Any]:
     """The settings a drain gives ``Worker`` / ``AsyncWorker``: the swept ones
     (``concurrency``, ``batch_size``) and, for the latency's polling variant only,
-    ``listen=False``. Everything else is left at the default a user gets."""
+    ``listen=False``; for the table-size measurement only (``params["pruner"]`` false),
+    ``retention=None``, so that the workers' own pruner leaves the backdated history of
+    the table alone (that measurement prunes it itself, with the command). Everything else
+    is left at the default a user gets."""
     options: dict[str, Any] = {
         "concurrency": int(params.get("concurrency", 1)),
         "batch_size": int(params.get("batch", 10)),
     }
     if not params.get("listen_notify", True):
         options["listen"] = False
+    if params.get("pruner", True) is False:
+        options["retention"] = None
     return options
 
 
@@ -318,17 +336,212 @@ def claim_timing(conninfo: str, claims: int, batch: int) -> list[float]:
     return timings
 
 
-def add_finished(conninfo: str, n: int) -> None:
-    """Insert ``n`` completed jobs, the way a long-running queue accumulates them."""
+HISTORY_FAILED_EVERY = 10
+"""Every 10th finished row of :func:`add_finished` failed (unless it was cancelled)."""
+HISTORY_CANCELLED_EVERY = 50
+"""Every 50th finished row of :func:`add_finished` was cancelled."""
+HISTORY_CHUNK = 1_000_000
+"""Rows :func:`add_finished` inserts per transaction."""
+
+_ADD_FINISHED_SQL = """
+INSERT INTO jobs (id, job_type, data, priority, status, attempts, progress, worker_id,
+                  claimed_at, started_at, completed_at, created_at, run_at, last_error)
+SELECT (lpad(to_hex((extract(epoch FROM r.created_at) * 1000)::bigint), 12, '0') || '7'
+        || substr(r.h, 1, 3) || substr('89ab', 1 + (r.g % 4)::int, 1) || substr(r.h, 4, 15)
+       )::uuid,
+       'noop', jsonb_build_object('i', r.g), 100, r.status,
+       CASE r.status WHEN 'completed' THEN 1 WHEN 'failed' THEN 3 ELSE 0 END,
+       CASE r.status WHEN 'completed' THEN 100 ELSE 0 END,
+       CASE WHEN r.status <> 'cancelled' THEN 'bench-history' END,
+       CASE WHEN r.status <> 'cancelled' THEN r.done - interval '400 milliseconds' END,
+       CASE WHEN r.status <> 'cancelled' THEN r.done - interval '390 milliseconds' END,
+       r.done, r.created_at, r.created_at,
+       CASE WHEN r.status = 'failed' THEN 'RuntimeError: benchmark history' END
+FROM (
+    SELECT g, md5(g::text || random()::text) AS h,
+           CASE WHEN g % :cancelled = 0 THEN 'cancelled'
+                WHEN g % :failed = 0 THEN 'failed' ELSE 'completed' END AS status,
+           d.done, d.done - interval '500 milliseconds' * (1 + g % 7) AS created_at
+    FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS g
+    CROSS JOIN LATERAL (
+        SELECT CAST(:t0 AS timestamptz) - interval '1 second'
+               - CAST(:span AS interval) * ((CAST(:n AS bigint) - g)::float8 / :n) AS done
+    ) AS d
+) AS r
+"""
+
+
+def add_finished(conninfo: str, n: int, days: float = 30.0) -> dict[str, Any]:
+    """Insert ``n`` finished jobs, the way a long-running queue accumulates them.
+
+    Their ``completed_at`` spreads evenly over the ``days`` before the call (oldest rows
+    first in the table, as a queue writes them), so that pruning has old rows to delete;
+    one in :data:`HISTORY_CANCELLED_EVERY` was cancelled and one in
+    :data:`HISTORY_FAILED_EVERY` of the rest failed. Ids are version-7 UUIDs of their
+    ``created_at``, as :func:`sqla_jobqueue.ids.new_job_id` makes them. Rows go in by
+    :data:`HISTORY_CHUNK` per transaction.
+
+    Returns ``seconds`` (the inserts) and ``marker``: the epoch seconds of the database
+    clock at the start, after every row's ``completed_at``.
+    """
     engine = _engine(conninfo)
-    with engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO jobs (id, job_type, data, status, attempts, progress, "
-                "claimed_at, started_at, completed_at) "
-                "SELECT gen_random_uuid(), 'noop', jsonb_build_object('i', g), 'completed', 1, "
-                "100, now(), now(), now() FROM generate_series(1, :n) AS g"
-            ),
-            {"n": n},
-        )
-    engine.dispose()
+    try:
+        with engine.begin() as connection:
+            t0 = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
+        started = time.perf_counter()
+        for first in range(1, n + 1, HISTORY_CHUNK):
+            with engine.begin() as connection:
+                connection.execute(
+                    text(_ADD_FINISHED_SQL),
+                    {
+                        "first": first,
+                        "last": min(n, first + HISTORY_CHUNK - 1),
+                        "n": n,
+                        "t0": t0,
+                        "span": timedelta(days=days),
+                        "cancelled": HISTORY_CANCELLED_EVERY,
+                        "failed": HISTORY_FAILED_EVERY,
+                    },
+                )
+        seconds = time.perf_counter() - started
+    finally:
+        engine.dispose()
+    return {"seconds": seconds, "marker": t0.timestamp()}
+
+
+def claim_plans(conninfo: str, claims: int, batch: int) -> dict[str, Any] | None:
+    """The database's side of ``claims`` calls of ``JobQueue.claim(batch_size=batch)``:
+    ``auto_explain`` (analyze and buffers on) sends this client each claim's plan as a
+    notice. Returns the executor's ms of each claim (``server_ms``, planning not included)
+    and the plan of the median one, or ``None`` where the role may not load
+    ``auto_explain``. Each claimed batch is completed, outside the captured transaction."""
+    # One connection: the settings and the notice handler stay on it.
+    engine = create_engine(sqlalchemy_url(conninfo), pool_size=1, max_overflow=0)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    captured: list[str] = []
+    capturing = [False]
+
+    def on_notice(diag: Any) -> None:
+        message = diag.message_primary or ""
+        if capturing[0] and message.startswith("duration:"):
+            captured.append(message)
+
+    plans: list[tuple[float, str]] = []
+    try:
+        with factory() as session:
+            raw = session.connection().connection.dbapi_connection
+            assert raw is not None
+            try:
+                for statement in (
+                    "LOAD 'auto_explain'",
+                    "SET auto_explain.log_min_duration = 0",
+                    "SET auto_explain.log_analyze = on",
+                    "SET auto_explain.log_buffers = on",
+                    "SET auto_explain.log_level = notice",
+                ):
+                    session.execute(text(statement))
+                session.commit()
+            except DBAPIError:  # no auto_explain for this role: no plan
+                session.rollback()
+                return None
+            raw.add_notice_handler(on_notice)
+            queue = JobQueue(session, worker_id=f"bench-plan:{os.getpid()}")
+            for _ in range(claims):
+                captured.clear()
+                capturing[0] = True
+                with session.begin():
+                    jobs = queue.claim(batch_size=batch)
+                capturing[0] = False
+                for message in captured:
+                    if "status='claimed'" in message.replace(" ", ""):
+                        ms = float(message.split()[1])
+                        plans.append((ms, message))
+                with session.begin():
+                    for job in jobs:
+                        queue.complete(job)
+    finally:
+        engine.dispose()
+    if not plans:
+        return None
+    ordered = sorted(plans, key=lambda p: p[0])
+    return {"server_ms": [ms for ms, _ in plans], "plan": ordered[len(ordered) // 2][1]}
+
+
+def stats_timing(conninfo: str, repeats: int) -> dict[str, Any]:
+    """Seconds of ``JobQueue(session).stats()`` and of ``stats(exact=True)``, ``repeats``
+    times each (a session and a transaction of their own every time, connected before),
+    and the finished counts each gave."""
+    engine = _engine(conninfo)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    out: dict[str, Any] = {}
+    try:
+        with factory.begin() as warm:
+            warm.execute(text("SELECT 1"))
+        for label, exact in (("estimated", False), ("exact", True)):
+            seconds: list[float] = []
+            stats = None
+            for _ in range(repeats):
+                with factory.begin() as session:
+                    started = time.perf_counter()
+                    stats = JobQueue(session).stats(exact=exact)
+                    seconds.append(time.perf_counter() - started)
+            assert stats is not None
+            out[label] = {
+                "seconds": seconds,
+                "estimated": bool(getattr(stats, "estimated", False)),
+                "finished": {s: stats.total(s) for s in ("completed", "failed", "cancelled")},
+            }
+    finally:
+        engine.dispose()
+    return out
+
+
+def prune_cli(conninfo: str, older_than: str, batch_size: int) -> dict[str, Any]:
+    """Run ``sqla-jobqueue prune --older-than OLDER_THAN --batch-size N --json
+    --database-url URL`` in this process (:func:`sqla_jobqueue.cli.main`, the console
+    script's own entry point) and time each of its transactions: from the moment its
+    ``Session`` began one on its connection to the moment that one had committed.
+
+    Returns the command's exit code and JSON, ``start`` and ``end`` (epoch seconds around
+    the command) and ``transactions``: ``[begin, commit]`` epoch seconds of each.
+    """
+    import contextlib
+    import io
+    import json
+
+    from sqlalchemy import event
+
+    from sqla_jobqueue.cli import main
+
+    spans: list[list[float]] = []
+    began: dict[int, float] = {}
+
+    def after_begin(session: Session, transaction: Any, connection: Any) -> None:
+        began[id(session)] = time.time()
+
+    def after_commit(session: Session) -> None:
+        start = began.pop(id(session), None)
+        if start is not None:
+            spans.append([start, time.time()])
+
+    event.listen(Session, "after_begin", after_begin)
+    event.listen(Session, "after_commit", after_commit)
+    argv = ["prune", "--older-than", older_than, "--batch-size", str(batch_size), "--json",
+            "--database-url", conninfo]  # fmt: skip
+    captured = io.StringIO()
+    start = time.time()
+    try:
+        with contextlib.redirect_stdout(captured):
+            code = main(argv)
+    finally:
+        end = time.time()
+        event.remove(Session, "after_begin", after_begin)
+        event.remove(Session, "after_commit", after_commit)
+    lines = [line for line in captured.getvalue().splitlines() if line.startswith("{")]
+    return {
+        "exit": code,
+        "output": json.loads(lines[-1]) if lines else None,
+        "start": start,
+        "end": end,
+        "transactions": spans,
+    }

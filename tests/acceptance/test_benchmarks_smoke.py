@@ -82,6 +82,60 @@ def test_quick_run_writes_json_and_markdown(server_url: URL, tmp_path: Path) -> 
     assert "async worker, 2 processes, 300 no-op async handlers" in markdown
 
 
+def test_the_table_size_measurement_runs_on_tiny_sizes(server_url: URL, tmp_path: Path) -> None:
+    """``--only table_size`` (left out of the default measurements, and so of the quick run
+    above) fills each size of history, claims, drains, burns down, times ``status`` and
+    prunes with the command while workers run; tiny sizes here, nothing asserted on speed."""
+    url = server_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    command = [
+        sys.executable, "-m", "benchmarks", "run", "--quick", "--only", "table_size",
+        "--systems", "sqla_jobqueue", "--table-size-rows", "0,5000",
+        "--database-url", url, "--output", str(tmp_path), "--name", "table-size",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    data = json.loads((tmp_path / "table-size.json").read_text())
+    assert set(data["results"]) == {"table_size"}
+    table_size = data["results"]["table_size"]
+    assert table_size["rows"] == [0, 5_000]
+    assert table_size["orders"] == [["0", "5000"]]
+    # The workers' own pruner is off, so that the history stays as filled until step 6.
+    assert table_size["params"]["pruner"] is False
+    for label, rows in (("0", 0), ("5000", 5_000)):
+        (entry,) = table_size["runs"][label]
+        metrics = entry["metrics"]
+        assert entry["rows"] == rows
+        assert metrics["claim_p99_ms"] >= metrics["claim_p50_ms"] > 0
+        assert entry["drain"]["complete"]
+        assert metrics["drain_rate"] >= metrics["drain_rate_from_release"] > 0
+        assert metrics["burn_down_rate"] > 0
+        assert metrics["stats_estimated_ms"] > 0 and metrics["stats_exact_ms"] > 0
+        assert metrics["cli_status_s"] > 0
+        # Finished counts: the history alone, every step's own jobs deleted after it.
+        finished = entry["status"]["stats"]["exact"]["finished"]
+        assert sum(finished.values()) == rows
+        assert entry["status"]["cli_totals"]["pending"] == 0
+        prune = entry["prune"]
+        assert prune["output"]["deleted"] == metrics["prune_deleted"]
+        assert metrics["prune_transactions"] == prune["output"]["transactions"]
+        assert metrics["prune_longest_tx_ms"] > 0
+        assert prune["without"]["complete"] and prune["with"]["complete"]
+    history = table_size["runs"]["5000"][0]
+    assert history["relations"]["total_mb"] > 0
+    finished = history["status"]["stats"]["exact"]["finished"]
+    assert finished["failed"] > 0 and finished["cancelled"] > 0
+    # completed_at spreads over 30 days: those older than 7 days are about 23/30 of them.
+    assert 3_600 <= history["metrics"]["prune_deleted"] <= 4_100
+    assert table_size["runs"]["0"][0]["metrics"]["prune_deleted"] == 0
+    assert table_size["summary"]["0"]["claim_ratio"] == 1.0
+    markdown = (tmp_path / "table-size.md").read_text()
+    assert "| finished rows | fill s | table MB | claim p50 / p99 ms |" in markdown
+    assert "| 5k |" in markdown
+    assert "claim with 5k finished rows vs an empty table (p50)" in markdown
+    assert "`sqla-jobqueue status --json` (a command, start-up included)" in markdown
+
+
 def test_the_order_of_the_systems_rotates_from_one_repeat_to_the_next(
     server_url: URL, tmp_path: Path
 ) -> None:

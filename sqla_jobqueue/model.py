@@ -64,6 +64,7 @@ __all__ = [
     "JobMixin",
     "JobStatus",
     "Priority",
+    "StorageValue",
     "TableNames",
     "claim_function_name",
     "is_job_table",
@@ -126,7 +127,10 @@ FINISHED_PREDICATE = f"status IN ({status_list_sql(FINISHED_STATUSES)})"
 """Finished jobs, indexed by ``completed_at``: what pruning deletes oldest first and what
 ``status`` counts over the last minute, without reading the rest of a large table."""
 
-JOB_TABLE_STORAGE: dict[str, int | float] = {
+StorageValue = int | float | str
+"""A storage parameter's value: a number, or a word such as ``on``."""
+
+JOB_TABLE_STORAGE: dict[str, StorageValue] = {
     "autovacuum_vacuum_scale_factor": 0.0,
     "autovacuum_vacuum_threshold": 5000,
     "autovacuum_vacuum_insert_scale_factor": 0.0,
@@ -134,13 +138,16 @@ JOB_TABLE_STORAGE: dict[str, int | float] = {
     "autovacuum_analyze_scale_factor": 0.0,
     "autovacuum_analyze_threshold": 5000,
     "autovacuum_vacuum_cost_delay": 0,
+    "vacuum_index_cleanup": "on",
     "fillfactor": 80,
 }
 """The job table's storage parameters (``CREATE TABLE ... WITH``). Vacuum and analyze run
 after a fixed number of changed rows rather than a fraction of the table, so that the
 dead entries of claimed jobs leave the claim index as often on a table of ten million
-finished rows as on an empty one, and at full speed; ``fillfactor`` leaves room for the
-heartbeat and progress updates to be HOT updates. docs/production.md explains each."""
+finished rows as on an empty one, and at full speed; ``vacuum_index_cleanup`` keeps vacuum
+from skipping the indexes when few of a large table's pages hold dead rows, which would
+leave those entries in the claim index; ``fillfactor`` leaves room for the heartbeat and
+progress updates to be HOT updates. docs/production.md explains each."""
 
 RUNS_ALONE_PREDICATE = f"status = '{JobStatus.PENDING.value}' AND crashes > 0"
 """Pending jobs that run alone: each was running in a worker process that died. Such a
@@ -208,7 +215,7 @@ class JobMixin:
 
     __table_schema__: ClassVar[str | None] = None
     __claim_function__: ClassVar[str | None] = None
-    __table_storage__: ClassVar[dict[str, int | float]] = JOB_TABLE_STORAGE
+    __table_storage__: ClassVar[dict[str, StorageValue]] = JOB_TABLE_STORAGE
 
     id: Mapped[uuid.UUID] = mapped_column(
         Uuid, primary_key=True, default=new_job_id, server_default=text("gen_random_uuid()")

@@ -46,6 +46,7 @@ def upgrade() -> None:
             "autovacuum_analyze_scale_factor": 0.0,
             "autovacuum_analyze_threshold": 5000,
             "autovacuum_vacuum_cost_delay": 0,
+            "vacuum_index_cleanup": "on",
             "fillfactor": 80,
         },
         previous={
@@ -56,6 +57,7 @@ def upgrade() -> None:
             "autovacuum_analyze_scale_factor": None,
             "autovacuum_analyze_threshold": None,
             "autovacuum_vacuum_cost_delay": None,
+            "vacuum_index_cleanup": None,
             "fillfactor": None,
         },
     )
@@ -74,6 +76,7 @@ def downgrade() -> None:
             "autovacuum_analyze_scale_factor": None,
             "autovacuum_analyze_threshold": None,
             "autovacuum_vacuum_cost_delay": None,
+            "vacuum_index_cleanup": None,
             "fillfactor": None,
         },
         previous={},

@@ -48,7 +48,7 @@ __all__ = ["worker"]
     "--batch-size",
     type=POSITIVE_INT,
     metavar="N",
-    help="most jobs claimed at once (default: free slots)",
+    help="most jobs claimed at once (default: the concurrency, at most 100)",
 )
 @click.option(
     "--poll-interval",

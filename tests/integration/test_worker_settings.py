@@ -44,6 +44,7 @@ def test_batch_size_above_concurrency_is_capped_and_maintenance_off_has_no_dutie
     capped = unstarted_worker(kind, registry, concurrency=2, batch_size=10)
     assert capped.settings.batch_size == 2
     assert unstarted_worker(kind, registry, concurrency=4).settings.batch_size == 4
+    assert unstarted_worker(kind, registry, concurrency=200).settings.batch_size == 100
     assert unstarted_worker(kind, registry, maintenance=False).duties == []
     kept = unstarted_worker(kind, registry, retention=None)
     assert [type(d) for d in kept.duties] == [Rescuer]

@@ -49,6 +49,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--processing-jobs", help="comma-separated processing sizes (default 20000,200000)"
     )
+    run.add_argument(
+        "--table-size-variants",
+        help="comma-separated table_size variants: jobs (the history in the job table), "
+        "archive (in a JobArchiveMixin table's day partitions); default both",
+    )
+    run.add_argument("--scaling-jobs", type=int, help="jobs per scaling drain (default 100,000)")
+    run.add_argument(
+        "--scaling-parts", help="comma-separated parts of scaling: processes, pooler (default both)"
+    )
+    run.add_argument(
+        "--scaling-processes", help="comma-separated worker process counts (default 1,2,4,8)"
+    )
+    run.add_argument("--latency-jobs", type=int, help="jobs per latency run (default 200)")
+    run.add_argument(
+        "--latency-load",
+        help="CPU-burning processes (a busy Python loop each) running during the latency "
+        "measurement (default 0); comma-separated for one latency run at each, e.g. 0,2",
+    )
+    run.add_argument("--batch-jobs", help="comma-separated drain sizes of batch (default "
+                     "20000,200000)")  # fmt: skip
+    run.add_argument("--batch-repeats", type=int, help="repeats of batch (default 5)")
     run.add_argument("--output", type=Path, default=RESULTS, help="directory for the results")
     run.add_argument("--name", help="file name stem (default: latest or quick)")
     return parser
@@ -63,6 +84,22 @@ def main(argv: list[str] | None = None) -> int:
         sizes.depth_jobs = args.depth_jobs
     if args.table_size_rows:
         sizes.table_size_rows = tuple(int(x) for x in args.table_size_rows.split(","))
+    if args.table_size_variants:
+        sizes.table_size_variants = tuple(x.strip() for x in args.table_size_variants.split(","))
+    if args.scaling_jobs:
+        sizes.scaling_jobs = sizes.scaling_pooler_jobs = args.scaling_jobs
+    if args.scaling_parts:
+        sizes.scaling_parts = tuple(x.strip() for x in args.scaling_parts.split(","))
+    if args.scaling_processes:
+        sizes.scaling_processes = tuple(int(x) for x in args.scaling_processes.split(","))
+    if args.latency_jobs:
+        sizes.latency_jobs = args.latency_jobs
+    if args.latency_load:
+        sizes.latency_load = tuple(int(x) for x in args.latency_load.split(","))
+    if args.batch_jobs:
+        sizes.batch_jobs = tuple(int(x) for x in args.batch_jobs.split(","))
+    if args.batch_repeats:
+        sizes.batch_repeats = args.batch_repeats
     if args.processing_jobs:
         sizes.processing = tuple(int(x) for x in args.processing_jobs.split(","))
     only = {x.strip() for x in args.only.split(",") if x.strip()}

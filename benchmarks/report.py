@@ -321,6 +321,12 @@ def markdown(data: dict[str, Any]) -> str:
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets],
     ]
     out += size_lines
+    if res.get("latency", {}).get("by_load"):
+        out += _latency_by_load(res["latency"])
+    if res.get("scaling"):
+        out += _scaling(res["scaling"])
+    if res.get("batch") and "summary" in res["batch"]:
+        out += _batch(res["batch"])
     if proc:
         out += [
             "", f"Processing sweep (median of {_sweep_runs(proc)} interleaved runs each):", "",
@@ -430,6 +436,7 @@ def _table_size(ts: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str
             f"| {pair(label, 'prune_median_tx_ms', 'prune_longest_tx_ms', 0)} "
             f"| {pair(label, 'pause_without_prune_ms', 'pause_with_prune_ms', 0)} |"
         )
+    lines += _table_size_variants(ts)
     targets: list[tuple[str, str, str, str]] = []
     labels = [label for label in summ if int(label) > 0]
     if not labels:
@@ -471,6 +478,149 @@ def _table_size(ts: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str
                  else longest < 1000 and pause < 1000),
     ))  # fmt: skip
     return lines, targets
+
+
+def _table_size_variants(ts: dict[str, Any]) -> list[str]:
+    """The history in the job table against in the archive, with VACUUM after a drain;
+    empty for results written before the archive variant."""
+    rows: list[tuple[str, str, dict[str, Any]]] = [
+        ("job table", label, values) for label, values in ts["summary"].items()
+    ] + [("archive", label, values) for label, values in ts.get("archive_summary", {}).items()]
+    if not any("vacuum_s" in values for _, _, values in rows):
+        return []
+
+    def m(values: dict[str, Any], key: str, digits: int = 0) -> str:
+        return _fmt(_median(values.get(key)), digits)
+
+    lines = [
+        "",
+        "Where the history lives: in the job table, or in an archive table "
+        "(`JobArchiveMixin`, one partition a day) with the job table holding only the "
+        "steps' own jobs. Claims: "
+        f"{ts.get('claim_rounds', '-')} rounds of {ts.get('claims_per_round', '-')} claims "
+        "of 10, interleaved with the same rounds on an empty database beside it after a "
+        "warm-up round on each; vs empty: the median of the rounds' p50 ratios. VACUUM: "
+        f"`VACUUM (VERBOSE) jobs` right after {ts.get('vacuum_jobs', 0):,} jobs were "
+        "drained by 2 workers; its seconds, the job table's pages scanned of those "
+        "remaining, its index scans (and whether it needed, bypassed or skipped them).",
+        "",
+        "| history in | finished rows | job table MB | archive MB | claim p50 / p99 ms "
+        "| vs empty | drain jobs/s | burn-down jobs/s | stats ms estimated / exact "
+        "| job table MB after the drain | VACUUM s | pages scanned / remaining "
+        "| index scans | dead rows removed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for where, label, values in rows:
+        index_scan = None
+        runs = (ts["runs"] if where == "job table" else ts.get("archive_runs", {})).get(label)
+        if runs and runs[0].get("vacuum"):
+            index_scan = runs[0]["vacuum"]["parsed"].get("index_scan")
+        lines.append(
+            f"| {where} | {_rows(int(label))} | {m(values, 'total_mb')} "
+            f"| {m(values, 'archive_mb')} "
+            f"| {m(values, 'claim_p50_ms', 2)} / {m(values, 'claim_p99_ms', 2)} "
+            f"| {_fmt(values.get('claim_ratio'), 2)} x | {m(values, 'drain_rate')} "
+            f"| {m(values, 'burn_down_rate')} "
+            f"| {m(values, 'stats_estimated_ms', 1)} / {m(values, 'stats_exact_ms', 1)} "
+            f"| {m(values, 'jobs_mb_after_drain')} | {m(values, 'vacuum_s', 2)} "
+            f"| {m(values, 'vacuum_pages_scanned')} / {m(values, 'vacuum_pages')} "
+            f"| {m(values, 'vacuum_index_scans')}"
+            + ("" if index_scan is None else f" ({index_scan})")
+            + f" | {m(values, 'vacuum_dead_removed')} |"
+        )
+    return lines
+
+
+def _latency_by_load(lat: dict[str, Any]) -> list[str]:
+    """Latency of each variant on a quiet machine and with CPU-burning processes."""
+    loads = list(lat["by_load"])
+    keys = list(next(iter(lat["by_load"].values()))["ms"])
+    out = [
+        "",
+        f"Latency, quiet and loaded: {lat['jobs']:,} jobs {lat['gap_ms']:g} ms apart to one "
+        "idle worker (concurrency 1, claims of 10) per variant, p50 / p99 ms (median "
+        "(min-max) over the repeats); load N: N processes each running a busy Python loop "
+        "meanwhile, on this 2-core machine.",
+        "",
+        "| variant | " + " | ".join(f"load {load}: p50 / p99 ms" for load in loads) + " |",
+        "|---|" + "---:|" * len(loads),
+    ]
+    for key in keys:
+        cells = []
+        for load in loads:
+            value = lat["by_load"][load]["ms"].get(key)
+            cells.append(
+                "-" if not value else f"{_cell(value['p50'], 2)} / {_cell(value['p99'], 2)}"
+            )
+        out.append(f"| {key} | " + " | ".join(cells) + " |")
+    return out
+
+
+def _scaling(sc: dict[str, Any]) -> list[str]:
+    """The scaling section: jobs/s by worker processes, and PgBouncer vs direct."""
+    out: list[str] = []
+    procs = sc.get("processes")
+    if procs and procs.get("systems"):
+        counts = [str(c) for c in procs["processes"]]
+        out += [
+            "",
+            f"Scaling: {procs['jobs']:,} no-op jobs drained by N worker processes "
+            f"({_params(procs['params'])}, every other setting at its default), jobs/s "
+            "from the first handler; x: the median against 1 process; connections: the "
+            "peak of the database's client backends (every 50 ms). The order of the "
+            "process counts rotates per repeat.",
+            "",
+            "| worker | processes | jobs/s | x | jobs/s from the release | connections |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for system, entry in procs["systems"].items():
+            for count in counts:
+                e = entry["summary"][count]
+                out.append(
+                    f"| {PEER_LABELS.get(system, system)} | {count} | {_cell(e['rate'])} | "
+                    f"{_fmt(e.get('vs_first'), 2)} | {_cell(e['rate_from_release'])} | "
+                    f"{_cell(e['peak_connections'])} |"
+                )
+    pool = sc.get("pooler")
+    if pool and pool.get("skipped"):
+        out += ["", f"Scaling behind PgBouncer: skipped ({pool['skipped']})."]
+    elif pool and pool.get("summary"):
+        out += [
+            "",
+            f"PgBouncer (transaction mode, default_pool_size {pool['pool_size']}) vs "
+            f"direct: {pool['jobs']:,} jobs, sync Worker ({_params(pool['params'])}); "
+            "through PgBouncer with prepared statements off (prepare_threshold=None) and "
+            "LISTEN straight to the server; direct with the same settings, and direct with "
+            "psycopg's prepared statements. Server connections: the peak of the database's "
+            "client backends (every 50 ms), PgBouncer's own and the listeners included.",
+            "",
+            "| processes | connection | jobs/s | server connections |",
+            "|---:|---|---:|---:|",
+        ]
+        for count, by in pool["summary"].items():
+            for label, e in by.items():
+                out.append(
+                    f"| {count} | {label} | {_cell(e['rate'])} | {_cell(e['peak_connections'])} |"
+                )
+    return out
+
+
+def _batch(bt: dict[str, Any]) -> list[str]:
+    """The batch section: jobs/s of each claim size at each concurrency."""
+    sizes = list(bt["summary"])
+    out = [
+        "",
+        f"Claim size: the sync Worker, 2 processes, at each concurrency and claim size "
+        f"(median (min-max) of {bt['repeats']} interleaved runs, jobs/s from the first "
+        "handler; the order rotates per repeat).",
+        "",
+        "| concurrency | batch | " + " | ".join(f"{int(n):,} jobs" for n in sizes) + " |",
+        "|---:|---:|" + "---:|" * len(sizes),
+    ]
+    for label, setting in zip(bt["labels"], bt["settings"], strict=True):
+        cells = [_cell(bt["summary"][n][label]["rate"]) for n in sizes]
+        out.append(f"| {setting['concurrency']} | {setting['batch']} | " + " | ".join(cells) + " |")
+    return out
 
 
 def _sweep_runs(proc: dict[str, Any]) -> int:

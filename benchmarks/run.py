@@ -18,13 +18,14 @@ the workers, which includes each system's start-up, is kept beside it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -51,10 +52,15 @@ MEASUREMENTS = (
     "depth",
     "progress",
     "table_size",
+    "scaling",
+    "batch",
 )
-DEFAULT_MEASUREMENTS = tuple(name for name in MEASUREMENTS if name != "table_size")
+DEFAULT_MEASUREMENTS = tuple(
+    name for name in MEASUREMENTS if name not in ("table_size", "scaling", "batch")
+)
 """What a run measures unless told (``--only``): all but ``table_size``, whose fills,
-burn-downs and pruning of a million-row history would make a default run much longer."""
+burn-downs and pruning of a million-row history would make a default run much longer,
+and ``scaling`` and ``batch`` (tens of drains of 100,000 and 200,000 jobs each)."""
 
 
 @dataclass
@@ -113,6 +119,34 @@ class Sizes:
     table_size_prune_batch: int = 10_000
     table_size_status_repeats: int = 5
     table_size_cli_repeats: int = 3
+    table_size_variants: tuple[str, ...] = ("jobs", "archive")
+    table_size_claim_rounds: int = 5
+    table_size_claims_per_round: int = 100
+    table_size_vacuum_jobs: int = 200_000
+    # scaling (benchmarks/scaling.py)
+    scaling_parts: tuple[str, ...] = ("processes", "pooler")
+    scaling_jobs: int = 100_000
+    scaling_processes: tuple[int, ...] = (1, 2, 4, 8)
+    scaling_params: dict[str, int] = field(
+        default_factory=lambda: {"concurrency": 200, "batch": 100}
+    )
+    scaling_pooler_jobs: int = 100_000
+    scaling_pooler_processes: tuple[int, ...] = (2, 6)
+    scaling_pooler_pool_size: int = 4
+    # latency: CPU-burning processes during it (--latency-load), one latency run each
+    latency_load: tuple[int, ...] = (0,)
+    # batch (measure_batch): claims of b at concurrency c, interleaved, batch_repeats times
+    batch_settings: tuple[dict[str, int], ...] = (
+        {"concurrency": 200, "batch": 50},
+        {"concurrency": 200, "batch": 100},
+        {"concurrency": 200, "batch": 150},
+        {"concurrency": 200, "batch": 200},
+        {"concurrency": 50, "batch": 10},
+        {"concurrency": 50, "batch": 25},
+        {"concurrency": 50, "batch": 50},
+    )
+    batch_jobs: tuple[int, ...] = (20_000, 200_000)
+    batch_repeats: int = 5
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -143,6 +177,19 @@ class Sizes:
             table_size_prune_batch=2_000,
             table_size_status_repeats=2,
             table_size_cli_repeats=1,
+            table_size_claim_rounds=2,
+            table_size_claims_per_round=10,
+            table_size_vacuum_jobs=2_000,
+            scaling_jobs=2_000,
+            scaling_processes=(1, 2),
+            scaling_pooler_jobs=2_000,
+            scaling_pooler_processes=(2,),
+            batch_settings=(
+                {"concurrency": 20, "batch": 10},
+                {"concurrency": 20, "batch": 20},
+            ),
+            batch_jobs=(500,),
+            batch_repeats=2,
         )
 
 
@@ -530,6 +577,23 @@ class Runner:
         return size
 
     def measure_latency(self) -> dict[str, Any]:
+        """:meth:`latency_at` each of ``latency_load`` (CPU-burning processes running
+        meanwhile, :func:`burning`); with more than one, the first one's result with
+        every one's under ``by_load``."""
+        loads = list(self.sizes.latency_load) or [0]
+        by_load: dict[str, dict[str, Any]] = {}
+        for load in loads:
+            with burning(load):
+                if load:
+                    self.log(f"  latency with {load} CPU-burning processes")
+                by_load[str(load)] = self.latency_at()
+                by_load[str(load)]["load"] = load
+        first = dict(by_load[str(loads[0])])
+        if len(loads) > 1:
+            first["by_load"] = by_load
+        return first
+
+    def latency_at(self) -> dict[str, Any]:
         """Enqueue-to-handler latency of one idle worker per variant, the order of the
         variants rotated from one repeat to the next (``orders``). Every worker is given
         concurrency 1 and claims of 10 (what each system takes of these) and is otherwise
@@ -545,6 +609,8 @@ class Runner:
                 ("sqla_jobqueue", "notify", {}),
                 ("sqla_jobqueue", "polling", {"listen_notify": False}),
             ]
+        if "sqla_jobqueue_async" in self.systems and ours.worker_available():
+            variants.append(("sqla_jobqueue_async", "notify", {}))
         if "pgqueuer" in self.systems:
             variants.append(("pgqueuer", "notify", {}))
         if "procrastinate" in self.systems:
@@ -728,6 +794,55 @@ class Runner:
 
         return table_size.measure(self)
 
+    def measure_scaling(self) -> dict[str, Any]:
+        """Worker processes 1, 2, 4, 8 and PgBouncer against direct connections
+        (:mod:`benchmarks.scaling`)."""
+        from . import scaling
+
+        return scaling.measure(self)
+
+    def measure_batch(self) -> dict[str, Any]:
+        """sqla_jobqueue's sync Worker at each of ``batch_settings`` (claims of ``batch``
+        at ``concurrency``), draining each of ``batch_jobs`` with 2 processes,
+        ``batch_repeats`` times, the settings interleaved and their order rotated from one
+        repeat to the next (``orders``); medians and ranges of :func:`drain_clock`'s rate."""
+        if "sqla_jobqueue" not in self.systems:
+            return {"skipped": "sqla_jobqueue not selected"}
+        settings = [dict(s) for s in self.sizes.batch_settings]
+        labels = [f"c{s['concurrency']} b{s['batch']}" for s in settings]
+        by_label = dict(zip(labels, settings, strict=True))
+        out: dict[str, Any] = {
+            "settings": settings,
+            "labels": labels,
+            "jobs": list(self.sizes.batch_jobs),
+            "repeats": self.sizes.batch_repeats,
+            "orders": [],
+            "runs": {},
+            "summary": {},
+        }
+        orders: list[list[str]] = []
+        for trial in range(self.sizes.batch_repeats):
+            orders.append(rotated(labels, trial))
+        out["orders"] = orders
+        for n in self.sizes.batch_jobs:
+            runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+            for trial, order in enumerate(orders):
+                for label in order:
+                    result = self.drain_once("sqla_jobqueue", n, by_label[label])
+                    runs[label].append(result)
+                    self.log(f"  batch {n:,} {label} #{trial}: {_rates(result)}")
+            out["runs"][str(n)] = runs
+            out["summary"][str(n)] = {
+                label: {
+                    "rate": summary([r["rate"] for r in rs]),
+                    "rate_from_release": summary([r["rate_from_release"] for r in rs]),
+                    "commits_per_job": summary([r["commits_per_job"] for r in rs]),
+                    "complete": all(r["complete"] for r in rs),
+                }
+                for label, rs in runs.items()
+            }
+        return out
+
     def measure_progress(self) -> dict[str, Any]:
         """sqla_jobqueue's drain with handlers reporting progress and without, in an order
         rotated from one repeat to the next (``orders``)."""
@@ -759,6 +874,20 @@ class Runner:
         if rates["without"] and rates["with"]:
             out["cost"] = 1 - summary(rates["with"])["median"] / summary(rates["without"])["median"]
         return out
+
+
+@contextlib.contextmanager
+def burning(processes: int) -> Iterator[None]:
+    """``processes`` processes each running a busy Python loop, for a loaded machine;
+    killed on the way out."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
 
 
 def _rates(result: dict[str, Any]) -> str:

@@ -1,27 +1,39 @@
 """``table_size``: does sqla_jobqueue stay fast as its table grows?
 
 For each size of finished history (``Sizes.table_size_rows``: 0 and 1,000,000 rows by
-default, ``--table-size-rows`` for more), in a fresh database cloned from the template,
-:func:`one_size` runs these steps, each step's work in child processes
-(:func:`benchmarks.run.run_child`, :func:`benchmarks.run.run_workers`):
+default, ``--table-size-rows`` for more) and each variant (``table_size_variants``:
+``jobs``, the history in the job table; ``archive``, the history in a
+:class:`sqla_jobqueue.JobArchiveMixin` table's day partitions, made with
+``Partition(day).create``, and the job table holding only the steps' own jobs), in a
+fresh database cloned from the template, :func:`one_size` runs these steps, each step's
+work in child processes (:func:`benchmarks.run.run_child`,
+:func:`benchmarks.run.run_workers`):
 
 1. **Fill**: ``ours.add_finished`` inserts the history (``completed_at`` spread over the
    last 30 days, some failed and cancelled), then ``VACUUM (ANALYZE)``, what autovacuum
    does after it. Records the fill's seconds and the sizes of the table and each index.
 2. **Claim**: p50 and p99 of ``JobQueue.claim(batch_size=10)`` with pending jobs present
-   (``ours.claim_timing``), and the plan of one claim with its buffers (``auto_explain``).
+   (``ours.claim_timing``), in rounds interleaved with the same rounds on an empty
+   database beside it after a warm-up round on each (:func:`claim_beside_empty`: the
+   median of the rounds' ratios), and the plan of one claim with its buffers
+   (``auto_explain``).
 3. **Drain**: 20,000 pending jobs drained by 2 worker processes, as
    :meth:`benchmarks.run.Runner.drain_once` does, on the same clock.
 4. **Burn-down**: ``depth_jobs`` pending jobs drained by 2 workers; first and last full
    ``depth_window`` window, counting only the jobs completed during the burn-down.
 5. **Status**: ``JobQueue(session).stats()`` (an estimate above a million rows) and
    ``stats(exact=True)``, and ``sqla-jobqueue status --json`` run as a command.
-6. **Pruning while workers run**: a drain of ``table_size_prune_jobs`` jobs without
-   pruning, then the same drain while ``sqla-jobqueue prune --older-than 7d --batch-size
-   10000 --json`` runs (``ours.prune_cli``: the command's own entry point, each of its
-   transactions timed). Records rows deleted, seconds, the longest transaction, the
-   workers' rate while the prune ran against the drain without it, and the longest pause
-   between two completions of each drain.
+7. **VACUUM after a drain** (run before step 6, which deletes the history): a drain of
+   ``table_size_vacuum_jobs`` (200,000) jobs, then at once ``VACUUM (VERBOSE) jobs``:
+   its seconds and the pages, index scans and dead rows of its report
+   (:func:`vacuum_after_drain`), and the job table's size before it.
+6. **Pruning while workers run** (the ``jobs`` variant only): a drain of
+   ``table_size_prune_jobs`` jobs without pruning, then the same drain while
+   ``sqla-jobqueue prune --older-than 7d --batch-size 10000 --json`` runs
+   (``ours.prune_cli``: the command's own entry point, each of its transactions timed).
+   Records rows deleted, seconds, the longest transaction, the workers' rate while the
+   prune ran against the drain without it, and the longest pause between two
+   completions of each drain.
 
 Between two steps the jobs a step added are deleted and the table is vacuumed and
 checkpointed (:func:`reset`), so every step meets the history alone. The workers run with
@@ -45,6 +57,7 @@ import psycopg
 
 from .run import _child_env, _child_root, rotated, run_child
 from .stats import percentile, summary
+from .systems import ours
 
 if TYPE_CHECKING:
     from .run import Runner
@@ -67,6 +80,15 @@ METRICS = (
     "claim_p99_ms",
     "claim_server_p50_ms",
     "claim_server_p99_ms",
+    "claim_empty_p50_ms",
+    "claim_vs_empty",
+    "archive_mb",
+    "vacuum_s",
+    "vacuum_pages",
+    "vacuum_pages_scanned",
+    "vacuum_index_scans",
+    "vacuum_dead_removed",
+    "jobs_mb_after_drain",
     "drain_rate",
     "drain_rate_from_release",
     "burn_down_rate",
@@ -93,19 +115,28 @@ METRICS = (
 
 
 def measure(runner: Runner) -> dict[str, Any]:
-    """Every size of ``runner.sizes.table_size_rows``, ``repeats`` times (the order of
-    the sizes rotated from one repeat to the next: ``orders``); per size the raw entries
-    (``runs``) and the median and range of each of :data:`METRICS` (``summary``), with
-    the claim's p50 against the empty table's (``claim_ratio``)."""
+    """Every size of ``runner.sizes.table_size_rows`` in each of
+    ``table_size_variants`` (``jobs``: the history in the job table; ``archive``: in an
+    archive table's day partitions, the job table holding only the steps' own jobs; the
+    archive variant at 0 rows is the jobs variant's and is not run twice), ``repeats``
+    times, the order of the runs rotated from one repeat to the next (``orders``). Per
+    run label (the rows for the jobs variant, ``archive <rows>`` for the other) the raw
+    entries (``runs``) and the median and range of each of :data:`METRICS` (``summary``),
+    with the claim's p50 against the empty table's measured beside it
+    (``claim_ratio``)."""
     if SYSTEM not in runner.systems:
         return {"skipped": "sqla_jobqueue not selected"}
     sizes = runner.sizes
     best = runner.results.get("processing", {}).get("best", {}).get(SYSTEM)
     settings = dict(best or runner._sweep(SYSTEM)[-1])
     params = {**settings, "pruner": False}
-    labels = [str(rows) for rows in sizes.table_size_rows]
+    variants = list(sizes.table_size_variants)
+    labels: list[str] = []
+    if "jobs" in variants:
+        labels += [str(rows) for rows in sizes.table_size_rows]
+    if "archive" in variants:
+        labels += [f"archive {rows}" for rows in sizes.table_size_rows if rows > 0]
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
-    empty_p50: list[float] = []
     orders: list[list[str]] = []
     # A fresh server's first drain and claims run slower: warm it up, results discarded.
     with runner.fresh(SYSTEM) as url:
@@ -116,75 +147,98 @@ def measure(runner: Runner) -> dict[str, Any]:
         order = rotated(labels, trial)
         orders.append(order)
         for label in order:
+            archive = label.startswith("archive ")
+            rows = int(label.split()[-1])
             with runner.fresh(SYSTEM) as url:
-                runs[label].append(one_size(runner, url, int(label), params))
-        if "0" not in labels:
-            with runner.fresh(SYSTEM) as url:
-                empty_p50.append(claim(runner, url)["p50_ms"])
-    if "0" in labels:
-        empty_p50 = [entry["metrics"]["claim_p50_ms"] for entry in runs["0"]]
+                runs[label].append(one_size(runner, url, rows, params, archive=archive))
+    empty_p50 = [e["metrics"]["claim_empty_p50_ms"] for es in runs.values() for e in es]
     out: dict[str, Any] = {
         "rows": list(sizes.table_size_rows),
+        "variants": variants,
+        "labels": labels,
         "history_days": sizes.table_size_history_days,
         "drain_jobs": sizes.table_size_drain_jobs,
         "burn_down_jobs": sizes.depth_jobs,
         "window_s": sizes.depth_window,
-        "claim_samples": sizes.claim_samples,
+        "claim_samples": sizes.table_size_claim_rounds * sizes.table_size_claims_per_round,
+        "claim_rounds": sizes.table_size_claim_rounds,
+        "claims_per_round": sizes.table_size_claims_per_round,
+        "vacuum_jobs": sizes.table_size_vacuum_jobs,
         "prune_jobs": sizes.table_size_prune_jobs,
         "prune_older_than": sizes.table_size_prune_older_than,
         "prune_batch": sizes.table_size_prune_batch,
         "params": params,
         "orders": orders,
-        "runs": runs,
+        "runs": {label: es for label, es in runs.items() if not label.startswith("archive")},
+        "archive_runs": {
+            label.split()[-1]: es for label, es in runs.items() if label.startswith("archive")
+        },
         "summary": {},
+        "archive_summary": {},
         "empty_claim_p50_ms": summary(empty_p50),
     }
-    empty = statistics.median(empty_p50) if empty_p50 else None
     for label, entries in runs.items():
         values: dict[str, Any] = {
             key: summary([e["metrics"][key] for e in entries if e["metrics"].get(key) is not None])
             for key in METRICS
         }
-        p50 = values["claim_p50_ms"]["median"]
-        values["claim_ratio"] = p50 / empty if p50 is not None and empty else None
-        out["summary"][label] = values
+        # Each run's claims against an empty table's, in interleaved rounds beside it.
+        values["claim_ratio"] = values["claim_vs_empty"]["median"]
+        if label.startswith("archive "):
+            out["archive_summary"][label.split()[-1]] = values
+        else:
+            out["summary"][label] = values
     return out
 
 
-def one_size(runner: Runner, url: str, rows: int, params: dict[str, Any]) -> dict[str, Any]:
-    """Steps 1-6 (see the module) on a fresh database ``url`` with ``rows`` rows of
-    finished history; ``params`` are the workers' settings."""
-    sizes, log = runner.sizes, runner.log
+def one_size(
+    runner: Runner, url: str, rows: int, params: dict[str, Any], archive: bool = False
+) -> dict[str, Any]:
+    """Steps 1-7 (see the module) on a fresh database ``url`` with ``rows`` rows of
+    finished history, in the job table or (``archive``) in the archive table; ``params``
+    are the workers' settings. The archive variant skips pruning (step 6): its history is
+    not in the job table, and its retention drops day partitions."""
+    sizes = runner.sizes
+    variant = "archive" if archive else "jobs"
+
+    def log(line: str) -> None:
+        runner.log(line.replace("table_size ", f"table_size {variant} ", 1))
+
     metrics: dict[str, Any] = {}
-    entry: dict[str, Any] = {"rows": rows, "metrics": metrics}
+    entry: dict[str, Any] = {"rows": rows, "variant": variant, "metrics": metrics}
 
     # 1. The history, vacuumed and analyzed, and its size.
     log(f"  table_size {rows:,}: filling")
-    kwargs = {"n": rows, "days": sizes.table_size_history_days}
+    kwargs = {"n": rows, "days": sizes.table_size_history_days, "archive": archive}
     fill = run_child(SYSTEM, "call", url, {"function": "add_finished", "kwargs": kwargs})
     marker = float(fill["marker"])
     started = time.perf_counter()
-    _vacuum(url)
+    _vacuum(url, ours.ARCHIVE_TABLE if archive else None)
     metrics["fill_s"] = fill["seconds"]
     metrics["vacuum_analyze_s"] = time.perf_counter() - started
     entry["relations"] = relation_sizes(url)
     metrics["total_mb"] = entry["relations"]["total_mb"]
     metrics["heap_mb"] = entry["relations"]["heap_mb"]
     metrics["indexes_mb"] = sum(entry["relations"]["indexes_mb"].values())
+    entry["archive"] = ours.archive_sizes(url)
+    metrics["archive_mb"] = entry["archive"]["archive_mb"]
     _checkpoint(url)
     log(f"  table_size {rows:,}: filled in {metrics['fill_s']:.1f} s (VACUUM ANALYZE "
         f"{metrics['vacuum_analyze_s']:.1f} s), {metrics['total_mb']:,.0f} MB")  # fmt: skip
 
-    # 2. Claims with pending jobs present.
-    entry["claim"] = claim(runner, url)
+    # 2. Claims with pending jobs present, in rounds interleaved with an empty table's.
+    entry["claim"] = claim_beside_empty(runner, url)
     metrics["claim_p50_ms"] = entry["claim"]["p50_ms"]
     metrics["claim_p99_ms"] = entry["claim"]["p99_ms"]
     metrics["claim_server_p50_ms"] = entry["claim"].get("server_p50_ms")
     metrics["claim_server_p99_ms"] = entry["claim"].get("server_p99_ms")
+    metrics["claim_empty_p50_ms"] = entry["claim"]["empty_p50_ms"]
+    metrics["claim_vs_empty"] = entry["claim"]["vs_empty"]
     server = metrics["claim_server_p50_ms"]
     log(f"  table_size {rows:,}: claim p50 {metrics['claim_p50_ms']:.2f} ms, "
         f"p99 {metrics['claim_p99_ms']:.2f} ms (executor p50 "
-        f"{'-' if server is None else f'{server:.3f}'} ms)")  # fmt: skip
+        f"{'-' if server is None else f'{server:.3f}'} ms); beside an empty table "
+        f"{metrics['claim_vs_empty']:.2f} x")  # fmt: skip
     reset(url, marker)
 
     # 3. A drain, as processing measures one.
@@ -219,6 +273,23 @@ def one_size(runner: Runner, url: str, rows: int, params: dict[str, Any]) -> dic
         f"stats(exact=True) {metrics['stats_exact_ms']:.1f} ms, "
         f"sqla-jobqueue status {metrics['cli_status_s']:.2f} s")  # fmt: skip
 
+    # 7 (before 6, which deletes the history). VACUUM (VERBOSE) right after a drain.
+    entry["vacuum"] = vacuum_after_drain(runner, url, params)
+    v = entry["vacuum"]
+    metrics["vacuum_s"] = v["seconds"]
+    metrics["vacuum_pages"] = v["parsed"].get("pages_remain")
+    metrics["vacuum_pages_scanned"] = v["parsed"].get("pages_scanned")
+    metrics["vacuum_index_scans"] = v["parsed"].get("index_scans")
+    metrics["vacuum_dead_removed"] = v["parsed"].get("tuples_removed")
+    metrics["jobs_mb_after_drain"] = v["jobs_mb_before"]
+    log(f"  table_size {rows:,}: VACUUM after a {sizes.table_size_vacuum_jobs:,}-job drain: "
+        f"{v['seconds']:.2f} s, {v['parsed'].get('pages_scanned')} of "
+        f"{v['parsed'].get('pages_remain')} pages scanned, index scans "
+        f"{v['parsed'].get('index_scans')} ({v['parsed'].get('index_scan')})")  # fmt: skip
+    reset(url, marker)
+
+    if archive:
+        return entry
     # 6. Pruning while workers drain, against the same drain without it.
     entry["prune"] = prune(runner, url, marker, params)
     metrics.update(entry["prune"]["metrics"])
@@ -251,6 +322,111 @@ def claim(runner: Runner, url: str) -> dict[str, Any]:
         out["server_p99_ms"] = percentile(plans["server_ms"], 99)
         out["plan"] = plans["plan"]
     return out
+
+
+def claim_beside_empty(runner: Runner, url: str) -> dict[str, Any]:
+    """Claims of 10 on ``url`` and on an empty database beside it, in
+    ``table_size_claim_rounds`` interleaved rounds of ``table_size_claims_per_round``
+    (the first of each pair alternating), after a warm-up round on each that is not
+    counted: a slow start right after the fill would otherwise count against the big
+    table only. p50/p99 of every counted claim on ``url``, the empty table's p50, and
+    ``vs_empty``: the median over the rounds of p50(url) / p50(empty). Then the server's
+    side of :func:`claim` (plans and executor times) on ``url``."""
+    sizes = runner.sizes
+    rounds, per = sizes.table_size_claim_rounds, sizes.table_size_claims_per_round
+    timing = {"function": "claim_timing", "kwargs": {"claims": per, "batch": 10}}
+    ours_ms: list[float] = []
+    empty_ms: list[float] = []
+    ratios: list[float] = []
+    with runner.fresh(SYSTEM) as empty:
+        for target in (url, empty):
+            run_child(SYSTEM, "prefill", target, {"n": (rounds + 1) * per * 10})
+            run_child(SYSTEM, "call", target, timing)  # warm-up, not counted
+        for index in range(rounds):
+            pair: dict[str, list[float]] = {}
+            for target in (url, empty) if index % 2 == 0 else (empty, url):
+                pair[target] = [s * 1000 for s in run_child(SYSTEM, "call", target, timing)]
+            ours_ms += pair[url]
+            empty_ms += pair[empty]
+            ratios.append(percentile(pair[url], 50) / percentile(pair[empty], 50))
+    out: dict[str, Any] = {
+        "p50_ms": percentile(ours_ms, 50),
+        "p99_ms": percentile(ours_ms, 99),
+        "empty_p50_ms": percentile(empty_ms, 50),
+        "empty_p99_ms": percentile(empty_ms, 99),
+        "vs_empty": statistics.median(ratios),
+        "round_ratios": ratios,
+        "ms": ours_ms,
+        "empty_ms": empty_ms,
+    }
+    run_child(SYSTEM, "prefill", url, {"n": PLANNED_CLAIMS * 10})
+    kwargs = {"claims": PLANNED_CLAIMS, "batch": 10}
+    plans = run_child(SYSTEM, "call", url, {"function": "claim_plans", "kwargs": kwargs})
+    if plans:
+        out["server_p50_ms"] = percentile(plans["server_ms"], 50)
+        out["server_p99_ms"] = percentile(plans["server_ms"], 99)
+        out["plan"] = plans["plan"]
+    return out
+
+
+_VACUUM_PATTERNS = {
+    "index_scans": r"index scans: (\d+)",
+    "pages_removed": r"pages: (\d+) removed",
+    "pages_remain": r"pages: \d+ removed, (\d+) remain",
+    "pages_scanned": r"pages: \d+ removed, \d+ remain, (\d+) scanned",
+    "tuples_removed": r"tuples: (\d+) removed",
+    "tuples_remain": r"tuples: \d+ removed, (\d+) remain",
+    "elapsed_s": r"elapsed: ([\d.]+) s",
+}
+
+
+def parse_vacuum(message: str) -> dict[str, Any]:
+    """The numbers of the job table's ``finished vacuuming`` message of ``VACUUM
+    (VERBOSE)``: index scans, pages removed / remaining / scanned, dead tuples removed,
+    tuples remaining, the elapsed seconds it reports, and what it did with the indexes
+    (``index_scan``: "needed", "bypassed", "not needed" or None)."""
+    import re
+
+    out: dict[str, Any] = {}
+    for key, pattern in _VACUUM_PATTERNS.items():
+        found = re.search(pattern, message)
+        if found:
+            out[key] = float(found.group(1)) if "." in found.group(1) else int(found.group(1))
+    how = re.search(r"index scan (needed|bypassed|not needed)", message)
+    out["index_scan"] = how.group(1) if how else None
+    return out
+
+
+def vacuum_after_drain(runner: Runner, url: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Drain ``table_size_vacuum_jobs`` jobs with 2 workers, then at once ``VACUUM
+    (VERBOSE) jobs``: its seconds, its ``finished vacuuming`` message (``message``) and
+    the numbers in it (:func:`parse_vacuum`), and the job table's MB before it."""
+    n = runner.sizes.table_size_vacuum_jobs
+    drained = runner.drain_in(SYSTEM, url, n, params)
+    messages: list[str] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.add_notice_handler(lambda diag: messages.append(diag.message_primary or ""))
+        row = conn.execute("SELECT pg_total_relation_size('jobs')").fetchone()
+        before = float(row[0]) / 2**20 if row else None
+        started = time.perf_counter()
+        conn.execute("VACUUM (VERBOSE) jobs")
+        seconds = time.perf_counter() - started
+        row = conn.execute("SELECT pg_total_relation_size('jobs')").fetchone()
+        after = float(row[0]) / 2**20 if row else None
+    table = next(
+        (m for m in messages if m.startswith("finished vacuuming") and '.jobs"' in m),
+        next((m for m in messages if m.startswith("finished vacuuming")), ""),
+    )
+    return {
+        "jobs": n,
+        "drain_rate": drained["rate"],
+        "seconds": seconds,
+        "jobs_mb_before": before,
+        "jobs_mb_after": after,
+        "parsed": parse_vacuum(table),
+        "message": table,
+        "messages": messages,
+    }
 
 
 def status(runner: Runner, url: str) -> dict[str, Any]:
@@ -413,9 +589,12 @@ def completed_between(url: str, low: float, high: float) -> int:
     return int(row[0]) if row else 0
 
 
-def _vacuum(url: str) -> None:
+def _vacuum(url: str, also: str | None = None) -> None:
+    """``VACUUM (ANALYZE)`` of the job table (and of table ``also``: its partitions)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE) jobs")
+        if also:
+            conn.execute(f"VACUUM (ANALYZE) {also}")
 
 
 def _checkpoint(url: str) -> None:

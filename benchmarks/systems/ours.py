@@ -40,9 +40,13 @@ from sqla_jobqueue import JobQueue
 from sqla_jobqueue.database import sqlalchemy_url
 
 __all__ = [
+    "ARCHIVE_TABLE",
     "add_finished",
+    "archive_model",
+    "archive_sizes",
     "claim_plans",
     "claim_timing",
+    "create_archive",
     "drain",
     "enqueue_bulk",
     "enqueue_single",
@@ -62,8 +66,13 @@ IDLE_ASK = 0.02
 whether jobs are left (a worker still starting would otherwise ask every tick)."""
 
 
-def _engine(conninfo: str, pool_size: int = 2) -> Any:
-    return create_engine(sqlalchemy_url(conninfo), pool_size=pool_size, max_overflow=4)
+def _engine(conninfo: str, pool_size: int = 2, prepared: bool = True) -> Any:
+    """An engine on ``conninfo``; with ``prepared`` false, psycopg prepares no statement
+    (``prepare_threshold=None``), as behind PgBouncer in transaction mode."""
+    connect_args: dict[str, Any] = {} if prepared else {"prepare_threshold": None}
+    return create_engine(
+        sqlalchemy_url(conninfo), pool_size=pool_size, max_overflow=4, connect_args=connect_args
+    )
 
 
 def install(conninfo: str) -> None:
@@ -159,8 +168,9 @@ def worker_options(params: dict[str, Any]) -> dict[str, Any]:
     (``concurrency``, ``batch_size``) and, for the latency's polling variant only,
     ``listen=False``; for the table-size measurement only (``params["pruner"]`` false),
     ``retention=None``, so that the workers' own pruner leaves the backdated history of
-    the table alone (that measurement prunes it itself, with the command). Everything else
-    is left at the default a user gets."""
+    the table alone (that measurement prunes it itself, with the command); for the
+    scaling measurement through PgBouncer, ``listen=<the server's own URL>``
+    (``params["listen_url"]``). Everything else is left at the default a user gets."""
     options: dict[str, Any] = {
         "concurrency": int(params.get("concurrency", 1)),
         "batch_size": int(params.get("batch", 10)),
@@ -169,6 +179,8 @@ def worker_options(params: dict[str, Any]) -> dict[str, Any]:
         options["listen"] = False
     if params.get("pruner", True) is False:
         options["retention"] = None
+    if params.get("listen_url"):
+        options["listen"] = str(params["listen_url"])
     return options
 
 
@@ -202,7 +214,8 @@ def _drain_with_worker(
 
     registry = Registry()
     registry.register(JOB_TYPE, noop)
-    engine = _engine(conninfo, pool_size=options["concurrency"] + 4)
+    prepared = bool(params.get("prepared", True))
+    engine = _engine(conninfo, pool_size=options["concurrency"] + 4, prepared=prepared)
     worker = Worker(engine, registry, **options)
     # Connected before the release, as the peers are: the worker's first round and its
     # listener take these two.
@@ -344,7 +357,7 @@ HISTORY_CHUNK = 1_000_000
 """Rows :func:`add_finished` inserts per transaction."""
 
 _ADD_FINISHED_SQL = """
-INSERT INTO jobs (id, job_type, data, priority, status, attempts, progress, worker_id,
+INSERT INTO {table} (id, job_type, data, priority, status, attempts, progress, worker_id,
                   claimed_at, started_at, completed_at, created_at, run_at, last_error)
 SELECT (lpad(to_hex((extract(epoch FROM r.created_at) * 1000)::bigint), 12, '0') || '7'
         || substr(r.h, 1, 3) || substr('89ab', 1 + (r.g % 4)::int, 1) || substr(r.h, 4, 15)
@@ -371,8 +384,12 @@ FROM (
 """
 
 
-def add_finished(conninfo: str, n: int, days: float = 30.0) -> dict[str, Any]:
-    """Insert ``n`` finished jobs, the way a long-running queue accumulates them.
+def add_finished(
+    conninfo: str, n: int, days: float = 30.0, archive: bool = False
+) -> dict[str, Any]:
+    """Insert ``n`` finished jobs, the way a long-running queue accumulates them: into
+    the job table, or with ``archive`` into the archive table :data:`ARCHIVE_TABLE`
+    (:func:`create_archive` first makes it and the day partitions the rows need).
 
     Their ``completed_at`` spreads evenly over the ``days`` before the call (oldest rows
     first in the table, as a queue writes them), so that pruning has old rows to delete;
@@ -385,14 +402,17 @@ def add_finished(conninfo: str, n: int, days: float = 30.0) -> dict[str, Any]:
     clock at the start, after every row's ``completed_at``.
     """
     engine = _engine(conninfo)
+    table = ARCHIVE_TABLE if archive else "jobs"
     try:
         with engine.begin() as connection:
             t0 = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
+        if archive:
+            create_archive(engine, t0 - timedelta(days=days, seconds=2), t0)
         started = time.perf_counter()
         for first in range(1, n + 1, HISTORY_CHUNK):
             with engine.begin() as connection:
                 connection.execute(
-                    text(_ADD_FINISHED_SQL),
+                    text(_ADD_FINISHED_SQL.format(table=table)),
                     {
                         "first": first,
                         "last": min(n, first + HISTORY_CHUNK - 1),
@@ -545,3 +565,57 @@ def prune_cli(conninfo: str, older_than: str, batch_size: int) -> dict[str, Any]
         "end": end,
         "transactions": spans,
     }
+
+
+ARCHIVE_TABLE = "jobs_archive"
+"""The archive table of the table_size measurement's archive variant."""
+
+
+def archive_model() -> type[Any]:
+    """A :class:`sqla_jobqueue.JobArchiveMixin` model of :data:`ARCHIVE_TABLE`, in a
+    metadata of its own (the benchmark's schema is the package's migrations)."""
+    from sqlalchemy.orm import DeclarativeBase
+
+    from sqla_jobqueue import JobArchiveMixin
+
+    class ArchiveBase(DeclarativeBase):
+        pass
+
+    class JobArchive(JobArchiveMixin, ArchiveBase):
+        __tablename__ = ARCHIVE_TABLE
+
+    return JobArchive
+
+
+def create_archive(engine: Any, first: Any, last: Any) -> int:
+    """Create the archive table and the day partitions (``Partition(day).create``) that
+    hold ``completed_at`` from ``first`` to ``last``; returns how many partitions."""
+    from sqla_jobqueue.archive import partition_days
+
+    model = archive_model()
+    table = model.__table__
+    table.metadata.create_all(engine)
+    days = partition_days(first, last)
+    with engine.begin() as connection:
+        for day in days:
+            connection.execute(text(day.create(table)))
+    return len(days)
+
+
+def archive_sizes(conninfo: str) -> dict[str, Any]:
+    """MB of the archive with its indexes (every partition), its partitions and rows
+    (the planner's estimate); ``None`` when there is no archive table."""
+    import psycopg
+
+    with psycopg.connect(conninfo) as conn:
+        exists = conn.execute("SELECT to_regclass(%s)", (ARCHIVE_TABLE,)).fetchone()
+        if not exists or exists[0] is None:
+            return {"archive_mb": None, "partitions": 0, "rows": 0}
+        row = conn.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0), count(*), "
+            "coalesce(sum(c.reltuples), 0) FROM pg_inherits i JOIN pg_class c "
+            "ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+            (ARCHIVE_TABLE,),
+        ).fetchone()
+    assert row is not None
+    return {"archive_mb": float(row[0]) / 2**20, "partitions": int(row[1]), "rows": float(row[2])}

@@ -12,8 +12,10 @@ built with the swept settings only (``concurrency``, ``batch_size``; everything 
 its default: maintenance on, the default ``poll_interval``, LISTEN on), and the same
 clock: ``start`` when released (connected before), ``first`` at the first handler call,
 ``end`` when the drain loop, asking the database every tick once the handlers stopped,
-saw no job left (after the last completion committed). There is no ``enqueue_timed``
-yet, so the latency measurement leaves this system out.
+saw no job left (after the last completion committed). For the latency measurement
+(``params["latency"]``) the handler records when it saw each job, enqueued by
+:func:`enqueue_timed` (the sync one: the enqueueing side is the same for both workers),
+and the drain ends once ``expect`` jobs were seen.
 """
 
 from __future__ import annotations
@@ -31,19 +33,23 @@ from sqla_jobqueue.database import sqlalchemy_url
 
 from . import ours
 
-__all__ = ["drain", "enqueue_bulk", "enqueue_single", "install", "prefill"]
+__all__ = ["drain", "enqueue_bulk", "enqueue_single", "enqueue_timed", "install", "prefill"]
 
 JOB_TYPE = ours.JOB_TYPE
 
 install = ours.install
 prefill = ours.prefill
+enqueue_timed = ours.enqueue_timed
 
 
-def _engine(conninfo: str, pool_size: int = 2) -> Any:
+def _engine(conninfo: str, pool_size: int = 2, prepared: bool = True) -> Any:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     # postgresql+psycopg on create_async_engine is psycopg 3's async dialect.
-    return create_async_engine(sqlalchemy_url(conninfo), pool_size=pool_size, max_overflow=4)
+    connect_args: dict[str, Any] = {} if prepared else {"prepare_threshold": None}
+    return create_async_engine(
+        sqlalchemy_url(conninfo), pool_size=pool_size, max_overflow=4, connect_args=connect_args
+    )
 
 
 def enqueue_single(conninfo: str, n: int) -> float:
@@ -104,20 +110,26 @@ async def _drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) 
 
     options = ours.worker_options(params)
     progress_updates = int(params.get("progress_updates", 0))
+    latency = bool(params.get("latency", False))
+    expect = int(params.get("expect", 0))
     counter = itertools.count()
     done = [0]
     first: list[float] = []
+    seen: list[tuple[float, float]] = []
 
     async def noop(ctx: AsyncJobContext) -> None:
         if not first:
             first.append(time.time())
+        if latency:
+            seen.append((float(ctx.data["t"]), time.time()))
         for step in range(progress_updates):
             ctx.progress((step + 1) * 100 // (progress_updates + 1))
         done[0] = next(counter) + 1
 
     registry = Registry()
     registry.register(JOB_TYPE, noop)
-    engine = _engine(conninfo, pool_size=options["concurrency"] + 4)
+    prepared = bool(params.get("prepared", True))
+    engine = _engine(conninfo, pool_size=options["concurrency"] + 4, prepared=prepared)
     worker = AsyncWorker(engine, registry, **options)
     # Connected before the release, as the sync worker's drain is: the worker's rounds
     # and its listener take these two.
@@ -132,10 +144,12 @@ async def _drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) 
     asks = 0
     while not task.done():
         await asyncio.sleep(ours.TICK)
+        if latency and len(seen) >= expect:
+            break
         now = time.monotonic()
         if done[0] != last:
             last, last_change = done[0], now
-        elif first or now - last_ask >= ours.IDLE_ASK:
+        elif not latency and (first or now - last_ask >= ours.IDLE_ASK):
             last_ask = now
             asks += 1
             if not await _remaining(engine):
@@ -154,7 +168,7 @@ async def _drain(conninfo: str, params: dict[str, Any], go: Callable[[], None]) 
         "processed": next(counter),
         "stalled": stalled,
         "remaining_asks": asks,
-        "latencies": [],
+        "latencies": seen,
         "mode": (
             f"AsyncWorker (concurrency {options['concurrency']}, batch {options['batch_size']})"
         ),

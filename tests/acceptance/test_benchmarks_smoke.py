@@ -60,7 +60,8 @@ def test_quick_run_writes_json_and_markdown(server_url: URL, tmp_path: Path) -> 
     assert results["enqueue_bulk"]["orders"] == [data["systems"]]
     latency = results["latency"]
     assert len(latency["orders"]) == 1
-    assert {"sqla_jobqueue (notify)", "sqla_jobqueue (polling)"} <= set(latency["orders"][0])
+    assert {"sqla_jobqueue (notify)", "sqla_jobqueue (polling)",
+            "sqla_jobqueue_async (notify)"} <= set(latency["orders"][0])  # fmt: skip
     assert set(latency["orders"][0]) <= set(latency["ms"])
     depth_systems = [s for s in ("sqla_jobqueue", "pgbench") if s in data["systems"]]
     assert results["depth"]["orders"] == [depth_systems]
@@ -99,7 +100,9 @@ def test_the_table_size_measurement_runs_on_tiny_sizes(server_url: URL, tmp_path
     assert set(data["results"]) == {"table_size"}
     table_size = data["results"]["table_size"]
     assert table_size["rows"] == [0, 5_000]
-    assert table_size["orders"] == [["0", "5000"]]
+    # Both variants: the history in the job table, and in the archive (not at 0 rows,
+    # which is the same database as the job table's).
+    assert table_size["orders"] == [["0", "5000", "archive 5000"]]
     # The workers' own pruner is off, so that the history stays as filled until step 6.
     assert table_size["params"]["pruner"] is False
     for label, rows in (("0", 0), ("5000", 5_000)):
@@ -128,12 +131,90 @@ def test_the_table_size_measurement_runs_on_tiny_sizes(server_url: URL, tmp_path
     # completed_at spreads over 30 days: those older than 7 days are about 23/30 of them.
     assert 3_600 <= history["metrics"]["prune_deleted"] <= 4_100
     assert table_size["runs"]["0"][0]["metrics"]["prune_deleted"] == 0
-    assert table_size["summary"]["0"]["claim_ratio"] == 1.0
+    # Claims measured in rounds beside an empty table, their ratio per size.
+    assert table_size["summary"]["0"]["claim_ratio"] > 0
+    assert len(history["claim"]["round_ratios"]) == table_size["claim_rounds"]
+    # VACUUM (VERBOSE) of the job table right after a drain, parsed, in both variants.
+    (archived,) = table_size["archive_runs"]["5000"]
+    for entry in (history, archived):
+        parsed = entry["vacuum"]["parsed"]
+        assert parsed["pages_remain"] >= parsed["pages_scanned"] > 0
+        assert parsed["index_scans"] >= 0
+        assert entry["metrics"]["vacuum_s"] > 0
+    # The archive variant's history is in the archive's day partitions, not the job table.
+    assert archived["archive"]["partitions"] >= 30
+    assert archived["metrics"]["archive_mb"] > 0
+    assert sum(archived["status"]["stats"]["exact"]["finished"].values()) == 0
+    assert "prune" not in archived
+    assert table_size["archive_summary"]["5000"]["claim_ratio"] > 0
     markdown = (tmp_path / "table-size.md").read_text()
     assert "| finished rows | fill s | table MB | claim p50 / p99 ms |" in markdown
     assert "| 5k |" in markdown
     assert "claim with 5k finished rows vs an empty table (p50)" in markdown
     assert "`sqla-jobqueue status --json` (a command, start-up included)" in markdown
+    assert "| history in | finished rows | job table MB | archive MB |" in markdown
+    assert "| archive | 5k |" in markdown
+
+
+def test_scaling_batch_and_loaded_latency_run_on_tiny_sizes(
+    server_url: URL, tmp_path: Path
+) -> None:
+    """``--only scaling,batch,latency`` (scaling and batch are left out of the default
+    measurements): worker processes 1 and 2 of both workers, PgBouncer against direct
+    connections (when PgBouncer is installed), the claim sizes interleaved, and the
+    latency of the async worker too, quiet and with a CPU-burning process."""
+    from benchmarks.pooler import find_pgbouncer
+
+    url = server_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    command = [
+        sys.executable, "-m", "benchmarks", "run", "--quick",
+        "--only", "scaling,batch,latency", "--systems", "sqla_jobqueue,sqla_jobqueue_async",
+        "--latency-load", "0,1", "--database-url", url, "--output", str(tmp_path),
+        "--name", "scaling",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    data = json.loads((tmp_path / "scaling.json").read_text())
+    results = data["results"]
+    assert set(results) == {"scaling", "batch", "latency"}
+    processes = results["scaling"]["processes"]
+    assert processes["processes"] == [1, 2]
+    assert processes["params"] == {"concurrency": 200, "batch": 100}
+    for system in ("sqla_jobqueue", "sqla_jobqueue_async"):
+        entry = processes["systems"][system]
+        assert entry["orders"] == [[1, 2]]
+        for count in ("1", "2"):
+            (run,) = entry["runs"][count]
+            assert run["complete"] and run["workers"] == int(count), (system, count)
+            assert run["rate"] >= run["rate_from_release"] > 0
+            assert run["peak_connections"] > 0
+    pooler = results["scaling"]["pooler"]
+    if find_pgbouncer() is None:
+        assert "skipped" in pooler
+    else:
+        assert pooler["orders"] == [["pgbouncer", "direct", "direct, prepared"]]
+        runs = pooler["runs"]["2"]
+        for label in ("pgbouncer", "direct", "direct, prepared"):
+            (run,) = runs[label]
+            assert run["complete"], label
+        # Through PgBouncer: its pool (4) and the two listeners, straight to the server.
+        assert runs["pgbouncer"][0]["peak_connections"] <= pooler["pool_size"] + 2
+    batch = results["batch"]
+    assert batch["orders"] == [["c20 b10", "c20 b20"], ["c20 b20", "c20 b10"]]
+    for label in batch["labels"]:
+        rate = batch["summary"]["500"][label]["rate"]
+        assert rate["n"] == 2 and rate["median"] > 0
+    latency = results["latency"]
+    assert set(latency["by_load"]) == {"0", "1"}
+    for load in ("0", "1"):
+        ms = latency["by_load"][load]["ms"]
+        assert ms["sqla_jobqueue_async (notify)"]["p50"]["n"] == 1
+        assert ms["sqla_jobqueue (notify)"]["p99"]["n"] == 1
+    markdown = (tmp_path / "scaling.md").read_text()
+    assert "| worker | processes | jobs/s | x | jobs/s from the release | connections |" in markdown
+    assert "| concurrency | batch | 500 jobs |" in markdown
+    assert "| variant | load 0: p50 / p99 ms | load 1: p50 / p99 ms |" in markdown
 
 
 def test_the_order_of_the_systems_rotates_from_one_repeat_to_the_next(
@@ -159,7 +240,11 @@ def test_the_order_of_the_systems_rotates_from_one_repeat_to_the_next(
     expected = {
         "enqueue_single": systems,
         "enqueue_bulk": systems,
-        "latency": ["sqla_jobqueue (notify)", "sqla_jobqueue (polling)"],
+        "latency": [
+            "sqla_jobqueue (notify)",
+            "sqla_jobqueue (polling)",
+            "sqla_jobqueue_async (notify)",
+        ],
         "depth": depth_systems,
         "progress": ["without", "with"],
     }

@@ -195,9 +195,9 @@ def markdown(data: dict[str, Any]) -> str:
         size = next(iter(proc["runs"]))
         targets.append((
             f"processing, 2 processes, {int(size):,} no-op jobs",
-            "≥ 1.2 x PGQueuer, ≥ 50 % of pgbench at equal batch",
+            "≥ 2 x PGQueuer, ≥ 75 % of pgbench at equal batch",
             f"{_fmt(r1, 2)} x PGQueuer; {_fmt(None if r2 is None else r2 * 100)} % of pgbench",
-            _verdict(None if r1 is None or r2 is None else (r1 >= 1.2 and r2 >= 0.5)),
+            _verdict(None if r1 is None or r2 is None else (r1 >= 2.0 and r2 >= 0.75)),
         ))  # fmt: skip
         if "sqla_jobqueue_async" in first:
             ours_async = _median(first["sqla_jobqueue_async"]["rate"])

@@ -9,7 +9,7 @@ of the process counts rotates from one repeat to the next (``orders``). The rate
 :func:`benchmarks.run.drain_clock`'s, from the first handler call of any worker.
 
 **PgBouncer** (:func:`pooler`): a PgBouncer of the benchmark's own
-(:mod:`benchmarks.pooler`: transaction mode, ``default_pool_size`` 4) in front of the
+(:mod:`sqla_jobqueue.testing.pgbouncer`: transaction mode, ``default_pool_size`` 4) in front of the
 same server; ``scaling_pooler_jobs`` jobs drained by 2 and 6 sync worker processes in
 three variants, rotated per repeat:
 
@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from .pooler import find_pgbouncer, start_pgbouncer
+from sqla_jobqueue.testing.pgbouncer import find_pgbouncer, run_pgbouncer
+
 from .run import drain_clock, rotated, run_child, run_workers
 from .stats import summary
 
@@ -174,7 +175,11 @@ def pooler(runner: Runner) -> dict[str, Any]:
         str(c): {label: [] for label in labels} for c in counts
     }
     orders: list[list[str]] = []
-    with start_pgbouncer(runner.server.conninfo, sizes.scaling_pooler_pool_size) as bouncer:
+    with run_pgbouncer(runner.server.conninfo, pool_size=sizes.scaling_pooler_pool_size) as bouncer:
+
+        def through_pooler(direct: str) -> str:
+            return bouncer.url(direct).render_as_string(hide_password=False)
+
         for trial in range(sizes.repeats):
             order = rotated(labels, trial)
             orders.append(order)
@@ -185,7 +190,7 @@ def pooler(runner: Runner) -> dict[str, Any]:
                     through = None
                     if variant["through_pooler"]:
                         params["listen_direct"] = True
-                        through = bouncer.url
+                        through = through_pooler
                     result = drain(runner, "sqla_jobqueue", n, count, params, through)
                     runs[str(count)][label].append(result)
                     runner.log(

@@ -215,7 +215,7 @@ class JobMixin:
 
     __table_schema__: ClassVar[str | None] = None
     __claim_function__: ClassVar[str | None] = None
-    __table_storage__: ClassVar[dict[str, StorageValue]] = JOB_TABLE_STORAGE
+    __table_storage__: ClassVar[Mapping[str, StorageValue]] = JOB_TABLE_STORAGE
 
     id: Mapped[uuid.UUID] = mapped_column(
         Uuid, primary_key=True, default=new_job_id, server_default=text("gen_random_uuid()")

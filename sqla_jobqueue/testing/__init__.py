@@ -3,7 +3,9 @@
 - :mod:`sqla_jobqueue.testing.jobs` (its names are here too): :func:`enqueued` and
   :func:`run_jobs`, jobs in your application's tests, in the test's own transaction;
 - :mod:`sqla_jobqueue.testing.server`: a PostgreSQL for tests, found or started the way
-  the project's own suite does, and throw-away databases on it.
+  the project's own suite does, and throw-away databases on it;
+- :mod:`sqla_jobqueue.testing.pgbouncer`: a real PgBouncer in transaction mode in front of
+  it, for tests of code that must work behind a pooler.
 
 Nothing here imports pytest.
 """

@@ -163,7 +163,7 @@ def test_scaling_batch_and_loaded_latency_run_on_tiny_sizes(
     measurements): worker processes 1 and 2 of both workers, PgBouncer against direct
     connections (when PgBouncer is installed), the claim sizes interleaved, and the
     latency of the async worker too, quiet and with a CPU-burning process."""
-    from benchmarks.pooler import find_pgbouncer
+    from sqla_jobqueue.testing.pgbouncer import find_pgbouncer
 
     url = server_url.set(drivername="postgresql").render_as_string(hide_password=False)
     command = [

@@ -56,7 +56,9 @@ def test_the_archive_is_created_partitioned_and_its_partitions_are_left_alone(
     ]
     with engine.connect() as connection:
         context = MigrationContext.configure(connection)
-        rendered = render_python_code(produce_migrations(context, Base.metadata).upgrade_ops)
+        upgrade_ops = produce_migrations(context, Base.metadata).upgrade_ops
+        assert upgrade_ops is not None
+        rendered = render_python_code(upgrade_ops)
     assert "postgresql_partition_by='RANGE (completed_at)'" in rendered
     with engine.begin() as connection:
         operations = Operations(MigrationContext.configure(connection))

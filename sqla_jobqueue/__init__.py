@@ -15,7 +15,9 @@ from .archive import JobArchiveMixin
 from .backoff import Backoff
 from .handlers import AsyncJobContext, Cancel, JobContext, Registry, Retry, Snooze
 from .model import Job, JobMixin, JobStatus, Priority, metadata
-from .queue import JobQueue, QueueStats
+from .plans.bulk import JobFilter
+from .queue import JobQueue, PausedType, QueueStats
+from .schedules import Cron, Every, JobSchedule, JobScheduleMixin, Missed
 
 if TYPE_CHECKING:
     from .worker import AsyncWorker, Worker
@@ -26,12 +28,19 @@ __all__ = [
     "AsyncWorker",
     "Backoff",
     "Cancel",
+    "Cron",
+    "Every",
     "Job",
     "JobArchiveMixin",
     "JobContext",
+    "JobFilter",
     "JobMixin",
     "JobQueue",
+    "JobSchedule",
+    "JobScheduleMixin",
     "JobStatus",
+    "Missed",
+    "PausedType",
     "Priority",
     "QueueStats",
     "Registry",

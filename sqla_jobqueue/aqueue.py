@@ -26,9 +26,12 @@ from . import plans
 from . import validation as check
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .model import DEFAULT_MAX_ATTEMPTS, Job, JobMixin, Priority
-from .plans import JobRef, QueueStats
+from .plans import JobRef, PausedType, QueueStats
+from .plans.bulk import DEFAULT_CHUNK_SIZE, BulkAction, JobFilter
 from .plans.core import Isolation, isolation_of
+from .plans.waiting import DEFAULT_POLL_INTERVAL
 from .statements import Bound
+from .waiting import await_plan
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -143,6 +146,7 @@ class AsyncJobQueue(plans.QueueCore[J]):
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         run_at: datetime | timedelta | None = None,
         unique_key: str | None = None,
+        depends_on: Iterable[JobRef] | None = None,
     ) -> J:
         """Add a job in the caller's transaction and return it: :meth:`JobQueue.enqueue
         <sqla_jobqueue.JobQueue.enqueue>`, awaited."""
@@ -153,6 +157,7 @@ class AsyncJobQueue(plans.QueueCore[J]):
             "max_attempts": max_attempts,
             "run_at": run_at,
             "unique_key": unique_key,
+            "depends_on": depends_on,
         }
         return await self._run(plans.enqueue(self, spec))
 
@@ -237,7 +242,74 @@ class AsyncJobQueue(plans.QueueCore[J]):
         <sqla_jobqueue.JobQueue.get>`, awaited."""
         return await self._run(plans.get(self, job_id))
 
+    async def wait(
+        self,
+        job: JobRef,
+        timeout: float | timedelta,
+        *,
+        poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
+    ) -> J:
+        """Wait until a job is finished and return it: :meth:`JobQueue.wait
+        <sqla_jobqueue.JobQueue.wait>`, awaited (notifications through psycopg 3 or
+        asyncpg)."""
+        from sqlalchemy.ext.asyncio import AsyncEngine
+
+        engine = AsyncEngine(self.session.sync_session.get_bind(mapper=self.model).engine)
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            plan = plans.wait(self, job, timeout, poll_interval)
+            job_id = await await_plan(connection, plan)
+        return await self.get(job_id)
+
+    async def pause(self, job_types: Sequence[str], *, reason: str | None = None) -> list[str]:
+        """Pause job types: :meth:`JobQueue.pause <sqla_jobqueue.JobQueue.pause>`, awaited."""
+        return await self._run(plans.pause(self, job_types, reason))
+
+    async def resume(self, job_types: Sequence[str]) -> list[str]:
+        """Resume paused job types: :meth:`JobQueue.resume <sqla_jobqueue.JobQueue.resume>`,
+        awaited."""
+        return await self._run(plans.resume(self, job_types))
+
+    async def paused(self) -> list[PausedType]:
+        """The paused job types: :meth:`JobQueue.paused <sqla_jobqueue.JobQueue.paused>`,
+        awaited."""
+        return await self._run(plans.paused(self))
+
     async def stats(self, *, exact: bool = False) -> QueueStats:
         """Counts by type and status, and the age of the oldest due pending job:
         :meth:`JobQueue.stats <sqla_jobqueue.JobQueue.stats>`, awaited."""
         return await self._run(plans.stats(self, exact))
+
+    async def count_where(
+        self,
+        job_filter: JobFilter,
+        *,
+        action: BulkAction | None = None,
+        priority: int | None = None,
+    ) -> int:
+        """How many jobs match ``job_filter``, the dry run of a bulk action:
+        :meth:`JobQueue.count_where <sqla_jobqueue.JobQueue.count_where>`, awaited."""
+        return await self._run(plans.count_where(self, job_filter, action, priority))
+
+    async def cancel_where(self, job_filter: JobFilter, *, limit: int = DEFAULT_CHUNK_SIZE) -> int:
+        """Cancel a chunk of the jobs that match ``job_filter``: :meth:`JobQueue.cancel_where
+        <sqla_jobqueue.JobQueue.cancel_where>`, awaited."""
+        return await self._run(plans.cancel_where(self, job_filter, limit))
+
+    async def retry_where(self, job_filter: JobFilter, *, limit: int = DEFAULT_CHUNK_SIZE) -> int:
+        """Retry a chunk of the failed jobs that match ``job_filter``:
+        :meth:`JobQueue.retry_where <sqla_jobqueue.JobQueue.retry_where>`, awaited."""
+        return await self._run(plans.retry_where(self, job_filter, limit))
+
+    async def reprioritize_where(
+        self, job_filter: JobFilter, priority: int, *, limit: int = DEFAULT_CHUNK_SIZE
+    ) -> int:
+        """Give ``priority`` to a chunk of the pending jobs that match ``job_filter``:
+        :meth:`JobQueue.reprioritize_where <sqla_jobqueue.JobQueue.reprioritize_where>`,
+        awaited."""
+        return await self._run(plans.reprioritize_where(self, job_filter, priority, limit))
+
+    async def delete_where(self, job_filter: JobFilter, *, limit: int = DEFAULT_CHUNK_SIZE) -> int:
+        """Delete a chunk of the pending or finished jobs that match ``job_filter``:
+        :meth:`JobQueue.delete_where <sqla_jobqueue.JobQueue.delete_where>`, awaited."""
+        return await self._run(plans.delete_where(self, job_filter, limit))

@@ -18,6 +18,7 @@ __all__ = [
     "JobQueueError",
     "LeaseLostError",
     "ModelError",
+    "WaitTimeoutError",
 ]
 
 
@@ -49,6 +50,18 @@ class JobNotFoundError(JobQueueError, LookupError):
     def __init__(self, job_id: UUID) -> None:
         self.job_id = job_id
         super().__init__(f"no job with id {job_id}: it never existed or has been pruned")
+
+
+class WaitTimeoutError(JobQueueError, TimeoutError):
+    """The job did not finish within the time :meth:`JobQueue.wait
+    <sqla_jobqueue.JobQueue.wait>` was given; it goes on as it was."""
+
+    def __init__(self, job_id: UUID, timeout: float, status: str) -> None:
+        self.job_id = job_id
+        self.timeout = timeout
+        self.status = status
+        """Where the job stood when the time ran out."""
+        super().__init__(f"job {job_id} did not finish within {timeout:g}s; it is {status}")
 
 
 class InvalidTransitionError(JobQueueError):

@@ -5,28 +5,39 @@ touch, column by column where that is what least privilege means:
 
 ``enqueuer`` (the web application)
     ``INSERT`` of the columns a job is enqueued with (``id``, ``job_type``, ``data``,
-    ``priority``, ``max_attempts``, ``run_at``, ``unique_key``: a job cannot be written as
-    running or finished), and ``SELECT`` of the columns that say which job holds a
-    ``unique_key`` and where it stands (``id``, ``job_type``, ``status``, ``unique_key``,
-    ``created_at``, ``run_at``): ``INSERT … RETURNING`` and ``ON CONFLICT`` read them.
-    Never ``data``, ``result`` or ``last_error`` of any job, never ``UPDATE`` or ``DELETE``.
+    ``priority``, ``max_attempts``, ``run_at``, ``unique_key`` and, since version 3,
+    ``depends_on``: a job cannot be written as running or finished; the insert trigger,
+    as the table's owner, makes a job that depends on others ``waiting``), ``SELECT`` of
+    the columns that say which job holds a ``unique_key`` and where it stands (``id``,
+    ``job_type``, ``status``, ``unique_key``, ``created_at``, ``run_at``): ``INSERT …
+    RETURNING`` and ``ON CONFLICT`` read them; and ``UPDATE`` of ``awaited`` alone, to
+    wait for a job (``JobQueue.wait``) or make jobs depend on it. Never ``data``,
+    ``result`` or ``last_error`` of any job, never ``DELETE``: an enqueuer that waits
+    for results is a monitor too.
 ``worker``
     ``SELECT`` of the table (it runs what it claims), ``UPDATE`` of the columns that record
     a job's state and progress (never what was asked: ``job_type``, ``data``, ``priority``,
     ``unique_key``, ``created_at``), ``DELETE`` (its pruning duty) and ``EXECUTE`` on the
-    claim function. A worker whose handlers enqueue jobs is an enqueuer too.
+    claim function and (version 3) the settle function, and ``SELECT`` of the controls
+    table (claims pass over paused types). A worker whose handlers enqueue jobs is an
+    enqueuer too.
 ``monitor`` (``status``, ``watch``, ``list``, ``show``)
-    ``SELECT`` of the table, nothing else.
+    ``SELECT`` of the table and its controls table, nothing else.
 ``operator`` (``cancel``, ``retry``, ``recover``, ``prune``, and the monitor's reads)
-    ``SELECT``, ``UPDATE`` of the state columns those four write, and ``DELETE``.
+    ``SELECT``, ``UPDATE`` of the state columns those four write (and ``awaited``),
+    ``DELETE``, ``EXECUTE`` on the settle function (cancelling a job settles the jobs
+    that depend on it), and ``SELECT``, ``INSERT``, ``UPDATE`` of the controls table
+    (``pause``, ``resume``).
 ``migrator``
-    Owns the table and its two functions, so that it can alter, replace and drop them
+    Owns the table and its functions, so that it can alter, replace and drop them
     (``ALTER … OWNER TO``); it is the role that runs the migrations.
 
-The installed functions are ``SECURITY INVOKER``: the claim function runs with its
+The installed functions but one are ``SECURITY INVOKER``: the claim function runs with its
 caller's privileges, which is why the worker's table privileges cover what it does; the
 NOTIFY trigger's function needs no privilege of the enqueuer (PostgreSQL checks
-``EXECUTE`` on a trigger function when the trigger is created, not when it fires). Every
+``EXECUTE`` on a trigger function when the trigger is created, not when it fires); since
+version 3 it runs as the table's owner (``SECURITY DEFINER``), to make the jobs just
+inserted with ``depends_on`` wait, and touches no other row. Every
 role also needs ``USAGE`` on the table's schema, which ``public`` grants to everyone.
 
 :func:`grant_statements` and :func:`revoke_statements` write the statements for one
@@ -44,7 +55,7 @@ from dataclasses import dataclass, fields, replace
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from .model import default_claim_function_name
-from .sql import MAX_IDENTIFIER_LENGTH, QueueObjects
+from .sql import MAX_IDENTIFIER_LENGTH, QueueObjects, controls_table_name
 
 __all__ = [
     "CURRENT_GRANTS_VERSION",
@@ -56,7 +67,7 @@ __all__ = [
     "revoke_statements",
 ]
 
-CURRENT_GRANTS_VERSION = 2
+CURRENT_GRANTS_VERSION = 3
 """The version of the roles' privileges that this release grants."""
 
 _preparer = PGDialect().identifier_preparer  # type: ignore[no-untyped-call]
@@ -88,6 +99,9 @@ class RolePrivileges:
     update: tuple[str, ...] | None = ()
     delete: bool = False
     execute_claim_function: bool = False
+    execute_settle_function: bool = False
+    controls: tuple[str, ...] = ()
+    """Privileges on the controls table (``SELECT``, ``INSERT``, ``UPDATE``)."""
     owns: bool = False
 
 
@@ -149,7 +163,32 @@ def _version_2() -> dict[RoleKind, RolePrivileges]:
     return roles
 
 
-_VERSIONS: dict[int, dict[RoleKind, RolePrivileges]] = {1: _version_1(), 2: _version_2()}
+def _version_3() -> dict[RoleKind, RolePrivileges]:
+    """Version 2, and whoever may enqueue or act on jobs may wait for one and make jobs
+    depend on it (both mark it ``awaited``); whoever finishes jobs settles the jobs that
+    depend on them (the settle function, which the finishing trigger calls)."""
+    roles = _version_2()
+    for kind in (RoleKind.ENQUEUER, RoleKind.OPERATOR):
+        granted = roles[kind]
+        roles[kind] = replace(granted, update=(*(granted.update or ()), "awaited"))
+    enqueuer = roles[RoleKind.ENQUEUER]
+    roles[RoleKind.ENQUEUER] = replace(enqueuer, insert=(*(enqueuer.insert or ()), "depends_on"))
+    for kind in (RoleKind.WORKER, RoleKind.OPERATOR):
+        roles[kind] = replace(roles[kind], execute_settle_function=True)
+    # Every claim reads the paused types; operators pause and resume them.
+    for kind in (RoleKind.WORKER, RoleKind.MONITOR):
+        roles[kind] = replace(roles[kind], controls=("SELECT",))
+    roles[RoleKind.OPERATOR] = replace(
+        roles[RoleKind.OPERATOR], controls=("SELECT", "INSERT", "UPDATE")
+    )
+    return roles
+
+
+_VERSIONS: dict[int, dict[RoleKind, RolePrivileges]] = {
+    1: _version_1(),
+    2: _version_2(),
+    3: _version_3(),
+}
 
 
 def privileges(kind: RoleKind | str, version: int = CURRENT_GRANTS_VERSION) -> RolePrivileges:
@@ -265,6 +304,13 @@ def grant_statements(
                 f"ALTER FUNCTION {_claim_signature(objects, schema)} OWNER TO {grantee}",
                 f"ALTER FUNCTION {_name(schema, objects.notify_function)}() OWNER TO {grantee}",
             ]
+            if version >= 3:
+                function = _name(schema, objects.finished_function)
+                statements += [
+                    f"ALTER TABLE {_name(schema, controls_table_name(table))} OWNER TO {grantee}",
+                    f"ALTER FUNCTION {function}() OWNER TO {grantee}",
+                    f"ALTER FUNCTION {_settle_signature(objects, schema)} OWNER TO {grantee}",
+                ]
             continue
         statements.append(
             f"GRANT {', '.join(_table_privileges(granted))} ON TABLE {qualified_table} TO {grantee}"
@@ -272,6 +318,15 @@ def grant_statements(
         if granted.execute_claim_function:
             statements.append(
                 f"GRANT EXECUTE ON FUNCTION {_claim_signature(objects, schema)} TO {grantee}"
+            )
+        if granted.execute_settle_function:
+            statements.append(
+                f"GRANT EXECUTE ON FUNCTION {_settle_signature(objects, schema)} TO {grantee}"
+            )
+        if granted.controls:
+            controls = _name(schema, controls_table_name(table))
+            statements.append(
+                f"GRANT {', '.join(granted.controls)} ON TABLE {controls} TO {grantee}"
             )
     return statements
 
@@ -305,6 +360,15 @@ def revoke_statements(
             statements.append(
                 f"REVOKE EXECUTE ON FUNCTION {_claim_signature(objects, schema)} FROM {grantee}"
             )
+        if granted.execute_settle_function:
+            statements.append(
+                f"REVOKE EXECUTE ON FUNCTION {_settle_signature(objects, schema)} FROM {grantee}"
+            )
+        if granted.controls:
+            controls = _name(schema, controls_table_name(table))
+            statements.append(
+                f"REVOKE {', '.join(granted.controls)} ON TABLE {controls} FROM {grantee}"
+            )
         statements.append(
             f"REVOKE {', '.join(_table_privileges(granted))} ON TABLE {qualified_table} "
             f"FROM {grantee}"
@@ -314,3 +378,7 @@ def revoke_statements(
 
 def _claim_signature(objects: QueueObjects, schema: str | None) -> str:
     return f"{_name(schema, objects.claim_function)}(varchar, varchar[], integer)"
+
+
+def _settle_signature(objects: QueueObjects, schema: str | None) -> str:
+    return f"{_name(schema, objects.settle_function)}(uuid, integer)"

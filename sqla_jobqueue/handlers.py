@@ -29,6 +29,14 @@ completed, so the handler's database effects happen exactly once even though the
 run more than once. If the handler raises, or the worker has lost the job (it was rescued
 and claimed by another worker), that transaction is rolled back.
 
+**Periodic jobs.** ``schedule=`` declares when the job type runs by itself: a
+:class:`~sqla_jobqueue.schedules.Cron` or :class:`~sqla_jobqueue.schedules.Every`, or a
+list of them each with a ``name`` of its own. Workers enqueue one job per tick (see
+:mod:`sqla_jobqueue.schedules`)::
+
+    @registry.handler("report", schedule=Cron("0 * * * *", timezone="Europe/Paris"))
+    def report(ctx: JobContext) -> None: ...
+
 **How max_attempts reaches the row.** Claiming compares a job's ``attempts`` with the
 ``max_attempts`` stored on its row, so the handler's ``max_attempts`` has to be written
 when the job is enqueued. :meth:`Registry.enqueue` and :meth:`Registry.enqueue_many` do
@@ -43,7 +51,7 @@ import json
 import threading
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -56,6 +64,7 @@ from .backoff import DEFAULT_BACKOFF, Backoff
 from .errors import InvalidJobError
 from .model import DEFAULT_MAX_ATTEMPTS, JobMixin
 from .queue import JobQueue
+from .schedules import PeriodicJob, Schedule
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,6 +80,7 @@ __all__ = [
     "JobContextBase",
     "Registry",
     "Retry",
+    "ScheduleArgument",
     "Snooze",
 ]
 
@@ -84,6 +94,9 @@ The result may hold what a job's ``data`` may (JSON, and ``UUID``, ``datetime``,
 AsyncHandlerFunction = Callable[["AsyncJobContext"], Awaitable[Any]]
 """An ``async def`` handler: awaited with the job's context by the
 :class:`~sqla_jobqueue.worker.AsyncWorker`, returns what a :data:`HandlerFunction` does."""
+
+ScheduleArgument = Schedule | Sequence[Schedule] | None
+"""What ``schedule=`` takes: one schedule, several (each with a name of its own), or none."""
 
 F = TypeVar("F", bound=HandlerFunction | AsyncHandlerFunction)
 J = TypeVar("J", bound=JobMixin)
@@ -143,6 +156,9 @@ class Handler:
         The delay before the next attempt after a failed one.
     timeout:
         Longest an attempt may run before it is marked failed; ``None`` for no limit.
+    schedules:
+        When workers enqueue jobs of this type by themselves (periodic jobs), each
+        schedule with its name filled in.
     is_async:
         Whether the function is an ``async def`` one (run by the AsyncWorker); worked
         out once, on registration.
@@ -153,6 +169,7 @@ class Handler:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     backoff: Backoff = DEFAULT_BACKOFF
     timeout: timedelta | None = None
+    schedules: tuple[Schedule, ...] = ()
     is_async: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -166,7 +183,34 @@ class Handler:
             )
         if self.timeout is not None:
             check.check_positive_interval(self.timeout, f"timeout of {self.job_type!r}")
+        schedules = _schedules(self.job_type, self.schedules)
+        object.__setattr__(self, "schedules", schedules)
         object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.function))
+
+
+def _schedules(job_type: str, listed: Iterable[object]) -> tuple[Schedule, ...]:
+    """The schedules of a handler, named, checked: each a Schedule, their names distinct."""
+    named: list[Schedule] = []
+    for schedule in listed:
+        if not isinstance(schedule, Schedule):
+            raise InvalidJobError(
+                f"schedule of {job_type!r} must be a Cron or an Every (or a list of them), "
+                f"got {type(schedule).__name__}"
+            )
+        named.append(schedule.named(job_type))
+    _refuse_shared_names(named)
+    return tuple(named)
+
+
+def _refuse_shared_names(schedules: Iterable[Schedule]) -> None:
+    seen: set[str | None] = set()
+    for schedule in schedules:
+        if schedule.name in seen:
+            raise InvalidJobError(
+                f"two schedules are named {schedule.name!r}: give each schedule of a job type "
+                "a name of its own (Cron(..., name='report-daily'))"
+            )
+        seen.add(schedule.name)
 
 
 class Registry:
@@ -193,13 +237,15 @@ class Registry:
         backoff: Backoff = DEFAULT_BACKOFF,
         timeout: timedelta | None = None,
         retry: Backoff | None = None,
+        schedule: ScheduleArgument = None,
     ) -> Callable[[F], F]:
         """Decorator: register the decorated function as the handler of ``job_type``
-        (``retry`` is the deprecated name of ``backoff``)."""
+        (``retry`` is the deprecated name of ``backoff``; ``schedule`` declares periodic
+        jobs, see :meth:`register`)."""
 
         def register(function: F) -> F:
             self.register(job_type, function, max_attempts=max_attempts, backoff=backoff,
-                          timeout=timeout, retry=retry)  # fmt: skip
+                          timeout=timeout, retry=retry, schedule=schedule)  # fmt: skip
             return function
 
         return register
@@ -213,22 +259,28 @@ class Registry:
         backoff: Backoff = DEFAULT_BACKOFF,
         timeout: timedelta | None = None,
         retry: Backoff | None = None,
+        schedule: ScheduleArgument = None,
     ) -> Handler:
         """Register ``function`` as the handler of ``job_type``; return its :class:`Handler`.
 
-        ``retry`` is the deprecated name of ``backoff``.
+        ``retry`` is the deprecated name of ``backoff``. ``schedule`` (a
+        :class:`~sqla_jobqueue.schedules.Cron` or :class:`~sqla_jobqueue.schedules.Every`,
+        or a list of them) makes workers enqueue a job of this type at each of its ticks;
+        a schedule is named after the job type unless it has a ``name``.
 
         Raises
         ------
         InvalidJobError
-            When the settings are not acceptable or the type already has a handler.
+            When the settings are not acceptable, the type already has a handler, or a
+            schedule's name is taken.
         """
         if retry is not None:
             warnings.warn(
                 "the handler setting retry= is now backoff=", DeprecationWarning, stacklevel=3
             )
             backoff = retry
-        spec = Handler(job_type, function, max_attempts, backoff, timeout)
+        schedules = (schedule,) if isinstance(schedule, Schedule) else tuple(schedule or ())
+        spec = Handler(job_type, function, max_attempts, backoff, timeout, schedules)
         return self._add(spec)
 
     def update(
@@ -248,6 +300,8 @@ class Registry:
     def _add(self, spec: Handler) -> Handler:
         if spec.job_type in self._handlers:
             raise InvalidJobError(f"job type {spec.job_type!r} already has a handler")
+        registered = (s for handler in self._handlers.values() for s in handler.schedules)
+        _refuse_shared_names([*registered, *spec.schedules])
         self._handlers[spec.job_type] = spec
         return spec
 
@@ -270,6 +324,17 @@ class Registry:
     def job_types(self) -> list[str]:
         """The registered job types, in registration order."""
         return list(self._handlers)
+
+    def periodic_jobs(self, job_types: Iterable[str] | None = None) -> list[PeriodicJob]:
+        """The schedules of the handlers (of ``job_types``, by default all), each bound to
+        its job type and its handler's ``max_attempts``."""
+        types = self._handlers if job_types is None else job_types
+        return [
+            PeriodicJob(spec.job_type, schedule, spec.max_attempts)
+            for t in types
+            if (spec := self._handlers.get(t)) is not None
+            for schedule in spec.schedules
+        ]
 
     def async_job_types(self, job_types: Iterable[str] | None = None) -> list[str]:
         """The types (of ``job_types``, by default all) whose handler is ``async def``."""

@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -45,12 +46,12 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from .errors import ModelError
 from .ids import new_job_id
-from .sql import MAX_IDENTIFIER_LENGTH
+from .sql import MAX_IDENTIFIER_LENGTH, controls_table_name
 
 __all__ = [
     "FINISHED_PREDICATE",
@@ -58,8 +59,11 @@ __all__ = [
     "HELD_STATUSES",
     "JOB_TABLE_STORAGE",
     "LIVE_STATUSES",
+    "MAX_DEPENDENCIES",
     "RUNS_ALONE_PREDICATE",
+    "UNFINISHED_STATUSES",
     "UNIQUE_KEY_PREDICATE",
+    "WAITING_PREDICATE",
     "Job",
     "JobMixin",
     "JobStatus",
@@ -67,6 +71,7 @@ __all__ = [
     "StorageValue",
     "TableNames",
     "claim_function_name",
+    "controls_table",
     "is_job_table",
     "metadata",
     "status_list_sql",
@@ -76,6 +81,8 @@ __all__ = [
 class JobStatus(str, enum.Enum):
     """The states of a job (see the state diagram in the concepts docs)."""
 
+    WAITING = "waiting"
+    """Not claimable until every job it depends on has completed (``depends_on``)."""
     PENDING = "pending"
     CLAIMED = "claimed"
     RUNNING = "running"
@@ -106,6 +113,8 @@ HELD_STATUSES: tuple[JobStatus, ...] = (JobStatus.CLAIMED, JobStatus.RUNNING)
 """States in which a worker holds the job."""
 LIVE_STATUSES: tuple[JobStatus, ...] = (JobStatus.PENDING, *HELD_STATUSES)
 """States in which a job may still run; ``unique_key`` is unique among them."""
+UNFINISHED_STATUSES: tuple[JobStatus, ...] = (JobStatus.WAITING, *LIVE_STATUSES)
+"""States a job has not left yet: it may be cancelled, and waited for."""
 FINISHED_STATUSES: tuple[JobStatus, ...] = (
     JobStatus.COMPLETED,
     JobStatus.FAILED,
@@ -149,12 +158,20 @@ from skipping the indexes when few of a large table's pages hold dead rows, whic
 leave those entries in the claim index; ``fillfactor`` leaves room for the heartbeat and
 progress updates to be HOT updates. docs/production.md explains each."""
 
+WAITING_PREDICATE = f"status = '{JobStatus.WAITING.value}'"
+"""Jobs waiting for the jobs they depend on, indexed by ``depends_on`` (GIN): the jobs
+that run after a given one are found when it finishes, and counted by ``status``."""
+
+MAX_DEPENDENCIES = 100
+"""Most jobs one job may depend on."""
+
 RUNS_ALONE_PREDICATE = f"status = '{JobStatus.PENDING.value}' AND crashes > 0"
 """Pending jobs that run alone: each was running in a worker process that died. Such a
 job is claimed only by a worker running nothing else, and by itself, so that a crash while
 it runs is its own (see docs/reliability.md)."""
 
 _INFO_KEY = "sqla_jobqueue"
+_CONTROLS_INFO_KEY = "sqla_jobqueue_controls"
 _DEFAULT_IX_CONVENTION = "ix_%(column_0_label)s"
 
 
@@ -208,9 +225,12 @@ class JobMixin:
 
     The columns are those of the original design plus ``run_at`` (not claimable
     before), ``heartbeat_at`` (refreshed by the worker holding the job), ``unique_key``
-    (at most one live job per key), ``result`` (a small JSON result) and ``crashes`` (how
+    (at most one live job per key), ``result`` (a small JSON result), ``crashes`` (how
     many times a worker process died while running the job; a job that has crashed once
-    runs alone, see :data:`RUNS_ALONE_PREDICATE`).
+    runs alone, see :data:`RUNS_ALONE_PREDICATE`), ``depends_on`` (the jobs that must
+    complete before this one may run; it is ``waiting`` until then) and ``awaited``
+    (someone waits for the job to finish, a caller of ``JobQueue.wait`` or a job that
+    depends on it: when it finishes, a trigger announces it and settles its dependents).
     """
 
     __table_schema__: ClassVar[str | None] = None
@@ -242,6 +262,8 @@ class JobMixin:
     unique_key: Mapped[str | None] = mapped_column(String(255))
     result: Mapped[Any | None] = mapped_column(JSONB)
     crashes: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    depends_on: Mapped[list[uuid.UUID] | None] = mapped_column(ARRAY(Uuid))
+    awaited: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
     @declared_attr.directive
     @classmethod
@@ -256,8 +278,10 @@ class JobMixin:
             )
         check_name, index_name = names.check, names.index
 
+        metadata: MetaData = getattr(cls, "metadata")  # noqa: B009 - set by DeclarativeBase
+        controls = _controls_table(metadata, table, cls.__table_schema__)
         kwargs: dict[str, Any] = {
-            "info": {_INFO_KEY: {"claim_function": function}},
+            "info": {_INFO_KEY: {"claim_function": function, "controls": controls.key}},
             "postgresql_with": dict(cls.__table_storage__),
         }
         if cls.__table_schema__ is not None:
@@ -293,12 +317,48 @@ class JobMixin:
                 postgresql_where=text(UNIQUE_KEY_PREDICATE),
             ),
             Index(
+                index_name("waiting"),
+                "depends_on",
+                postgresql_using="gin",
+                postgresql_where=text(WAITING_PREDICATE),
+            ),
+            Index(
                 index_name("finished"),
                 "completed_at",
                 postgresql_where=text(FINISHED_PREDICATE),
             ),
             kwargs,
         )
+
+
+def _controls_table(metadata: MetaData, job_table: str, schema: str | None) -> Table:
+    """The controls table of ``job_table``, added to ``metadata`` beside it.
+
+    One row per job type that an operator controls: ``paused_at`` is set while the type
+    is paused (claims pass over its jobs) and ``reason`` says why.
+    """
+    name = controls_table_name(job_table)
+    key = name if schema is None else f"{schema}.{name}"
+    existing = metadata.tables.get(key)
+    if existing is not None:
+        return existing
+    return Table(
+        name,
+        metadata,
+        Column("job_type", String(50), primary_key=True),
+        Column("paused_at", DateTime(timezone=True)),
+        Column("reason", Text),
+        Column("updated_at", DateTime(timezone=True), server_default=text("now()"), nullable=False),
+        schema=schema,
+        info={_CONTROLS_INFO_KEY: {"job_table": job_table}},
+    )
+
+
+def controls_table(table: Table) -> Table:
+    """The controls table of a job table (declared with it by :class:`JobMixin`)."""
+    if not is_job_table(table):
+        raise ValueError(f"table {table.fullname!r} is not a JobMixin table")
+    return table.metadata.tables[str(table.info[_INFO_KEY]["controls"])]
 
 
 def default_claim_function_name(table_name: str) -> str:

@@ -30,11 +30,14 @@ from . import plans
 from . import validation as check
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .model import DEFAULT_MAX_ATTEMPTS, Job, JobMixin, Priority
-from .plans import JobRef, QueueStats
+from .plans import JobRef, PausedType, QueueStats
+from .plans.bulk import DEFAULT_CHUNK_SIZE, BulkAction, JobFilter
 from .plans.core import Isolation, isolation_of
+from .plans.waiting import DEFAULT_POLL_INTERVAL
 from .statements import Bound
+from .waiting import wait_plan
 
-__all__ = ["JobQueue", "QueueStats"]
+__all__ = ["JobQueue", "PausedType", "QueueStats"]
 
 J = TypeVar("J", bound=JobMixin)
 T = TypeVar("T")
@@ -142,6 +145,7 @@ class JobQueue(plans.QueueCore[J]):
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         run_at: datetime | timedelta | None = None,
         unique_key: str | None = None,
+        depends_on: Iterable[JobRef] | None = None,
     ) -> J:
         """Add a job in the caller's transaction and return it.
 
@@ -164,6 +168,13 @@ class JobQueue(plans.QueueCore[J]):
         unique_key:
             At most one live (pending, claimed or running) job per key: when one exists,
             it is returned and nothing is inserted.
+        depends_on:
+            Jobs (or their ids) that must complete before this one may run: until they
+            all have, it is ``waiting``. When one of them fails or is cancelled, this job
+            is cancelled, its ``last_error`` saying which and why. Each must exist (in
+            this transaction's view) and not have failed or been cancelled already; at
+            most 100. Until this transaction commits, a worker finishing one of them
+            waits for it: keep it short. Not with ``unique_key``.
 
         Raises
         ------
@@ -177,6 +188,7 @@ class JobQueue(plans.QueueCore[J]):
             "max_attempts": max_attempts,
             "run_at": run_at,
             "unique_key": unique_key,
+            "depends_on": depends_on,
         }
         return self._run(plans.enqueue(self, spec))
 
@@ -312,6 +324,74 @@ class JobQueue(plans.QueueCore[J]):
         """Load a job by id, fresh from the database."""
         return self._run(plans.get(self, job_id))
 
+    def wait(
+        self,
+        job: JobRef,
+        timeout: float | timedelta,
+        *,
+        poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
+    ) -> J:
+        """Wait until a job is finished (completed, failed or cancelled) and return it.
+
+        Meant for a caller that can afford a few seconds, such as a web request that
+        enqueued the job and wants its result. The waiting happens on a connection of the
+        session's engine of its own, outside the caller's transaction: commit the enqueue
+        first (a job the waiting connection cannot see raises :class:`JobNotFoundError`).
+        The job is marked ``awaited``, so that the database announces its end on a
+        notification channel the connection listens on: ``wait`` returns within
+        milliseconds of the commit that finishes the job. It also reads the job's status
+        every ``poll_interval`` seconds, for a connection that cannot hear notifications
+        (a transaction pooler, a driver other than psycopg 3 or asyncpg). The job is then
+        loaded fresh in the caller's session, which must see other transactions' commits
+        (``READ COMMITTED``, the default).
+
+        Parameters
+        ----------
+        job:
+            The job, or its id.
+        timeout:
+            Seconds (or a ``timedelta``) to wait at most; 0 looks once.
+        poll_interval:
+            Seconds between two reads of the job's status.
+
+        Raises
+        ------
+        WaitTimeoutError
+            The job did not finish in time; it goes on as it was.
+        JobNotFoundError
+            No such job (never existed, not committed yet, or pruned).
+        InvalidJobError
+            A bad argument; nothing was written.
+        """
+        engine = self.session.get_bind(mapper=self.model).engine
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            job_id = wait_plan(connection, plans.wait(self, job, timeout, poll_interval))
+        return self.get(job_id)
+
+    def pause(self, job_types: Sequence[str], *, reason: str | None = None) -> list[str]:
+        """Pause job types: from the next claim on, no claim takes their jobs (every
+        worker's, the repository's and ``claim_job_batch``'s); jobs already claimed or
+        running finish, and new jobs may still be enqueued. Types paused already stay
+        paused since then, with the new ``reason``. Returns the types paused.
+
+        Raises
+        ------
+        InvalidJobError
+            An empty list, a bad type name or a reason over 500 characters; nothing is
+            written.
+        """
+        return self._run(plans.pause(self, job_types, reason))
+
+    def resume(self, job_types: Sequence[str]) -> list[str]:
+        """Resume paused job types: their due jobs are claimed again. Returns the types
+        that were paused (a type that was not is left as it is)."""
+        return self._run(plans.resume(self, job_types))
+
+    def paused(self) -> list[PausedType]:
+        """The paused job types, since when and why, by type."""
+        return self._run(plans.paused(self))
+
     def stats(self, *, exact: bool = False) -> QueueStats:
         """Counts by type and status, and the age of the oldest due pending job.
 
@@ -323,3 +403,68 @@ class JobQueue(plans.QueueCore[J]):
         a second.
         """
         return self._run(plans.stats(self, exact))
+
+    # --------------------------------------------------------------------- bulk
+
+    def count_where(
+        self,
+        job_filter: JobFilter,
+        *,
+        action: BulkAction | None = None,
+        priority: int | None = None,
+    ) -> int:
+        """How many jobs match ``job_filter``: the dry run of a bulk action.
+
+        With ``action`` (``"cancel"``, ``"retry"``, ``"reprioritize"``, ``"delete"``), the
+        jobs that action would change, checked as it checks them: only its statuses, and of
+        failed jobs that share a ``unique_key``, one; with ``action="reprioritize"``,
+        ``priority`` leaves out the jobs that have it already. Without an action, every
+        matching job, whatever its status (an empty filter counts them all). Locks nothing.
+        """
+        return self._run(plans.count_where(self, job_filter, action, priority))
+
+    def cancel_where(self, job_filter: JobFilter, *, limit: int = DEFAULT_CHUNK_SIZE) -> int:
+        """Cancel at most ``limit`` pending, claimed or running jobs that match
+        ``job_filter``, as :meth:`cancel` cancels one; return how many.
+
+        Commit, and call again until it returns 0. Pending jobs are taken first, in claim
+        order, then held ones: one statement for each partial index of the table, each
+        reading only its own jobs. A job that another transaction is writing right now
+        (a worker claiming or completing it) is skipped, never waited for, and taken by a
+        later call.
+
+        Raises
+        ------
+        InvalidJobError
+            When the filter is not acceptable (see :class:`~sqla_jobqueue.JobFilter`):
+            nothing is written.
+        """
+        return self._run(plans.cancel_where(self, job_filter, limit))
+
+    def retry_where(self, job_filter: JobFilter, *, limit: int = DEFAULT_CHUNK_SIZE) -> int:
+        """Send at most ``limit`` failed jobs that match ``job_filter`` back to
+        ``pending``, as :meth:`retry` sends one; return how many.
+
+        A failed job whose ``unique_key`` a live job holds is left failed (a key has one
+        live job at most), and of several failed jobs with one key only one is
+        retried. Commit, and call again until it returns 0 (see :meth:`cancel_where`).
+        """
+        return self._run(plans.retry_where(self, job_filter, limit))
+
+    def reprioritize_where(
+        self, job_filter: JobFilter, priority: int, *, limit: int = DEFAULT_CHUNK_SIZE
+    ) -> int:
+        """Give ``priority`` to at most ``limit`` pending jobs that match ``job_filter``
+        and have another priority; return how many.
+
+        Commit, and call again until it returns 0 (see :meth:`cancel_where`).
+        """
+        return self._run(plans.reprioritize_where(self, job_filter, priority, limit))
+
+    def delete_where(self, job_filter: JobFilter, *, limit: int = DEFAULT_CHUNK_SIZE) -> int:
+        """Delete at most ``limit`` pending or finished jobs that match ``job_filter``;
+        return how many. Jobs that a worker holds (claimed, running) are never deleted.
+
+        Commit, and call again until it returns 0 (see :meth:`cancel_where`).
+        """
+        return self._run(plans.delete_where(self, job_filter, limit))

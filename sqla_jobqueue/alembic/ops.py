@@ -37,7 +37,13 @@ from sqlalchemy.sql.compiler import DDLCompiler
 
 from ..grants import CURRENT_GRANTS_VERSION, JobQueueRoles, grant_statements, revoke_statements
 from ..model import default_claim_function_name
-from ..sql import CURRENT_VERSION, QueueObjects, install_statements, uninstall_statements
+from ..sql import (
+    CURRENT_VERSION,
+    QueueObjects,
+    install_statements,
+    retire_statements,
+    uninstall_statements,
+)
 
 __all__ = [
     "CreateJobQueueOp",
@@ -515,9 +521,13 @@ def _drop_job_queue(operations: Operations, operation: DropJobQueueOp) -> None:
 
 @Operations.implementation_for(ReplaceJobQueueOp)
 def _replace_job_queue(operations: Operations, operation: ReplaceJobQueueOp) -> None:
-    # Every install.sql creates with CREATE OR REPLACE (and drops what it retires), so
-    # installing the target version over the old one keeps grants on the claim function.
-    _run(operations, install_statements(operation.objects(operations), operation.version))
+    # Every install.sql creates with CREATE OR REPLACE, so installing the target version
+    # over the old one keeps grants on the claim function. Going back, what the newer
+    # versions added goes first (a trigger may name a column the revision drops next).
+    objects = operation.objects(operations)
+    for newer in range(operation.from_version, operation.version, -1):
+        _run(operations, retire_statements(objects, newer))
+    _run(operations, install_statements(objects, operation.version))
 
 
 @Operations.implementation_for(GrantJobQueueOp)

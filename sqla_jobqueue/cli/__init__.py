@@ -37,6 +37,8 @@ from sqlalchemy.exc import DBAPIError
 from .. import __version__
 from ..embedded import DataDirectoryError
 from ..errors import InvalidJobError, JobQueueError, ModelError
+from .bulk import bulk
+from .controls import pause, resume
 from .demo import demo
 from .engine import database_error
 from .exits import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, BadInput, Failure
@@ -78,6 +80,9 @@ for _command in (
     retry,
     recover,
     prune,
+    bulk,
+    pause,
+    resume,
     migrate,
     init_alembic,
     grants,

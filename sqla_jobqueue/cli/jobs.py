@@ -65,6 +65,14 @@ FULL_ID_WIDTH = 150
 @click.option(
     "--unique-key", metavar="KEY", help="at most one live job per key: return the live one instead"
 )
+@click.option(
+    "--depends-on",
+    "depends_on",
+    type=JOB_ID,
+    multiple=True,
+    metavar="ID",
+    help="waits until this job has completed (repeat for several; cancelled if it fails)",
+)
 def enqueue(
     db: DatabaseOptions,
     as_json: bool,
@@ -74,6 +82,7 @@ def enqueue(
     run_at: datetime | timedelta | None,
     max_attempts: int,
     unique_key: str | None,
+    depends_on: tuple[uuid.UUID | str, ...],
 ) -> int:
     """Add a job of type TYPE (which handler runs it)."""
     model = db.job_model()
@@ -87,6 +96,7 @@ def enqueue(
     }
     check_job(job)  # the checks JobQueue.enqueue makes, before the embedded server starts
     with open_database(db) as engine, Session(engine) as session, session.begin():
+        after = [resolve_id(session, model, given) for given in depends_on] or None
         written = JobQueue(session, model).enqueue(
             job_type,
             data,
@@ -94,6 +104,7 @@ def enqueue(
             max_attempts=max_attempts,
             run_at=run_at,
             unique_key=unique_key,
+            depends_on=after,
         )
         row = job_dict(written)
         existing = unique_key is not None and not _written_here(session, model, written.id)

@@ -5,24 +5,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import click
 from sqlalchemy.orm import Session
 
 from ..maintenance.rescuer import DEFAULT_STALE_TIMEOUT
-from ..model import LIVE_STATUSES, JobStatus
+from ..model import UNFINISHED_STATUSES, JobStatus
 from ..queue import JobQueue
+from ..schedules import schedule_table
 from ..statements import JobStatements
+from ..statements.schedules import ScheduleStatements
 from .engine import open_database
 from .exits import EXIT_OK
 from .live import STATUSES, Snapshot, age_text, render_snapshot, repeatable_read, take_snapshot
 from .options import DatabaseOptions, database_options, json_option
-from .output import console, jsonable, print_json
+from .output import console, jsonable, print_json, when
 from .params import DURATION, NAMES, POSITIVE_INT, duration_text
 
 __all__ = ["status", "watch"]
 
-LIVE = {state.value for state in LIVE_STATUSES}
+UNFINISHED = {state.value for state in UNFINISHED_STATUSES}
 
 
 @click.command()
@@ -42,7 +45,7 @@ LIVE = {state.value for state in LIVE_STATUSES}
     "estimated from a sample above a million rows)",
 )
 def status(db: DatabaseOptions, as_json: bool, stale_after: timedelta, exact: bool) -> int:
-    """Counts by type and state, throughput, stale jobs."""
+    """Counts by type and state, throughput, stale jobs, periodic jobs."""
     model = db.job_model()
     printer = None if as_json else console()
     with open_database(db) as engine, Session(engine) as session:
@@ -50,6 +53,8 @@ def status(db: DatabaseOptions, as_json: bool, stale_after: timedelta, exact: bo
         stats = queue.stats(exact=exact)
         last_minute = _finished_last_minute(session, queue.statements)
         stale = session.execute(*queue.statements.stale_count(stale_after)).scalar_one()
+        schedules = _schedules(session, queue)
+        paused = queue.paused()
     totals = {state: stats.total(state) for state in STATUSES}
     report = {
         "counts": stats.counts,
@@ -60,6 +65,11 @@ def status(db: DatabaseOptions, as_json: bool, stale_after: timedelta, exact: bo
         "jobs_per_second": round(sum(last_minute.values()) / 60.0, 2),
         "stale": int(stale),
         "stale_after_seconds": stale_after.total_seconds(),
+        "schedules": schedules,
+        "paused": [
+            {"job_type": p.job_type, "paused_at": jsonable(p.paused_at), "reason": p.reason}
+            for p in paused
+        ],
     }
     if printer is None:
         print_json(report)
@@ -72,7 +82,7 @@ def status(db: DatabaseOptions, as_json: bool, stale_after: timedelta, exact: bo
         table.add_column(state, justify="right")
 
     def cell(state: str, count: int) -> str:
-        return f"~{count}" if stats.estimated and state not in LIVE else str(count)
+        return f"~{count}" if stats.estimated and state not in UNFINISHED else str(count)
 
     for job_type in sorted(stats.counts):
         by_status = stats.counts[job_type]
@@ -95,7 +105,37 @@ def status(db: DatabaseOptions, as_json: bool, stale_after: timedelta, exact: bo
         f"Stale (no heartbeat for {age_text(stale_after)}): {report['stale']}"
         + (f" — `{_recover_command(db, stale_after)}` returns them to pending." if stale else ".")
     )
+    if paused:
+        printer.print(
+            "Paused (no worker claims them; `sqla-jobqueue resume TYPE`): "
+            + ", ".join(p.job_type for p in paused)
+        )
+    if schedules:
+        periodic = Table(title="Periodic jobs (times in UTC)", title_justify="left")
+        for column in ("schedule", "when", "last tick", "next tick"):
+            periodic.add_column(column, no_wrap=column != "when")
+        for row in schedules:
+            periodic.add_row(
+                row["name"], row["spec"], when(row["last_tick"]), when(row["next_tick"])
+            )
+        printer.print(periodic)
     return EXIT_OK
+
+
+def _schedules(session: Session, queue: JobQueue[Any]) -> list[dict[str, Any]]:
+    """The rows of the schedules table of the job table's metadata, if it has one, the
+    database holds it and this role may read it (a monitor role may not be granted it)."""
+    table = schedule_table(queue.table.metadata)
+    if table is None:
+        return []
+    statements = ScheduleStatements.of(queue.table, table)
+    if not session.execute(*statements.readable()).scalar_one():
+        return []
+    return [
+        {"name": row.name, "spec": row.spec, "last_tick": row.last_tick,
+         "next_tick": row.next_tick, "updated_at": row.updated_at}
+        for row in session.execute(*statements.listing())
+    ]  # fmt: skip
 
 
 def _finished_last_minute(session: Session, statements: JobStatements) -> dict[str, int]:

@@ -15,8 +15,13 @@ which the round gives up, as when another worker holds the duty.
 - :mod:`~sqla_jobqueue.maintenance.rescuer`: returns jobs whose heartbeat went stale to
   ``pending`` (or ``failed`` when their attempts are spent).
 - :mod:`~sqla_jobqueue.maintenance.pruner`: deletes finished jobs older than a retention.
+- :mod:`~sqla_jobqueue.maintenance.settler`: settles waiting jobs whose dependencies
+  finished without settling them (a race between two transactions).
 - :mod:`~sqla_jobqueue.maintenance.archiver`: with an archive, moves finished jobs into it
   and drops its days older than the retention.
+- :mod:`~sqla_jobqueue.maintenance.scheduler`: enqueues the ticks of periodic jobs. It
+  takes no advisory lock: every worker runs it, at each tick, and the statement that
+  enqueues a tick lets exactly one of them do it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from .archiver import Archiver, ArchiverConfig
 from .lock import LOCK_CLASS_ID, try_lock
 from .pruner import Pruner, PrunerConfig
 from .rescuer import Rescuer, RescuerConfig
+from .scheduler import Scheduler, SchedulerConfig
+from .settler import Settler, SettlerConfig
 
 __all__ = [
     "LOCK_CLASS_ID",
@@ -42,6 +49,10 @@ __all__ = [
     "PrunerConfig",
     "Rescuer",
     "RescuerConfig",
+    "Scheduler",
+    "SchedulerConfig",
+    "Settler",
+    "SettlerConfig",
     "try_lock",
 ]
 

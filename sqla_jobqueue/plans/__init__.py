@@ -8,12 +8,22 @@ a *plan* here: a generator that checks its arguments (raising the errors of
 The two queues only run plans: one on a ``Session``, the other awaiting an ``AsyncSession``.
 
 :mod:`~sqla_jobqueue.plans.core` holds the requests and :class:`QueueCore`;
-:mod:`~sqla_jobqueue.plans.enqueue`, :mod:`~sqla_jobqueue.plans.lifecycle` and
-:mod:`~sqla_jobqueue.plans.reads` the plans.
+:mod:`~sqla_jobqueue.plans.enqueue`, :mod:`~sqla_jobqueue.plans.lifecycle`,
+:mod:`~sqla_jobqueue.plans.reads` and :mod:`~sqla_jobqueue.plans.bulk` the plans.
 """
 
 from __future__ import annotations
 
+from .bulk import (
+    BulkAction,
+    JobFilter,
+    cancel_where,
+    count_where,
+    delete_where,
+    reprioritize_where,
+    retry_where,
+)
+from .controls import PausedType, pause, paused, resume
 from .core import Add, CanCopy, Copy, JobRef, Plan, QueueCore, Request, default_worker_id
 from .enqueue import ENQUEUE_PAGE_SIZE, check_job, enqueue, enqueue_many
 from .lifecycle import (
@@ -31,33 +41,46 @@ from .lifecycle import (
     update_progress,
 )
 from .reads import QueueStats, get, stats
+from .waiting import wait
 
 __all__ = [
     "ENQUEUE_PAGE_SIZE",
     "Add",
+    "BulkAction",
     "CanCopy",
     "Copy",
+    "JobFilter",
     "JobRef",
+    "PausedType",
     "Plan",
     "QueueCore",
     "QueueStats",
     "Request",
     "cancel",
+    "cancel_where",
     "check_job",
     "check_job_types",
     "claim",
     "complete",
+    "count_where",
     "default_worker_id",
+    "delete_where",
     "enqueue",
     "enqueue_many",
     "fail",
     "get",
     "heartbeat",
+    "pause",
+    "paused",
     "prune",
     "recover_stale",
     "release",
+    "reprioritize_where",
+    "resume",
     "retry",
+    "retry_where",
     "start",
     "stats",
     "update_progress",
+    "wait",
 ]

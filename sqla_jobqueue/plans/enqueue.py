@@ -19,9 +19,9 @@ from sqlalchemy.orm.attributes import instance_dict
 from .. import validation as check
 from ..errors import InvalidJobError, JobQueueError
 from ..ids import new_job_id, reserve_job_ids
-from ..model import DEFAULT_MAX_ATTEMPTS, JobMixin, JobStatus, Priority
+from ..model import DEFAULT_MAX_ATTEMPTS, MAX_DEPENDENCIES, JobMixin, JobStatus, Priority
 from ..statements import copy_data, loading
-from .core import Add, CanCopy, Copy, Plan, QueueCore
+from .core import Add, CanCopy, Copy, Plan, QueueCore, job_id_of
 
 __all__ = ["ENQUEUE_PAGE_SIZE", "check_job", "enqueue", "enqueue_many"]
 
@@ -61,6 +61,7 @@ def check_job(
         "run_at_abs": run_at if isinstance(run_at, datetime) else None,
         "run_in": run_at if isinstance(run_at, timedelta) else timedelta(0),
         "unique_key": unique_key,
+        "depends_on": _dependency_ids(spec.get("depends_on")),
     }
 
 
@@ -74,7 +75,20 @@ def _unique_contended(unique_key: object) -> JobQueueError:
 def enqueue(q: QueueCore[J], spec: Mapping[str, Any]) -> Plan[J]:
     """:meth:`JobQueue.enqueue`: ``spec`` holds its arguments."""
     row = check_job(spec, max_payload_bytes=q.max_payload_bytes)
+    dependencies: list[uuid.UUID] | None = row["depends_on"]
     unique_key = row["unique_key"]
+    if dependencies is not None:
+        if unique_key is not None:
+            raise InvalidJobError(
+                "a job cannot have both depends_on and a unique_key: unique_key is unique "
+                "among pending and running jobs, and a job that depends on others is waiting"
+            )
+        _refuse_unrunnable(dependencies, (yield q.statements.dependencies(dependencies)))
+        locked = (yield q.statements.await_dependencies(dependencies)).all()
+        _refuse_unrunnable(dependencies, locked)
+        # What the insert trigger decides too: their rows stay locked until the commit.
+        done = all(JobStatus(status) is JobStatus.COMPLETED for _, status in locked)
+        row["status"] = (JobStatus.PENDING if done else JobStatus.WAITING).value
     for _ in range(_UNIQUE_RETRIES):
         filled = (yield q.statements.enqueue_one(row)).one_or_none()
         if filled is not None:
@@ -87,6 +101,43 @@ def enqueue(q: QueueCore[J], spec: Mapping[str, Any]) -> Plan[J]:
             return existing
         row["id"] = new_job_id()
     raise _unique_contended(unique_key)
+
+
+def _dependency_ids(value: object) -> list[uuid.UUID] | None:
+    """The ids of ``depends_on`` (jobs or ids), without repeats; ``None`` for none."""
+    if value is None:
+        return None
+    if isinstance(value, str | bytes | JobMixin | uuid.UUID) or not isinstance(value, Iterable):
+        raise InvalidJobError(
+            f"depends_on must be a list of jobs or job ids, got {type(value).__name__}"
+        )
+    ids = list(dict.fromkeys(job_id_of(job) for job in value))
+    if not ids:
+        raise InvalidJobError("depends_on is empty: leave it out for a job that waits for none")
+    if len(ids) > MAX_DEPENDENCIES:
+        raise InvalidJobError(
+            f"depends_on names {len(ids)} jobs; at most {MAX_DEPENDENCIES}: make a job that "
+            "depends on a group of them, and depend on it"
+        )
+    return ids
+
+
+def _refuse_unrunnable(wanted: list[uuid.UUID], found: Iterable[Any]) -> None:
+    """Refuse a job whose dependencies include a job that does not exist or ended
+    without completing: it could never run."""
+    statuses = {job_id: JobStatus(status) for job_id, status in found}
+    for job_id in wanted:
+        status = statuses.get(job_id)
+        if status is None:
+            raise InvalidJobError(
+                f"depends_on names job {job_id}, which does not exist (or is not committed "
+                "yet); nothing was enqueued"
+            )
+        if status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise InvalidJobError(
+                f"depends_on names job {job_id}, which ended {status.value}: this job could "
+                "never run; nothing was enqueued"
+            )
 
 
 def _built(model: type[J], row: dict[str, Any], created_at: datetime, run_at: datetime) -> J:
@@ -107,7 +158,7 @@ def _built(model: type[J], row: dict[str, Any], created_at: datetime, run_at: da
         id=row["id"],
         job_type=row["job_type"],
         priority=row["priority"],
-        status=JobStatus.PENDING,
+        status=JobStatus(row.get("status", JobStatus.PENDING.value)),
         data=json.loads(row["data_json"]),
         progress=0,
         current_stage=None,
@@ -125,6 +176,8 @@ def _built(model: type[J], row: dict[str, Any], created_at: datetime, run_at: da
         unique_key=row["unique_key"],
         result=None,
         crashes=0,
+        depends_on=row["depends_on"],
+        awaited=False,
     )
     make_transient_to_detached(job)
     return job

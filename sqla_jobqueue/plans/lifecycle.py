@@ -30,7 +30,7 @@ from ..errors import (
     JobNotFoundError,
     LeaseLostError,
 )
-from ..model import HELD_STATUSES, LIVE_STATUSES, JobMixin, JobStatus
+from ..model import HELD_STATUSES, UNFINISHED_STATUSES, JobMixin, JobStatus
 from ..statements import Bound, loading
 from .core import Isolation, JobRef, Plan, QueueCore, default_worker_id, job_id_of
 
@@ -197,7 +197,7 @@ def cancel(q: QueueCore[J], job: JobRef) -> Plan[J]:
     """:meth:`JobQueue.cancel`."""
     job_id = job_id_of(job)
     change = q.statements.cancel(job_id)
-    return (yield from _changed(q, job_id, "cancel", LIVE_STATUSES, change))
+    return (yield from _changed(q, job_id, "cancel", UNFINISHED_STATUSES, change))
 
 
 def retry(q: QueueCore[J], job: JobRef) -> Plan[J]:

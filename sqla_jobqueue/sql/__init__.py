@@ -3,7 +3,9 @@
 Each installed version of the job-queue objects lives in ``job_queue/v<N>/`` as an
 ``install.sql`` and an ``uninstall.sql``. A shipped version is never edited, so an Alembic
 revision that names version N renders the same SQL after any library upgrade; a new body
-is a new version, installed over the old one by ``op.replace_job_queue``.
+is a new version, installed over the old one by ``op.replace_job_queue``. A version that
+adds objects to the one before it also ships a ``retire.sql`` that removes them, run before
+the older version is installed over it (a downgrade).
 """
 
 from __future__ import annotations
@@ -23,15 +25,17 @@ __all__ = [
     "MAX_IDENTIFIER_LENGTH",
     "QueueObjects",
     "available_versions",
+    "controls_table_name",
     "format_table",
     "install_statements",
     "parse_comment",
     "read_sql",
+    "retire_statements",
     "short_identifier",
     "uninstall_statements",
 ]
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 """The version of the job-queue objects that this release installs."""
 
 _STATEMENT_SEPARATOR = re.compile(r"^-- statement\s*$", re.MULTILINE)
@@ -69,6 +73,11 @@ def short_identifier(name: str, suffix: str) -> str:
         return full
     digest = hashlib.sha1(full.encode()).hexdigest()[:8]
     return full[: MAX_IDENTIFIER_LENGTH - len(suffix) - 9] + "_" + digest + suffix
+
+
+def controls_table_name(table_name: str) -> str:
+    """The name of a job table's controls table: ``<table>_controls``."""
+    return short_identifier(table_name, "_controls")
 
 
 @dataclass(frozen=True)
@@ -111,30 +120,64 @@ class QueueObjects:
         return short_identifier(self.table, "_notify_enqueued")
 
     @property
+    def finished_function(self) -> str:
+        return short_identifier(self.table, "_notify_finished")
+
+    @property
+    def finished_trigger(self) -> str:
+        return short_identifier(self.table, "_notify_finished")
+
+    @property
+    def settle_function(self) -> str:
+        """Settles the waiting jobs that depend on a finished job (or all of them)."""
+        return short_identifier(self.table, "_settle_waiting")
+
+    @property
+    def settle_signature(self) -> str:
+        return f"{self._qualified(self.settle_function)}(uuid, integer)"
+
+    @property
     def channel(self) -> str:
         """The LISTEN/NOTIFY channel on which enqueues of this table are announced."""
-        name = f"sqla_jobqueue.{self.schema}.{self.table}"
-        if len(name.encode()) <= MAX_IDENTIFIER_LENGTH:
-            return name
-        return "sqla_jobqueue." + hashlib.sha1(name.encode()).hexdigest()[:32]
+        return _channel(f"sqla_jobqueue.{self.schema}.{self.table}")
+
+    @property
+    def finished_channel(self) -> str:
+        """The channel on which the ids of awaited jobs are announced when they finish."""
+        return _channel(f"sqla_jobqueue.finished.{self.schema}.{self.table}")
 
     def comment(self, version: int) -> str:
         """The ``COMMENT ON FUNCTION`` text that records the installed version."""
         payload = {"version": version, "schema": self.schema, "table": self.table}
         return _COMMENT_PREFIX + json.dumps(payload, sort_keys=True)
 
+    def _qualified(self, name: str) -> str:
+        return f"{_preparer.quote(self.schema)}.{_preparer.quote(name)}"
+
     def _fill(self, template: str, version: int) -> list[str]:
         text = template.format(
             claim_function=self.qualified_claim_function,
             claim_signature=self.claim_signature,
             table=self.qualified_table,
-            notify_function=f"{_preparer.quote(self.schema)}.{_preparer.quote(self.notify_function)}",
+            notify_function=self._qualified(self.notify_function),
             trigger=_preparer.quote(self.trigger),
             channel=_literal(self.channel),
+            finished_function=self._qualified(self.finished_function),
+            finished_trigger=_preparer.quote(self.finished_trigger),
+            finished_channel=_literal(self.finished_channel),
+            settle_function=self._qualified(self.settle_function),
+            controls_table=self._qualified(controls_table_name(self.table)),
+            settle_signature=self.settle_signature,
             comment=_literal(self.comment(version)),
         )
         statements = (_strip_leading_comments(s) for s in _STATEMENT_SEPARATOR.split(text))
         return [s for s in statements if s]
+
+
+def _channel(name: str) -> str:
+    if len(name.encode()) <= MAX_IDENTIFIER_LENGTH:
+        return name
+    return "sqla_jobqueue." + hashlib.sha1(name.encode()).hexdigest()[:32]
 
 
 def _strip_leading_comments(statement: str) -> str:
@@ -161,6 +204,16 @@ def install_statements(objects: QueueObjects, version: int = CURRENT_VERSION) ->
 def uninstall_statements(objects: QueueObjects, version: int = CURRENT_VERSION) -> list[str]:
     """The statements that remove what ``version`` installed, in dependency order."""
     return objects._fill(_template(version, "uninstall"), version)
+
+
+def retire_statements(objects: QueueObjects, version: int) -> list[str]:
+    """The statements that remove what ``version`` added to the version before it (none
+    for a version that only replaced bodies), so that the older one can be installed."""
+    _template(version, "install")
+    try:
+        return objects._fill(read_sql(f"job_queue/v{version}/retire.sql"), version)
+    except FileNotFoundError:
+        return []
 
 
 def parse_comment(comment: str | None) -> dict[str, object] | None:

@@ -19,6 +19,10 @@ One module per concept, composed by :class:`JobStatements`:
   progress, release, give back);
 - :mod:`~sqla_jobqueue.statements.maintenance`: rescue and prune;
 - :mod:`~sqla_jobqueue.statements.reads`: get, listing, counts, probe;
+- :mod:`~sqla_jobqueue.statements.bulk`: count, cancel, retry, re-prioritise and delete the
+  jobs that match a filter, a chunk at a time;
+- :mod:`~sqla_jobqueue.statements.waiting`: marking a job awaited, reading its status;
+- :mod:`~sqla_jobqueue.statements.controls`: pausing and resuming job types;
 - :mod:`~sqla_jobqueue.statements.session`: settings of a worker's own sessions and
   transactions (bounded waits, READ COMMITTED);
 - :mod:`~sqla_jobqueue.statements.execution`: running a statement on the driver
@@ -32,7 +36,9 @@ import functools
 from sqlalchemy import Table
 
 from .base import Bound
+from .bulk import BulkCriteria, BulkStatements
 from .claim import Claimed, ClaimPosition, ClaimStatements, claim_candidates
+from .controls import ControlStatements
 from .enqueue import EnqueueStatements, copy_data
 from .execution import driver_rows, driver_sql, loading
 from .fence import holder_fence, stale_condition
@@ -40,9 +46,11 @@ from .held import HeldStatements
 from .maintenance import MaintenanceStatements
 from .reads import ReadStatements
 from .transitions import TransitionStatements
+from .waiting import WaitStatements
 
 __all__ = [
     "Bound",
+    "BulkCriteria",
     "ClaimPosition",
     "Claimed",
     "JobStatements",
@@ -63,6 +71,9 @@ class JobStatements(
     HeldStatements,
     MaintenanceStatements,
     ReadStatements,
+    WaitStatements,
+    BulkStatements,
+    ControlStatements,
 ):
     """The statements of one job table. Get them with :meth:`of`, which builds them once.
 

@@ -1,13 +1,13 @@
 """Claiming: the repository's claim, and the worker's round that completes and claims at once.
 
 Every claim selects its jobs by :func:`claim_candidates`: due pending jobs with attempts
-left, highest priority first, then oldest, then by id, locked ``FOR NO KEY UPDATE SKIP
-LOCKED``; the installed ``claim_job_batch`` selects the same way. A job that was running
-in a worker process that died (``crashes > 0``) runs alone: a claim of several jobs
-passes over it, a claim of one job may take it, and an idle worker claims it by itself
-(:meth:`ClaimStatements.claim_alone`). The worker's round
-(:meth:`ClaimStatements.complete_and_claim`) completes many jobs and claims the next ones in
-one statement; its claimed rows go straight to ``running``. A claim may resume after the
+left, of types that are not paused, highest priority first, then oldest, then by id,
+locked ``FOR NO KEY UPDATE SKIP LOCKED``; the installed ``claim_job_batch`` selects the
+same way. A job that was running in a worker process that died (``crashes > 0``) runs
+alone: a claim of several jobs passes over it, a claim of one job may take it, and an
+idle worker claims it by itself (:meth:`ClaimStatements.claim_alone`). The worker's round
+(:meth:`ClaimStatements.complete_and_claim`) completes many jobs and claims the next ones
+in one statement; its claimed rows go straight to ``running``. A claim may resume after the
 :class:`ClaimPosition` of the previous one, so that it does not step again over the index
 entries of jobs claimed before it.
 """
@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    all_,
     and_,
     any_,
     false,
@@ -43,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 
-from ..model import JobStatus
+from ..model import JobStatus, controls_table
 from .base import Bound, StatementsBase, counts_or_null, or_null, param, per_job
 from .fence import status_literal
 
@@ -130,6 +131,10 @@ def _claimable(table: Table, job_types: Any | None, crashed: bool | None) -> lis
         conditions.append(c.crashes > zero if crashed else c.crashes == zero)
     if job_types is not None:
         conditions.append(c.job_type == any_(job_types))
+    # The paused types, read once per statement (an InitPlan) from the controls table.
+    controls = controls_table(table)
+    paused = select(controls.c.job_type).where(controls.c.paused_at.is_not(None))
+    conditions.append(c.job_type != all_(func.array(paused.scalar_subquery())))
     return conditions
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +30,8 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    true,
+    update,
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
@@ -74,14 +76,41 @@ class EnqueueStatements(StatementsBase):
     def enqueue_one(self, row: dict[str, Any]) -> Bound:
         """``INSERT … VALUES`` of one checked row (see ``check_job``), returning
         ``created_at`` and ``run_at``; a live job of the same ``unique_key`` inserts
-        nothing. A job due now binds neither ``run_at`` nor ``unique_key``."""
+        nothing. A job due now binds neither ``run_at`` nor ``unique_key``; a job that
+        depends on others binds ``depends_on``."""
         unique = row["unique_key"] is not None
         due = row["run_at_abs"] is None and not row["run_in"]
-        return Bound(
-            self._once(("enqueue_one", unique, due), lambda: self._insert_one(unique, due)), row
-        )
+        dependent = row["depends_on"] is not None
+        key = ("enqueue_one", unique, due, dependent)
+        return Bound(self._once(key, lambda: self._insert_one(unique, due, dependent)), row)
 
-    def _insert_one(self, unique: bool, due: bool) -> Any:
+    def dependencies(self, job_ids: Sequence[uuid.UUID]) -> Bound:
+        """``(id, status)`` of the jobs a new job would depend on, as this transaction sees
+        them: read before anything is written, to refuse a job that could never run."""
+
+        def build() -> Any:
+            c = self.table.c
+            return select(c.id, c.status).where(c.id == any_(param("p_ids", ARRAY(Uuid()))))
+
+        return Bound(self._once(("dependencies",), build), {"p_ids": list(job_ids)})
+
+    def await_dependencies(self, job_ids: Sequence[uuid.UUID]) -> Bound:
+        """Mark the jobs a new job depends on ``awaited``, returning ``(id, status)`` as
+        they stand once locked: a job finishing after this has its dependents settled by
+        its trigger, once this transaction commits (the finishing one waits for it)."""
+
+        def build() -> Any:
+            c = self.table.c
+            return (
+                update(self.table)
+                .where(c.id == any_(param("p_ids", ARRAY(Uuid()))))
+                .values(awaited=true())
+                .returning(c.id, c.status)
+            )
+
+        return Bound(self._once(("await_dependencies",), build), {"p_ids": list(job_ids)})
+
+    def _insert_one(self, unique: bool, due: bool, dependent: bool) -> Any:
         c = self.table.c
         values: dict[Any, Any] = {
             c.id: param("id", Uuid()),
@@ -98,6 +127,9 @@ class EnqueueStatements(StatementsBase):
         }
         if unique:
             values[c.unique_key] = param("unique_key", String())
+        if dependent:
+            # The insert trigger makes it waiting unless all it depends on completed.
+            values[c.depends_on] = param("depends_on", ARRAY(Uuid()))
         statement = pg_insert(self.table).values(values)
         if unique:
             statement = statement.on_conflict_do_nothing(

@@ -5,7 +5,9 @@ never started and counts a crash of one that ran: charged when it ran alone, giv
 attempt more when other jobs ran beside it (any of them may be the cause), and alone from
 then on, so that a job that keeps killing workers ends ``failed`` after ``max_attempts``
 crashes of its own and the jobs beside it are never charged for it. Pruning deletes
-finished jobs only.
+finished jobs only. Settling (:meth:`MaintenanceStatements.settle_waiting`) runs the
+installed settle function over every waiting job, for the rare job whose last dependency
+finished while the job itself was being enqueued or settled by another transaction.
 
 Neither waits on a row that another transaction has locked (an operator's open
 transaction, a report reading ``FOR UPDATE``, a worker writing that job): each first locks
@@ -20,9 +22,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Interval, and_, any_, case, delete, func, select, update
+from sqlalchemy import Integer, Interval, Uuid, and_, any_, case, delete, func, null, select, update
+from sqlalchemy.sql.functions import Function
 
-from ..model import FINISHED_STATUSES, JobStatus
+from ..model import FINISHED_STATUSES, JobStatus, claim_function_name
+from ..sql import QueueObjects
 from .base import Bound, StatementsBase, param
 from .fence import is_stale, status_literal, status_literals
 
@@ -124,3 +128,23 @@ class MaintenanceStatements(StatementsBase):
         if limit is not None:
             params["p_limit"] = limit
         return Bound(self._once(("prune", limited), build), params)
+
+    def settle_waiting(self, limit: int) -> Bound:
+        """Settle at most ``limit`` waiting jobs of each kind: pending once everything they
+        depend on completed, cancelled once something they depend on failed, was
+        cancelled or is gone. One row: how many were settled. Locked rows are skipped."""
+
+        def build() -> Any:
+            table = self.table
+            name = QueueObjects("", table.name, claim_function_name(table)).settle_function
+            packages = () if table.schema is None else (table.schema,)
+            settle = Function(
+                name,
+                null().cast(Uuid()),
+                param("p_limit", Integer()),
+                packagenames=packages,
+                type_=Integer(),
+            )
+            return select(settle)
+
+        return Bound(self._once(("settle_waiting",), build), {"p_limit": limit})

@@ -81,8 +81,9 @@ class ReadStatements(StatementsBase):
         return Bound(self._once(("counts", narrowed), build), self._scope_params(ids, None))
 
     def live_counts(self) -> Bound:
-        """``(job_type, status, count)`` of pending, claimed and running jobs, read through
-        their partial indexes (one ``IN`` of all three matches neither and scans the table)."""
+        """``(job_type, status, count)`` of waiting, pending, claimed and running jobs, read
+        through their partial indexes (one ``IN`` of them all matches none and scans the
+        table)."""
 
         def build() -> Any:
             c = self.table.c
@@ -90,6 +91,7 @@ class ReadStatements(StatementsBase):
                 select(c.job_type, c.status, func.count())
                 .where(
                     or_(
+                        c.status == status_literal(JobStatus.WAITING),
                         c.status == status_literal(JobStatus.PENDING),
                         c.status.in_(status_literals(HELD_STATUSES)),
                     )

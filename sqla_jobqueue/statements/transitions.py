@@ -30,7 +30,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ..backoff import Backoff, sql_delay
-from ..model import HELD_STATUSES, LIVE_STATUSES, JobStatus
+from ..model import HELD_STATUSES, UNFINISHED_STATUSES, JobStatus
 from ..validation import storable_text
 from .base import Bound, StatementsBase, param
 from .fence import holder_fence
@@ -211,7 +211,7 @@ class TransitionStatements(StatementsBase):
         def values() -> dict[str, Any]:
             return {"status": JobStatus.CANCELLED.value, "completed_at": self._now}
 
-        statement = self._change("cancel", LIVE_STATUSES, values, worker=False, attempt=False)
+        statement = self._change("cancel", UNFINISHED_STATUSES, values, worker=False, attempt=False)
         return Bound(statement, {"p_id": job_id})
 
     def retry(self, job_id: uuid.UUID) -> Bound:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from ..errors import InvalidJobError, JobQueueError
 from ..handlers import AsyncJobContext, Handler, JobContext, JobContextBase, Registry
 from ..listener import DEAF, PROBE_TIMEOUT, AsyncListener, probe
-from ..maintenance import Duty
+from ..maintenance import Duty, Scheduler
 from ..statements import Claimed
 from .control import (
     StopSignals,
@@ -108,6 +108,7 @@ class AsyncWorker:
         self.registry = registry
         self.worker_id = self.settings.worker_id
         self.duties: list[Duty] = self.settings.duties()
+        self.scheduler: Scheduler | None = self.settings.scheduler()
         self.stats = WorkerStats()
         self.listener: AsyncListener | None = None
         self._dispatch = Dispatch(self.settings, registry, self._context)
@@ -245,6 +246,8 @@ class AsyncWorker:
         ]
         if self.duties:
             loops.append(self._maintenance_loop)
+        if self.scheduler is not None:
+            loops.append(self._scheduler_loop)
         for each in loops:
             self._background.append(asyncio.get_running_loop().create_task(each()))
         settings = self.settings
@@ -517,6 +520,22 @@ class AsyncWorker:
                     log_db_error(f"running the {duty.name}", exc, duty.interval)
                 due[duty.name] = time.monotonic() + duty.interval
             await self._background_wait(max(min(due.values()) - time.monotonic(), 0.05))
+
+    async def _scheduler_loop(self) -> None:
+        # A task of its own, woken at each tick: a long round of another duty never
+        # delays a periodic job.
+        scheduler = self.scheduler
+        assert scheduler is not None
+        wait = backoff = 0.0
+        while not await self._background_wait(wait):
+            try:
+                await scheduler.run_once_async(self.engine)
+                backoff = 0.0
+                wait = scheduler.interval
+            except Exception as exc:
+                backoff = min(next_backoff(backoff, 0.5), scheduler.config.interval.total_seconds())
+                log_db_error("enqueueing periodic jobs", exc, backoff)
+                wait = backoff
 
     # ---------------------------------------------------------------- shutdown
 

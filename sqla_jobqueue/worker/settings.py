@@ -27,12 +27,16 @@ from ..maintenance import (
     PrunerConfig,
     Rescuer,
     RescuerConfig,
+    Scheduler,
+    SchedulerConfig,
+    Settler,
 )
 from ..maintenance.archiver import DEFAULT_ARCHIVE_AFTER
 from ..maintenance.pruner import DEFAULT_RETENTION
 from ..maintenance.rescuer import DEFAULT_STALE_TIMEOUT
 from ..model import Job, JobMixin, is_job_table
 from ..plans import check_job_types, default_worker_id
+from ..schedules import is_schedule_table, schedule_table
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -109,7 +113,8 @@ class WorkerOptions(TypedDict, total=False):
     transaction pooler such as PgBouncer, where LISTEN hears nothing (see
     :doc:`/production`)."""
     maintenance: bool
-    """Whether this worker takes part in the rescue and prune rounds (``True``)."""
+    """Whether this worker takes part in the rescue and prune rounds, and enqueues the
+    periodic jobs of its registry (``True``)."""
     archive: type[Any] | None
     """A :class:`~sqla_jobqueue.archive.JobArchiveMixin` model to move finished jobs into
     (``None``: they stay in the job table until pruned); see :doc:`/scaling`."""
@@ -118,6 +123,11 @@ class WorkerOptions(TypedDict, total=False):
     (1 hour); shorter than ``retention``, which then drops the archive's old days."""
     max_payload_bytes: int
     """Largest JSON result accepted (64 KiB)."""
+    schedules: type[Any] | bool | None
+    """Where the ticks of periodic jobs are recorded: a
+    :class:`~sqla_jobqueue.schedules.JobScheduleMixin` model; by default (``None``) the
+    one mapped in the job model's metadata, needed when the handlers (of ``job_types``)
+    declare schedules. ``False``: this worker enqueues no periodic job."""
 
 
 _OPTION_NAMES = WorkerOptions.__required_keys__ | WorkerOptions.__optional_keys__
@@ -182,6 +192,8 @@ class WorkerSettings:
     archiving: ArchiverConfig | None
     """Where and when finished jobs move to an archive (``None``: no archive)."""
     max_payload_bytes: int
+    scheduling: SchedulerConfig | None = None
+    """The periodic jobs this worker enqueues and their table (``None``: none)."""
 
     @classmethod
     def check(cls, registry: Registry, **options: Unpack[WorkerOptions]) -> WorkerSettings:
@@ -194,7 +206,8 @@ class WorkerSettings:
             When a setting is out of range, the registry is empty or has no handler for a
             type of ``job_types``, or the stale timeout is under three heartbeat intervals.
         ModelError
-            When ``model`` is not a mapped :class:`~sqla_jobqueue.model.JobMixin` model.
+            When ``model`` is not a mapped :class:`~sqla_jobqueue.model.JobMixin` model,
+            or the handlers declare schedules and no schedules table is found.
         ConfigurationError
             When ``listen`` is a string that is not a PostgreSQL URL.
         TypeError
@@ -225,6 +238,7 @@ class WorkerSettings:
         archive = given.get("archive")
         archive_after = given.get("archive_after", DEFAULT_ARCHIVE_AFTER)
         max_payload_bytes = given.get("max_payload_bytes", check.DEFAULT_MAX_PAYLOAD_BYTES)
+        schedules = given.get("schedules")
         if not isinstance(registry, Registry):
             raise InvalidJobError(f"registry must be a Registry, got {type(registry).__name__}")
         if not len(registry):
@@ -274,6 +288,7 @@ class WorkerSettings:
                 after=timedelta(seconds=_seconds(archive_after, "archive_after")),
                 retention=None if kept is None else timedelta(seconds=kept),
             )
+        scheduling = _scheduling(registry, types, table, schedules)
         return cls(
             model=model,
             table=table,
@@ -297,6 +312,7 @@ class WorkerSettings:
             maintenance=bool(maintenance),
             archiving=archiving,
             max_payload_bytes=max_payload_bytes,
+            scheduling=scheduling,
         )
 
     def duties(self) -> list[Duty]:
@@ -305,10 +321,47 @@ class WorkerSettings:
             return []
         stale = timedelta(seconds=self.stale_timeout)
         every = timedelta(seconds=self.rescue_interval)
-        duties: list[Duty] = [Rescuer(self.model, RescuerConfig(stale, every))]
+        duties: list[Duty] = [Rescuer(self.model, RescuerConfig(stale, every)), Settler(self.model)]
         if self.retention is not None:
             keep = timedelta(seconds=self.retention)
             duties.append(Pruner(self.model, PrunerConfig(retention=keep)))
         if self.archiving is not None:
             duties.append(Archiver(self.model, self.archiving))
         return duties
+
+    def scheduler(self) -> Scheduler | None:
+        """The scheduler of a worker with these settings: ``None`` when it enqueues no
+        periodic job (none declared, ``schedules=False`` or ``maintenance=False``)."""
+        if not self.maintenance or self.scheduling is None:
+            return None
+        return Scheduler(self.model, self.scheduling)
+
+
+def _scheduling(
+    registry: Registry, job_types: list[str], jobs: Table, schedules: object
+) -> SchedulerConfig | None:
+    """The scheduler's settings for the periodic jobs of ``job_types``, with the schedules
+    table given or found in the job model's metadata."""
+    if schedules is False:
+        return None
+    if schedules is None or schedules is True:
+        table = schedule_table(jobs.metadata)
+    else:
+        table = getattr(schedules, "__table__", None)
+        if not isinstance(table, Table) or not is_schedule_table(table):
+            raise ModelError(
+                f"schedules must be a mapped JobScheduleMixin model, got {schedules!r}"
+            )
+    periodic = registry.periodic_jobs(job_types)
+    if not periodic:
+        return None
+    if table is None:
+        declared = sorted({job.job_type for job in periodic})
+        raise ModelError(
+            f"the handlers of {', '.join(declared)} declare schedules, and the metadata of "
+            f"the job table {jobs.fullname} has no table to record their ticks: map one "
+            "beside it (class JobSchedule(JobScheduleMixin, Base): __tablename__ = "
+            "'job_schedules') and create it with an Alembic revision, or give the worker "
+            "schedules=YourModel; schedules=False runs no periodic job"
+        )
+    return SchedulerConfig(table, tuple(periodic))

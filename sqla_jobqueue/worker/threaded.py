@@ -1,5 +1,6 @@
 """The sync worker: plain handlers on a pool of threads, a dispatcher thread for the rounds,
-and a thread for each background loop (progress, heartbeats, maintenance)."""
+and a thread for each background loop (progress, heartbeats, maintenance, and the scheduler
+of periodic jobs when the registry declares any)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..errors import InvalidJobError, JobQueueError
 from ..handlers import Handler, JobContext, Registry
 from ..listener import DEAF, PROBE_TIMEOUT, Listener, probe
-from ..maintenance import Duty
+from ..maintenance import Duty, Scheduler
 from ..statements import Claimed
 from .control import (
     StopSignals,
@@ -107,6 +108,7 @@ class Worker:
         self.registry = registry
         self.worker_id = self.settings.worker_id
         self.duties: list[Duty] = self.settings.duties()
+        self.scheduler: Scheduler | None = self.settings.scheduler()
         self.stats = WorkerStats()
         self.listener: Listener | None = None
         self._dispatch = Dispatch(self.settings, registry, self._context)
@@ -247,6 +249,8 @@ class Worker:
         background = [("ticker", self._tick_loop), ("heartbeat", self._heartbeat_loop)]
         if self.duties:
             background.append(("maintenance", self._maintenance_loop))
+        if self.scheduler is not None:
+            background.append(("scheduler", self._scheduler_loop))
         for name, target in background:
             thread = threading.Thread(target=target, name=f"sqla_jobqueue-{name}", daemon=True)
             thread.start()
@@ -485,6 +489,22 @@ class Worker:
                 due[duty.name] = time.monotonic() + duty.interval
             wait = min(due.values()) - time.monotonic()
             self._background_stop.wait(max(wait, 0.05))
+
+    def _scheduler_loop(self) -> None:
+        # A loop of its own, woken at each tick: a long round of another duty never
+        # delays a periodic job.
+        scheduler = self.scheduler
+        assert scheduler is not None
+        wait = backoff = 0.0
+        while not self._background_stop.wait(wait):
+            try:
+                scheduler.run_once(self.engine)
+                backoff = 0.0
+                wait = scheduler.interval
+            except Exception as exc:
+                backoff = min(next_backoff(backoff, 0.5), scheduler.config.interval.total_seconds())
+                log_db_error("enqueueing periodic jobs", exc, backoff)
+                wait = backoff
 
     # ---------------------------------------------------------------- shutdown
 

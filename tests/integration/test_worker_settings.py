@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sqla_jobqueue import Job, JobQueue, JobStatus, Registry
-from sqla_jobqueue.maintenance import Pruner, Rescuer
+from sqla_jobqueue.maintenance import Pruner, Rescuer, Settler
 from tests.helpers import WAIT, StartWorker, statuses, unstarted_worker, wait_for
 
 
@@ -27,8 +27,9 @@ def test_default_worker_settings_are_the_documented_ones(kind: str) -> None:
     assert worker.settings.grace_period == 30
     assert worker.settings.progress_interval == 0.5
     assert worker.settings.listen is True
-    rescuer, pruner = worker.duties
+    rescuer, settler, pruner = worker.duties
     assert isinstance(rescuer, Rescuer) and isinstance(pruner, Pruner)
+    assert isinstance(settler, Settler) and settler.config.interval == timedelta(seconds=10)
     assert rescuer.config.stale_timeout == timedelta(seconds=60)
     assert rescuer.config.interval == timedelta(seconds=15)  # stale_timeout / 4
     assert pruner.config.retention == timedelta(days=7)
@@ -47,7 +48,7 @@ def test_batch_size_above_concurrency_is_capped_and_maintenance_off_has_no_dutie
     assert unstarted_worker(kind, registry, concurrency=200).settings.batch_size == 100
     assert unstarted_worker(kind, registry, maintenance=False).duties == []
     kept = unstarted_worker(kind, registry, retention=None)
-    assert [type(d) for d in kept.duties] == [Rescuer]
+    assert [type(d) for d in kept.duties] == [Rescuer, Settler]
 
 
 def running_in_database(factory: sessionmaker[Session]) -> int:

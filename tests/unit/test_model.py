@@ -39,13 +39,22 @@ def test_ready_model_has_the_original_columns_and_the_additions() -> None:
         "events_count", "worker_id", "claimed_at", "created_at", "started_at",
         "completed_at", "attempts", "max_attempts", "last_error",
     }  # fmt: skip
-    assert original | {"run_at", "heartbeat_at", "unique_key", "result", "crashes"} == columns
+    additions = {
+        "run_at",
+        "heartbeat_at",
+        "unique_key",
+        "result",
+        "crashes",
+        "depends_on",
+        "awaited",
+    }
+    assert original | additions == columns
     text = ddl(table_of(Job))
     assert "job_type VARCHAR(50) NOT NULL" in text
     assert "status VARCHAR(20) DEFAULT 'pending' NOT NULL" in text
     assert "data JSONB DEFAULT '{}'::jsonb NOT NULL" in text
     assert "id UUID DEFAULT gen_random_uuid() NOT NULL" in text
-    assert "CONSTRAINT jobs_status_check CHECK (status IN ('pending', 'claimed'" in text
+    assert "CONSTRAINT jobs_status_check CHECK (status IN ('waiting', 'pending', 'claimed'" in text
     assert "CONSTRAINT jobs_progress_check CHECK (progress BETWEEN 0 AND 100)" in text
 
 
@@ -87,6 +96,7 @@ def test_mixin_on_an_app_base_follows_its_naming_convention_and_schema() -> None
         "ix_tasks_held_by_worker",
         "ix_tasks_runs_alone",
         "ix_tasks_unique_key",
+        "ix_tasks_waiting",
     }
 
 
@@ -102,6 +112,7 @@ def test_convention_without_constraint_name_names_indexes_by_columns() -> None:
         "idx_queue_items_completed_at",
         "idx_queue_items_worker_id",
         "idx_queue_items_unique_key",
+        "idx_queue_items_depends_on",
     }
     assert claim_function_name(table_of(Task)) == "claim_queue_items_batch"
 
@@ -117,7 +128,14 @@ def test_two_job_tables_on_one_metadata_get_distinct_index_names() -> None:
         __tablename__ = "b_jobs"
 
     names = [index.name for table in Base.metadata.tables.values() for index in table.indexes]
-    assert len(names) == len(set(names)) == 10
+    assert len(names) == len(set(names)) == 12
+    # Each job table has its own controls table.
+    assert sorted(Base.metadata.tables) == [
+        "a_jobs",
+        "a_jobs_controls",
+        "b_jobs",
+        "b_jobs_controls",
+    ]
 
 
 def test_over_long_claim_function_name_is_refused() -> None:
@@ -132,7 +150,7 @@ def test_over_long_claim_function_name_is_refused() -> None:
 
 def test_enums_match_the_original_design() -> None:
     assert [s.value for s in JobStatus] == [
-        "pending", "claimed", "running", "completed", "failed", "cancelled",
+        "waiting", "pending", "claimed", "running", "completed", "failed", "cancelled",
     ]  # fmt: skip
     assert (Priority.EXPLICIT, Priority.DISCOVERED, Priority.BACKFILL) == (150, 100, 30)
     assert str(JobStatus.RUNNING) == "running"

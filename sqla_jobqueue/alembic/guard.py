@@ -21,7 +21,7 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import DBAPIError
 
 from ..maintenance.lock import LOCK_CLASS_ID
-from ..statements.session import bound_waits
+from ..statements.session import bound_waits, gave_up_on_a_lock
 
 __all__ = [
     "DEFAULT_MIGRATION_LOCK_TIMEOUT",
@@ -50,7 +50,6 @@ configured otherwise."""
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m)")
 _UNITS = {"ms": timedelta(milliseconds=1), "s": timedelta(seconds=1), "m": timedelta(minutes=1)}
-_LOCK_NOT_AVAILABLE = "55P03"
 _LONGEST_LOCK_TIMEOUT = timedelta(milliseconds=2**31 - 1)
 """PostgreSQL's largest ``lock_timeout`` (about 24 days)."""
 _TAKE_MIGRATION_LOCK = select(func.pg_advisory_xact_lock(LOCK_CLASS_ID, MIGRATION_LOCK_KEY))
@@ -131,7 +130,7 @@ def migrating_alone(connection: Connection, lock_timeout: timedelta | None) -> I
         migrating = True
         yield
     except DBAPIError as error:
-        if getattr(error.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+        if not gave_up_on_a_lock(error):
             raise
         if not migrating:
             raise MigrationLockTimeout(

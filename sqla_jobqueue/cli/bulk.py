@@ -40,7 +40,7 @@ from ..queue import JobQueue
 from .engine import open_database
 from .exits import EXIT_INTERRUPTED, EXIT_OK, BadInput, Failure
 from .live import age_text
-from .maintenance import _bounded
+from .maintenance import bounded_transaction
 from .options import DatabaseOptions, database_options, json_option
 from .output import echo, print_json, say
 from .params import DURATION, NAMES, POSITIVE_INT, PRIORITY, STATUSES
@@ -242,7 +242,7 @@ def _act(
     bulk_criteria(job_filter, action, priority=priority)
     model = db.job_model()
     with open_database(db) as engine, Session(engine) as session:
-        with _bounded(session):
+        with bounded_transaction(session):
             queue = JobQueue(session, model)
             now = session.execute(*queue.statements.clock()).scalar_one()
             pinned = _pinned(job_filter, action, now)
@@ -315,7 +315,7 @@ def _run_chunks(
     with _stop_after_chunk() as stop:
         while not stop():
             try:
-                with _bounded(session):
+                with bounded_transaction(session):
                     changed = act(JobQueue(session, model), job_filter, chunk_size)
             except Failure as failure:
                 raise Failure(f"{failure} ({sum(done.sizes)} changed before it)") from None

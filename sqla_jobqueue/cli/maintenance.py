@@ -14,7 +14,7 @@ from ..maintenance.base import DUTY_IDLE_TIMEOUT
 from ..maintenance.pruner import DEFAULT_PRUNE_BATCH_LIMIT
 from ..maintenance.rescuer import DEFAULT_STALE_TIMEOUT
 from ..queue import JobQueue
-from ..statements.session import bound_waits
+from ..statements.session import bound_waits, gave_up_on_a_lock
 from .engine import open_database
 from .exits import EXIT_OK, Failure
 from .live import age_text
@@ -22,14 +22,13 @@ from .options import DatabaseOptions, database_options, json_option
 from .output import echo, print_json
 from .params import DURATION, POSITIVE_INT
 
-__all__ = ["COMMAND_LOCK_TIMEOUT", "prune", "recover"]
+__all__ = ["COMMAND_LOCK_TIMEOUT", "bounded_transaction", "prune", "recover"]
 
 COMMAND_LOCK_TIMEOUT = timedelta(seconds=5)
 """The longest ``recover`` or one transaction of ``prune`` waits for a lock another
 transaction holds (an ``ALTER TABLE``, a ``CREATE INDEX``): the command then fails and
 says so, rather than wait with every later query on the table queued behind it. Rows that
 workers hold are skipped, never waited for."""
-_LOCK_NOT_AVAILABLE = "55P03"
 
 
 def _plural(count: int) -> str:
@@ -49,7 +48,7 @@ def _plural(count: int) -> str:
 def recover(db: DatabaseOptions, as_json: bool, timeout: timedelta) -> int:
     """Return held jobs with a stale heartbeat to pending."""
     model = db.job_model()
-    with open_database(db) as engine, Session(engine) as session, _bounded(session):
+    with open_database(db) as engine, Session(engine) as session, bounded_transaction(session):
         count = JobQueue(session, model).recover_stale(timeout)
     if as_json:
         print_json({"recovered": count, "timeout_seconds": timeout.total_seconds()})
@@ -91,7 +90,7 @@ def prune(
         while limit is None or count < limit:
             chunk = batch_size if limit is None else min(batch_size, limit - count)
             try:
-                with _bounded(session):
+                with bounded_transaction(session):
                     deleted = JobQueue(session, model).prune(older_than, limit=chunk)
             except Failure as failure:
                 raise Failure(f"{failure} ({count} deleted before it)") from None
@@ -116,7 +115,7 @@ def prune(
 
 
 @contextmanager
-def _bounded(session: Session) -> Iterator[None]:
+def bounded_transaction(session: Session) -> Iterator[None]:
     """A transaction of ``session`` that waits at most :data:`COMMAND_LOCK_TIMEOUT` for a
     lock; past it, a :class:`Failure` that says what held it up."""
     try:
@@ -124,7 +123,7 @@ def _bounded(session: Session) -> Iterator[None]:
             session.execute(*bound_waits(COMMAND_LOCK_TIMEOUT, DUTY_IDLE_TIMEOUT))
             yield
     except DBAPIError as error:
-        if getattr(error.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+        if not gave_up_on_a_lock(error):
             raise
         raise Failure(
             f"gave up after waiting {age_text(COMMAND_LOCK_TIMEOUT)} for a lock on the job "

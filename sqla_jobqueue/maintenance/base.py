@@ -11,12 +11,18 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import InvalidJobError
-from ..statements.session import bound_waits
+from ..statements.session import bound_waits, gave_up_on_a_lock
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["DUTY_IDLE_TIMEOUT", "DUTY_LOCK_TIMEOUT", "DutyBase", "check_positive_intervals"]
+__all__ = [
+    "DUTY_IDLE_TIMEOUT",
+    "DUTY_LOCK_TIMEOUT",
+    "DutyBase",
+    "check_batch_limit",
+    "check_positive_intervals",
+]
 
 log = logging.getLogger("sqla_jobqueue.maintenance")
 
@@ -30,8 +36,6 @@ DUTY_IDLE_TIMEOUT = timedelta(seconds=10)
 """The longest a duty's transaction may sit idle before the server ends its session: a
 worker stopped mid-round (SIGSTOP, a debugger) would otherwise keep the duty's advisory
 lock, and every other worker from doing the duty, until it is resumed."""
-
-_LOCK_NOT_AVAILABLE = "55P03"
 
 
 class _Scheduled(Protocol):
@@ -50,6 +54,15 @@ def check_positive_intervals(config: object, *names: str) -> None:
             raise InvalidJobError(
                 f"{type(config).__name__}.{name} must be a positive timedelta, got {value!r}"
             )
+
+
+def check_batch_limit(config: object) -> None:
+    """Refuse a config whose ``batch_limit`` is not an int of at least 1."""
+    limit = getattr(config, "batch_limit")  # noqa: B009 - every batched config has one
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidJobError(
+            f"{type(config).__name__}.batch_limit must be an int >= 1, got {limit!r}"
+        )
 
 
 class DutyBase(Generic[C]):
@@ -80,7 +93,7 @@ class DutyBase(Generic[C]):
         return self.transaction(connection)
 
     def _gave_up_on_a_lock(self, error: DBAPIError) -> bool:
-        if getattr(error.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+        if not gave_up_on_a_lock(error):
             return False
         log.warning(
             "%s: gave up this round on %s after waiting %gs for a lock another transaction "

@@ -16,9 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from ..errors import InvalidJobError
 from ..statements import JobStatements
-from .base import DutyBase, check_positive_intervals
+from .base import DutyBase, check_batch_limit, check_positive_intervals
 from .lock import try_lock
 
 __all__ = [
@@ -58,9 +57,7 @@ class PrunerConfig:
 
     def __post_init__(self) -> None:
         check_positive_intervals(self, "retention", "interval")
-        limit = self.batch_limit
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidJobError(f"PrunerConfig.batch_limit must be an int >= 1, got {limit!r}")
+        check_batch_limit(self)
 
 
 class Pruner(DutyBase[PrunerConfig]):

@@ -44,6 +44,7 @@ from sqlalchemy import (
 from ..model import FINISHED_STATUSES, HELD_STATUSES, LIVE_STATUSES, JobStatus
 from .base import Bound, StatementsBase, param
 from .fence import status_literal, status_literals
+from .transitions import cancelled_values, retried_values
 
 __all__ = ["INDEXED_GROUPS", "LIKE_ESCAPE", "BulkCriteria", "BulkStatements", "like_pattern"]
 
@@ -249,7 +250,7 @@ class BulkStatements(StatementsBase):
         """A chunk of the matching jobs ends ``cancelled``, as :meth:`cancel` ends one."""
 
         def values() -> dict[str, Any]:
-            return {"status": JobStatus.CANCELLED.value, "completed_at": self._now}
+            return cancelled_values(self._now)
 
         statement = self._update("cancel", criteria, values)
         return Bound(statement, {**criteria.params(), "p_limit": limit})
@@ -259,17 +260,7 @@ class BulkStatements(StatementsBase):
         one: attempts reset, due now."""
 
         def values() -> dict[str, Any]:
-            return {
-                "status": JobStatus.PENDING.value,
-                "attempts": 0,
-                "run_at": self._now,
-                "worker_id": None,
-                "claimed_at": None,
-                "heartbeat_at": None,
-                "started_at": None,
-                "completed_at": None,
-                "progress": 0,
-            }
+            return retried_values(self._now)
 
         statement = self._update("retry", criteria, values)
         return Bound(statement, {**criteria.params(), "p_limit": limit})

@@ -13,7 +13,21 @@ from sqlalchemy import String, func, select, text
 
 from .base import Bound, param
 
-__all__ = ["bound_waits", "pin_read_committed", "unpin_read_committed"]
+__all__ = [
+    "LOCK_NOT_AVAILABLE",
+    "bound_waits",
+    "gave_up_on_a_lock",
+    "pin_read_committed",
+    "unpin_read_committed",
+]
+
+LOCK_NOT_AVAILABLE = "55P03"
+"""The SQLSTATE of a statement that waited past its ``lock_timeout`` (or ``NOWAIT``)."""
+
+
+def gave_up_on_a_lock(error: BaseException) -> bool:
+    """Whether a driver error (``DBAPIError``) is a wait past ``lock_timeout``."""
+    return getattr(getattr(error, "orig", None), "sqlstate", None) == LOCK_NOT_AVAILABLE
 
 
 def _local_setting(name: str, value: Any) -> Any:

@@ -35,9 +35,29 @@ from ..validation import storable_text
 from .base import Bound, StatementsBase, param
 from .fence import holder_fence
 
-__all__ = ["TransitionStatements"]
+__all__ = ["TransitionStatements", "cancelled_values", "retried_values"]
 
 _MAX_INT32 = 2_147_483_647
+
+
+def cancelled_values(now: Any) -> dict[str, Any]:
+    """What a cancel writes: one job's (:meth:`TransitionStatements.cancel`) or many's."""
+    return {"status": JobStatus.CANCELLED.value, "completed_at": now}
+
+
+def retried_values(now: Any) -> dict[str, Any]:
+    """What a retry writes: back to ``pending``, attempts reset, due ``now``."""
+    return {
+        "status": JobStatus.PENDING.value,
+        "attempts": 0,
+        "run_at": now,
+        "worker_id": None,
+        "claimed_at": None,
+        "heartbeat_at": None,
+        "started_at": None,
+        "completed_at": None,
+        "progress": 0,
+    }
 
 
 class TransitionStatements(StatementsBase):
@@ -209,7 +229,7 @@ class TransitionStatements(StatementsBase):
         """A job that has not finished ends ``cancelled`` (whoever holds it)."""
 
         def values() -> dict[str, Any]:
-            return {"status": JobStatus.CANCELLED.value, "completed_at": self._now}
+            return cancelled_values(self._now)
 
         statement = self._change("cancel", UNFINISHED_STATUSES, values, worker=False, attempt=False)
         return Bound(statement, {"p_id": job_id})
@@ -218,17 +238,7 @@ class TransitionStatements(StatementsBase):
         """A ``failed`` job goes back to ``pending``, attempts reset, due now."""
 
         def values() -> dict[str, Any]:
-            return {
-                "status": JobStatus.PENDING.value,
-                "attempts": 0,
-                "run_at": self._now,
-                "worker_id": None,
-                "claimed_at": None,
-                "heartbeat_at": None,
-                "started_at": None,
-                "completed_at": None,
-                "progress": 0,
-            }
+            return retried_values(self._now)
 
         statement = self._change("retry", (JobStatus.FAILED,), values, worker=False, attempt=False)
         return Bound(statement, {"p_id": job_id})

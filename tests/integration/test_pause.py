@@ -90,7 +90,8 @@ def test_worker_processes_finish_what_runs_and_claim_nothing_more_of_a_paused_ty
     (tmp_path / "paused_jobs.py").write_text(WORKER_MODULE)
     env = base_environment(DATABASE_URL=url_text(database_url))
     with executor.begin() as queue:
-        slow = [queue.enqueue("slow").id for _ in range(12)]
+        # 40 jobs of 0.5 s on 4 slots: 5 s of work, far more than the pause takes.
+        slow = [queue.enqueue("slow").id for _ in range(40)]
 
     def count(status: str, job_type: str) -> int:
         with engine.connect() as connection:
@@ -107,7 +108,8 @@ def test_worker_processes_finish_what_runs_and_claim_nothing_more_of_a_paused_ty
     ]
     with workers[0], workers[1]:
         wait_for(lambda: count("running", "slow") > 0, what="slow jobs running")
-        assert run_cli("pause", "slow", "--reason", "test", env=env).returncode == 0
+        with executor.begin() as queue:
+            queue.pause(["slow"], reason="test")
         paused_at = clock()
         with executor.begin() as queue:
             fast = [queue.enqueue("fast").id for _ in range(20)]

@@ -44,15 +44,15 @@ PROCESS_TIMEOUT = 60
 
 ADD_COLUMN_REVISION = '''"""add a column to the busy jobs table
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
@@ -130,7 +130,8 @@ def installed(engine: Engine) -> dict[str, object]:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
         counts = connection.execute(
             text(
-                "SELECT (SELECT count(*) FROM pg_tables WHERE tablename = 'jobs') AS tables, "
+                "SELECT (SELECT count(*) FROM pg_tables "
+                "WHERE tablename IN ('jobs', 'jobs_controls', 'job_schedules')) AS tables, "
                 "(SELECT count(*) FROM pg_proc WHERE proname = 'claim_job_batch') AS claims, "
                 "(SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal) AS triggers, "
                 "(SELECT count(*) FROM pg_indexes WHERE tablename = 'jobs') AS indexes"
@@ -139,8 +140,10 @@ def installed(engine: Engine) -> dict[str, object]:
         return {"versions": list(versions), **counts._asdict()}
 
 
-HEAD_ONCE = {"versions": ["0003"], "tables": 1, "claims": 1, "triggers": 1, "indexes": 6}
-"""The packaged head, installed once: the table, its primary key and three indexes."""
+HEAD_ONCE = {"versions": ["0005"], "tables": 3, "claims": 1, "triggers": 2, "indexes": 7}
+"""The packaged head, installed once: the job table, its controls table and the schedules
+table, the claim function, the job table's two triggers (jobs enqueued, awaited jobs
+finished), its primary key and six indexes."""
 
 
 def waiting_for_the_migration_lock(connection: Connection) -> int:
@@ -196,7 +199,7 @@ def test_upgrades_that_waited_for_a_migration_find_it_done(
     outcomes = [finish(alembic), finish(migrate)]
 
     assert [code for code, _ in outcomes] == [0, 0], outcomes
-    assert "The database is at revision 0003 (head)." in outcomes[1][1]
+    assert "The database is at revision 0005 (head)." in outcomes[1][1]
     assert installed(engine) == HEAD_ONCE
 
 
@@ -217,9 +220,9 @@ def the_failure(output: str) -> str:
 def test_a_migration_behind_a_busy_job_table_fails_fast_then_succeeds(
     project: Path, empty_database_url: URL, engine: Engine
 ) -> None:
-    upgrade(engine)  # the packaged revisions, which the project's 0004 follows
+    upgrade(engine)  # the packaged revisions, which the project's 0006 follows
     versions = project / "migrations" / "versions"
-    (versions / "0004_add_a_column.py").write_text(ADD_COLUMN_REVISION)
+    (versions / "0006_add_a_column.py").write_text(ADD_COLUMN_REVISION)
 
     with engine.connect() as worker:
         hold_a_job_row(worker)
@@ -259,11 +262,11 @@ def test_a_migration_behind_a_busy_job_table_fails_fast_then_succeeds(
 
     with engine.connect() as connection:
         assert connection.execute(text("SELECT progress FROM jobs")).scalar_one() == 50
-    assert installed(engine)["versions"] == ["0003"]
+    assert installed(engine)["versions"] == ["0005"]
 
     code, output = finish(start_alembic(project, empty_database_url, "upgrade", "head"))
     assert code == 0, output
-    assert installed(engine)["versions"] == ["0004"]
+    assert installed(engine)["versions"] == ["0006"]
     with engine.connect() as connection:
         assert connection.execute(text("SELECT tenant FROM jobs")).scalar_one() is None
 

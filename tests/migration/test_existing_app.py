@@ -135,39 +135,48 @@ def test_autogenerate_upgrade_check_and_downgrade(project: Path, empty_database_
     assert (
         upgrade.index("op.create_table('background_jobs'")
         < upgrade.index("op.create_index(op.f('ix_background_jobs_claimable')")
+        < upgrade.index("op.create_table('background_jobs_controls'")
         < upgrade.index("sqla_jobqueue.alembic.create_job_queue(")
     )
     assert upgrade.rstrip().splitlines()[-2].strip() == (
         "sqla_jobqueue.alembic.create_job_queue('background_jobs', schema='shop', "
         f"function_name='claim_background_jobs_batch', version={CURRENT_VERSION})"
     )
-    assert downgrade.index(
-        "sqla_jobqueue.alembic.drop_job_queue('background_jobs'"
-    ) < downgrade.index("op.drop_table('background_jobs'")
+    assert (
+        downgrade.index("sqla_jobqueue.alembic.drop_job_queue('background_jobs'")
+        < downgrade.index("op.drop_table('background_jobs_controls'")
+        < downgrade.index("op.drop_table('background_jobs'")
+    )
     typed = mypy_strict(revision, cwd=project)
     assert typed.returncode == 0, typed.stdout + typed.stderr
 
     upgraded = alembic(project, "upgrade", "head")
     assert upgraded.returncode == 0, upgraded.stderr
     found = catalog(empty_database_url)
-    assert found["tables"] == ["shop.alembic_version", "shop.background_jobs", "shop.orders"] or (
-        found["tables"] == ["shop.background_jobs", "shop.orders"]
-    )
+    tables = ["shop.background_jobs", "shop.background_jobs_controls", "shop.orders"]
+    assert found["tables"] in (tables, ["shop.alembic_version", *tables])
     assert {
         "ck_background_jobs_status",
         "ck_background_jobs_progress",
         "pk_background_jobs",
+        "pk_background_jobs_controls",
     } <= set(found["constraints"])
     assert {
         "ix_background_jobs_claimable",
         "ix_background_jobs_held_by_worker",
         "ix_background_jobs_unique_key",
+        "ix_background_jobs_waiting",
     } <= set(found["indexes"])
     assert set(found["functions"]) == {
         "claim_background_jobs_batch",
         "background_jobs_notify_enqueued",
+        "background_jobs_notify_finished",
+        "background_jobs_settle_waiting",
     }
-    assert found["triggers"] == ["background_jobs_notify_enqueued"]
+    assert found["triggers"] == [
+        "background_jobs_notify_enqueued",
+        "background_jobs_notify_finished",
+    ]
 
     checked = alembic(project, "check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -183,6 +192,9 @@ def test_autogenerate_upgrade_check_and_downgrade(project: Path, empty_database_
 def test_the_custom_claim_function_claims_from_the_custom_table(
     project: Path, empty_database_url: URL
 ) -> None:
+    """The installed functions name the custom table in its schema: the claim function
+    claims from it, and a job that depends on another waits there until that one
+    completes (the insert trigger, the finished trigger and the settle function)."""
     assert alembic(project, "revision", "--autogenerate", "-m", "jobs").returncode == 0
     assert alembic(project, "upgrade", "head").returncode == 0
     script = textwrap.dedent(
@@ -193,15 +205,23 @@ def test_the_custom_claim_function_claims_from_the_custom_table(
         from sqla_jobqueue import JobQueue
         from myapp_models import BackgroundJob, Order
 
+        CLAIM = "SELECT id, job_type, status FROM shop.claim_background_jobs_batch('w', NULL, 5)"
         engine = create_engine(sys.argv[1])
         with Session(engine) as session, session.begin():
             session.add(Order(id=7))
-            JobQueue(session, BackgroundJob).enqueue("send_receipt", {"order_id": 7})
+            queue = JobQueue(session, BackgroundJob)
+            receipt = queue.enqueue("send_receipt", {"order_id": 7})
+            queue.enqueue("archive_order", {"order_id": 7}, depends_on=[receipt])
         with Session(engine) as session, session.begin():
-            rows = session.execute(text(
-                "SELECT job_type, status FROM shop.claim_background_jobs_batch('w', NULL, 5)"
-            )).all()
-            print(rows)
+            rows = session.execute(text(CLAIM)).all()
+            print([(job_type, status) for _, job_type, status in rows])
+            worker = JobQueue(session, BackgroundJob, worker_id="w")
+            for row in rows:
+                worker.start(row.id)
+                worker.complete(row.id)
+        with Session(engine) as session, session.begin():
+            rows = session.execute(text(CLAIM)).all()
+            print([(job_type, status) for _, job_type, status in rows])
         """
     )
     url = empty_database_url.render_as_string(hide_password=False)
@@ -214,4 +234,7 @@ def test_the_custom_claim_function_claims_from_the_custom_table(
         env={**os.environ, "PYTHONPATH": str(project)},
     )
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.strip() == "[('send_receipt', 'claimed')]"
+    assert ran.stdout.splitlines() == [
+        "[('send_receipt', 'claimed')]",
+        "[('archive_order', 'claimed')]",
+    ]

@@ -21,12 +21,14 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.engine import URL
 
 from sqla_jobqueue.alembic import TEMPLATE_DIRECTORY, package_config, upgrade
 from sqla_jobqueue.testing.server import create_database, drop_database
 from tests.servers import PSQL
+
+from .catalog import snapshot
 
 # The offline branch of a real application's env.py: no dialect_opts, literal_binds and
 # compare_type as that application passes them.
@@ -73,41 +75,6 @@ URLS = {
     "postgresql": "postgresql://offline/db",
     "postgresql+psycopg": "postgresql+psycopg://offline/db",
 }
-
-SNAPSHOT = {
-    "columns": """
-        SELECT table_name, column_name, data_type, character_maximum_length, is_nullable,
-               column_default
-        FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2""",
-    "constraints": """
-        SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
-        FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2""",
-    "indexes": """
-        SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1""",
-    "storage": """
-        SELECT relname, reloptions FROM pg_class
-        WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY 1""",
-    "functions": """
-        SELECT proname, pg_get_functiondef(oid), obj_description(oid, 'pg_proc'),
-               proacl::text
-        FROM pg_proc WHERE pronamespace = 'public'::regnamespace ORDER BY 1""",
-    "triggers": """
-        SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal
-        ORDER BY 1""",
-    "version": "SELECT version_num FROM alembic_version",
-}
-
-
-def snapshot(url: URL) -> dict[str, list[tuple[object, ...]]]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            return {
-                name: [tuple(row) for row in connection.execute(text(query))]
-                for name, query in SNAPSHOT.items()
-            }
-    finally:
-        engine.dispose()
 
 
 def psql(url: URL, script: Path) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,8 @@ pytest-alembic's four default tests run against it (imported explicitly; see pyp
 its experimental downgrade test wraps the connection in a way SQLAlchemy 2.1 rejects, and
 our own test below checks the same thing), then
 our own checks: upgrade → a second autogenerate is empty → downgrade to base leaves no
-table and no function; offline SQL; the replace operation; copying the template.
+table and no function; a downgrade from head to each earlier revision leaves exactly the
+schema an upgrade to it leaves; offline SQL; the replace operation; copying the template.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from alembic import command
 from alembic.autogenerate import produce_migrations
 from alembic.migration import MigrationContext
 from alembic.operations import MigrateOperation
+from alembic.operations.ops import AddColumnOp, CreateTableOp, ModifyTableOps
 from pytest_alembic.tests.default import (
     test_model_definitions_match_ddl,
     test_single_head_revision,
@@ -29,9 +31,10 @@ from pytest_alembic.tests.default import (
 )
 from sqlalchemy import Engine, MetaData, create_engine, text
 from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
 
 import sqla_jobqueue.alembic
-from sqla_jobqueue import metadata
+from sqla_jobqueue import JobQueue, JobStatus, metadata
 from sqla_jobqueue.alembic import (
     TEMPLATE_DIRECTORY,
     CreateJobQueueOp,
@@ -42,6 +45,8 @@ from sqla_jobqueue.alembic import (
 )
 from sqla_jobqueue.model import JOB_TABLE_STORAGE
 from sqla_jobqueue.sql import CURRENT_VERSION
+
+from .catalog import snapshot
 
 __all__ = [
     "test_model_definitions_match_ddl",
@@ -77,6 +82,18 @@ def objects(engine: Engine) -> dict[str, list[str]]:
         return {"tables": list(tables), "functions": list(functions)}
 
 
+HEAD_OBJECTS = {
+    "tables": ["alembic_version", "job_schedules", "jobs", "jobs_controls"],
+    "functions": [
+        "claim_job_batch",
+        "jobs_notify_enqueued",
+        "jobs_notify_finished",
+        "jobs_settle_waiting",
+    ],
+}
+"""What the packaged revisions create, up to head."""
+
+
 def diff(context: MigrationContext, target: MetaData) -> list[MigrateOperation]:
     """The operations autogenerate would write into a revision's ``upgrade()``."""
     upgrade_ops = produce_migrations(context, target).upgrade_ops
@@ -93,10 +110,7 @@ def test_upgrade_autogenerate_is_empty_downgrade_leaves_nothing(alembic_engine: 
     ops = autogenerate_ops(alembic_engine)
     assert [type(op).__name__ for op in ops][-1] == "CreateJobQueueOp"
     command.upgrade(package_config(alembic_engine), "head")
-    assert objects(alembic_engine) == {
-        "tables": ["alembic_version", "jobs"],
-        "functions": ["claim_job_batch", "jobs_notify_enqueued"],
-    }
+    assert objects(alembic_engine) == HEAD_OBJECTS
     assert autogenerate_ops(alembic_engine) == []
     command.downgrade(package_config(alembic_engine), "base")
     assert objects(alembic_engine) == {"tables": ["alembic_version"], "functions": []}
@@ -199,7 +213,7 @@ def test_copy_template_makes_a_working_project(tmp_path: Path, empty_database_ur
     assert "Running upgrade  -> 0001, create the jobs table" in result.stderr
     engine = create_engine(empty_database_url)
     try:
-        assert objects(engine)["functions"] == ["claim_job_batch", "jobs_notify_enqueued"]
+        assert objects(engine) == HEAD_OBJECTS
     finally:
         engine.dispose()
     with pytest.raises(FileExistsError, match="not empty"):
@@ -256,7 +270,7 @@ def test_a_job_table_left_out_by_include_object_keeps_its_function(
 def test_renaming_the_claim_function_drops_the_old_one_first(alembic_engine: Engine) -> None:
     from sqlalchemy.orm import DeclarativeBase
 
-    from sqla_jobqueue import JobMixin
+    from sqla_jobqueue import JobMixin, JobScheduleMixin
 
     command.upgrade(package_config(alembic_engine), "head")
 
@@ -266,6 +280,9 @@ def test_renaming_the_claim_function_drops_the_old_one_first(alembic_engine: Eng
     class Renamed(JobMixin, Base):
         __tablename__ = "jobs"
         __claim_function__ = "take_jobs"
+
+    class Schedule(JobScheduleMixin, Base):
+        __tablename__ = "job_schedules"
 
     with alembic_engine.connect() as connection:
         context = MigrationContext.configure(connection)
@@ -283,44 +300,58 @@ def test_renaming_the_claim_function_drops_the_old_one_first(alembic_engine: Eng
     with alembic_engine.connect() as connection:
         context = MigrationContext.configure(connection)
         assert diff(context, Base.metadata) == []
-    assert objects(alembic_engine)["functions"] == ["jobs_notify_enqueued", "take_jobs"]
+    assert objects(alembic_engine)["functions"] == [
+        "jobs_notify_enqueued",
+        "jobs_notify_finished",
+        "jobs_settle_waiting",
+        "take_jobs",
+    ]
 
 
-def test_a_version_1_table_with_jobs_upgrades_to_crash_counting_and_back(
-    alembic_engine: Engine,
-) -> None:
-    """Revisions 0002 and 0003 on a table that holds jobs: every job gets ``crashes = 0``,
-    the claim function becomes version 2, the table its storage parameters, and
-    autogenerate finds nothing left; autogenerate against the version-1 schema writes the
-    same steps in order; the downgrade restores 1."""
+def test_a_version_1_table_with_jobs_upgrades_to_head_and_back(alembic_engine: Engine) -> None:
+    """Revisions 0002 to 0005 on a table that holds jobs: every job gets ``crashes = 0``
+    and no dependency, the claim function becomes version 3, the table its storage
+    parameters and a controls table, and autogenerate finds nothing left; autogenerate
+    against the version-1 schema writes the same steps in order; the downgrade restores 1."""
     config = package_config(alembic_engine)
     command.upgrade(config, "0001")
     with alembic_engine.begin() as connection:
         connection.execute(
             text("INSERT INTO jobs (job_type) SELECT 'old' FROM generate_series(1, 50)")
         )
-    (table, replace, storage) = autogenerate_ops(alembic_engine)
-    assert [type(op).__name__ for op in table.ops] == [  # type: ignore[attr-defined]
-        "AddColumnOp",
-        "CreateIndexOp",
-        "CreateIndexOp",
+    (schedules, controls, table, replace, storage) = autogenerate_ops(alembic_engine)
+    assert isinstance(schedules, CreateTableOp) and schedules.table_name == "job_schedules"
+    assert isinstance(controls, CreateTableOp) and controls.table_name == "jobs_controls"
+    assert isinstance(table, ModifyTableOps) and table.table_name == "jobs"
+    assert [
+        (type(op).__name__, op.column.name if isinstance(op, AddColumnOp) else op.index_name)  # type: ignore[attr-defined]
+        for op in table.ops
+    ] == [
+        ("AddColumnOp", "crashes"),
+        ("AddColumnOp", "depends_on"),
+        ("AddColumnOp", "awaited"),
+        ("CreateIndexOp", "ix_jobs_finished"),
+        ("CreateIndexOp", "ix_jobs_runs_alone"),
+        ("CreateIndexOp", "ix_jobs_waiting"),
     ]
     assert isinstance(replace, ReplaceJobQueueOp)
-    assert (replace.from_version, replace.version) == (1, 2)
+    assert (replace.from_version, replace.version) == (1, CURRENT_VERSION)
     assert isinstance(storage, SetTableStorageOp)
     assert storage.parameters == JOB_TABLE_STORAGE
     assert set(storage.previous.values()) == {None}
     command.upgrade(config, "head")
     with alembic_engine.connect() as connection:
-        crashes = connection.execute(text("SELECT DISTINCT crashes FROM jobs")).scalars().all()
+        added = connection.execute(
+            text("SELECT DISTINCT crashes, depends_on, awaited FROM jobs")
+        ).all()
         comment = connection.execute(
             text("SELECT obj_description('claim_job_batch'::regproc, 'pg_proc')")
         ).scalar_one()
         claimed = connection.execute(
             text("SELECT count(*) FROM claim_job_batch('w', NULL, 100)")
         ).scalar_one()
-    assert (crashes, claimed) == ([0], 50)
-    assert '"version": 2' in comment
+    assert (added, claimed) == ([(0, None, False)], 50)
+    assert f'"version": {CURRENT_VERSION}' in comment
     assert autogenerate_ops(alembic_engine) == []
     command.downgrade(config, "0001")
     with alembic_engine.connect() as connection:
@@ -334,7 +365,152 @@ def test_a_version_1_table_with_jobs_upgrades_to_crash_counting_and_back(
         comment = connection.execute(
             text("SELECT obj_description('claim_job_batch'::regproc, 'pg_proc')")
         ).scalar_one()
-    assert "crashes" not in columns and '"version": 1' in comment
+    assert not {"crashes", "depends_on", "awaited"} & set(columns)
+    assert '"version": 1' in comment
+    assert objects(alembic_engine) == {
+        "tables": ["alembic_version", "jobs"],
+        "functions": ["claim_job_batch", "jobs_notify_enqueued"],
+    }
+
+
+@pytest.mark.parametrize("revision", ["0001", "0002", "0003", "0004"])
+def test_a_downgrade_from_head_leaves_the_schema_an_upgrade_left(
+    revision: str, alembic_engine: Engine, empty_database_url: URL
+) -> None:
+    """Down from head, each revision's schema is exactly what the upgrade to it made:
+    nothing a later revision added stays (a column, an index, a table, a function, a
+    trigger), and what it replaced comes back as it was (a CHECK, a function's body,
+    security, comment and privileges)."""
+    config = package_config(alembic_engine)
+    command.upgrade(config, revision)
+    upgraded = snapshot(empty_database_url)
+    command.upgrade(config, "head")
+    command.downgrade(config, revision)
+    assert snapshot(empty_database_url) == upgraded
+
+
+def test_a_downgrade_below_0004_cancels_the_jobs_still_waiting(alembic_engine: Engine) -> None:
+    """A job waiting for another could never run under version 2: the downgrade cancels
+    it, says why, and leaves every other job as it was."""
+    config = package_config(alembic_engine)
+    command.upgrade(config, "head")
+    with alembic_engine.begin() as connection:
+        first = connection.execute(
+            text("INSERT INTO jobs (job_type) VALUES ('first') RETURNING id")
+        ).scalar_one()
+        connection.execute(
+            text("INSERT INTO jobs (job_type, depends_on) VALUES ('then', ARRAY[:first])"),
+            {"first": first},
+        )
+        statuses = {
+            job_type: status
+            for job_type, status in connection.execute(text("SELECT job_type, status FROM jobs"))
+        }
+    assert statuses == {"first": "pending", "then": "waiting"}
+
+    command.downgrade(config, "0003")
+    with alembic_engine.begin() as connection:
+        jobs = connection.execute(
+            text(
+                "SELECT job_type, status, completed_at IS NOT NULL, last_error FROM jobs "
+                "ORDER BY job_type"
+            )
+        ).all()
+        claimed = (
+            connection.execute(text("SELECT job_type FROM claim_job_batch('w', NULL, 10)"))
+            .scalars()
+            .all()
+        )
+    assert jobs == [
+        ("first", "pending", False, None),
+        (
+            "then",
+            "cancelled",
+            True,
+            "cancelled: the database was downgraded below jobs that wait for others",
+        ),
+    ]
+    assert claimed == ["first"]
+
+
+STATUS_CHECK_TO_VERSION_3 = """\
+    op.execute(
+        "ALTER TABLE jobs DROP CONSTRAINT jobs_status_check, ADD CONSTRAINT jobs_status_check "
+        "CHECK (status IN ('waiting', 'pending', 'claimed', 'running', 'completed', 'failed', "
+        "'cancelled')) NOT VALID"
+    )
+    op.execute("ALTER TABLE jobs VALIDATE CONSTRAINT jobs_status_check")
+"""
+"""The two statements docs/alembic.md ("Version 3") has an app add to its revision."""
+
+
+def test_a_project_at_0003_autogenerates_its_own_way_to_version_3(
+    tmp_path: Path, empty_database_url: URL
+) -> None:
+    """A project copied from the template before revision 0004 existed upgrades the
+    library: its own autogenerated revision writes the controls and schedules tables, the
+    new columns and index and ``replace_job_queue`` to version 3; with the status CHECK
+    swapped as docs/alembic.md says, jobs then wait for the jobs they depend on, and the
+    revision goes back down."""
+    copy_template(tmp_path / "migrations")
+    versions = tmp_path / "migrations" / "versions"
+    for later in [*versions.glob("0004_*.py"), *versions.glob("0005_*.py")]:
+        later.unlink()
+    url = empty_database_url.render_as_string(hide_password=False)
+    upgraded = alembic_in(tmp_path, "upgrade", "head", DATABASE_URL=url)
+    assert upgraded.returncode == 0, upgraded.stderr
+
+    generated = alembic_in(
+        tmp_path, "revision", "--autogenerate", "-m", "v3", "--rev-id", "0100", DATABASE_URL=url
+    )
+    assert generated.returncode == 0, generated.stderr
+    (revision,) = versions.glob("0100_*.py")
+    source = revision.read_text()
+    upgrade = source[source.index("def upgrade") : source.index("def downgrade")]
+    steps = [
+        "op.create_table('job_schedules'",
+        "op.create_table('jobs_controls'",
+        "op.add_column('jobs', sa.Column('depends_on', postgresql.ARRAY(sa.Uuid()), "
+        "nullable=True))",
+        "op.add_column('jobs', sa.Column('awaited', sa.Boolean(), "
+        "server_default=sa.text('false'), nullable=False))",
+        "op.create_index('ix_jobs_waiting', 'jobs', ['depends_on'], unique=False, "
+        "postgresql_using='gin', postgresql_where=sa.text(\"status = 'waiting'\"))",
+        "    sqla_jobqueue.alembic.replace_job_queue('jobs', function_name='claim_job_batch', "
+        "version=3, from_version=2)\n",
+    ]
+    positions = [upgrade.index(step) for step in steps]
+    assert positions == sorted(positions), upgrade
+    replace = steps[-1]
+    revision.write_text(source.replace(replace, STATUS_CHECK_TO_VERSION_3 + replace, 1))
+
+    upgraded = alembic_in(tmp_path, "upgrade", "head", DATABASE_URL=url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    checked = alembic_in(tmp_path, "check", DATABASE_URL=url)
+    assert "No new upgrade operations detected" in checked.stdout + checked.stderr
+
+    engine = create_engine(empty_database_url)
+    try:
+        with Session(engine) as session, session.begin():
+            queue = JobQueue(session)
+            first = queue.enqueue("first").id
+            then = queue.enqueue("then", depends_on=[first]).id
+        with Session(engine) as session, session.begin():
+            worker = JobQueue(session, worker_id="w")
+            assert [job.id for job in worker.claim()] == [first]
+            worker.start(first)
+            worker.complete(first)
+        with Session(engine) as session, session.begin():
+            assert JobQueue(session).get(then).status is JobStatus.PENDING
+
+        downgraded = alembic_in(tmp_path, "downgrade", "-1", DATABASE_URL=url)
+        assert downgraded.returncode == 0, downgraded.stderr
+        assert objects(engine) == {
+            "tables": ["alembic_version", "jobs"],
+            "functions": ["claim_job_batch", "jobs_notify_enqueued"],
+        }
+    finally:
+        engine.dispose()
 
 
 def reloptions(engine: Engine) -> list[str] | None:

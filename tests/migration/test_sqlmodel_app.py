@@ -151,6 +151,19 @@ def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
+APP_OBJECTS = {
+    "tables": ["alembic_version", "hero", "jobs", "jobs_controls"],
+    "functions": [
+        "claim_job_batch",
+        "jobs_notify_enqueued",
+        "jobs_notify_finished",
+        "jobs_settle_waiting",
+    ],
+}
+"""What the app's one revision creates: its table, the job table and its controls table,
+and the job queue's functions."""
+
+
 def tables_and_functions(url: URL) -> dict[str, list[str]]:
     engine = create_engine(url)
     try:
@@ -187,16 +200,14 @@ def test_autogenerate_upgrade_and_enqueue_in_a_sqlmodel_app(
     assert (
         upgrade.index("op.create_table('jobs'")
         < upgrade.index("op.create_index('ix_jobs_claimable'")
+        < upgrade.index("op.create_table('jobs_controls'")
         < upgrade.index("sqla_jobqueue.alembic.create_job_queue('jobs'")
     )
     typed = mypy_strict(project / "app" / "models.py", revision, cwd=project)
     assert typed.returncode == 0, typed.stdout + typed.stderr
 
     run(project, "-m", "alembic", "upgrade", "head")
-    assert tables_and_functions(empty_database_url) == {
-        "tables": ["alembic_version", "hero", "jobs"],
-        "functions": ["claim_job_batch", "jobs_notify_enqueued"],
-    }
+    assert tables_and_functions(empty_database_url) == APP_OBJECTS
     checked = run(project, "-m", "alembic", "check")
     assert "No new upgrade operations detected" in checked.stdout + checked.stderr
 
@@ -222,9 +233,6 @@ def test_the_offline_sql_of_a_sqlmodel_app_applies_with_psql(
             timeout=60,
         )
         assert applied.returncode == 0, applied.stderr
-        assert tables_and_functions(target) == {
-            "tables": ["alembic_version", "hero", "jobs"],
-            "functions": ["claim_job_batch", "jobs_notify_enqueued"],
-        }
+        assert tables_and_functions(target) == APP_OBJECTS
     finally:
         drop_database(server_url, target)

@@ -60,29 +60,44 @@ def test_the_rendered_call_brings_its_import() -> None:
     assert context.imports == {"import sqla_jobqueue.alembic"}
 
 
-def test_the_grant_operations_write_their_sql_offline_and_reverse() -> None:
+def offline_sql(*operations_to_run: GrantJobQueueOp | RevokeJobQueueOp) -> list[str]:
+    """The statements the operations write in offline mode (``alembic upgrade --sql``)."""
     output = io.StringIO()
     context = MigrationContext.configure(
         dialect_name="postgresql", opts={"as_sql": True, "output_buffer": output}
     )
     operations = Operations(context)
+    for operation in operations_to_run:
+        operations.invoke(operation)
+    statements = output.getvalue().split(";\n\n")
+    assert statements[-1] == ""
+    return statements[:-1]
+
+
+WORKER_UPDATES = (
+    "UPDATE (status, worker_id, claimed_at, started_at, heartbeat_at, completed_at, attempts, "
+    "max_attempts, run_at, progress, current_stage, events_count, last_error, result, crashes)"
+)
+
+
+def test_the_grant_operations_write_their_sql_offline_and_reverse() -> None:
     grant = GrantJobQueueOp("tasks", enqueuer="web", worker="work", schema="app")
-    operations.invoke(grant)
-    operations.invoke(grant.reverse())
-    assert output.getvalue().split(";\n\n") == [
-        "GRANT SELECT (id, job_type, status, unique_key, created_at, run_at), INSERT (id, "
-        "job_type, data, priority, max_attempts, run_at, unique_key) ON TABLE app.tasks TO web",
-        "GRANT SELECT, UPDATE (status, worker_id, claimed_at, started_at, heartbeat_at, "
-        "completed_at, attempts, max_attempts, run_at, progress, current_stage, events_count, "
-        "last_error, result, crashes), DELETE ON TABLE app.tasks TO work",
+    enqueuer = (
+        "SELECT (id, job_type, status, unique_key, created_at, run_at), INSERT (id, job_type, "
+        "data, priority, max_attempts, run_at, unique_key, depends_on), UPDATE (awaited) "
+        "ON TABLE app.tasks"
+    )
+    assert offline_sql(grant, grant.reverse()) == [
+        f"GRANT {enqueuer} TO web",
+        f"GRANT SELECT, {WORKER_UPDATES}, DELETE ON TABLE app.tasks TO work",
         "GRANT EXECUTE ON FUNCTION app.claim_tasks_batch(varchar, varchar[], integer) TO work",
-        "REVOKE SELECT (id, job_type, status, unique_key, created_at, run_at), INSERT (id, "
-        "job_type, data, priority, max_attempts, run_at, unique_key) ON TABLE app.tasks FROM web",
+        "GRANT EXECUTE ON FUNCTION app.tasks_settle_waiting(uuid, integer) TO work",
+        "GRANT SELECT ON TABLE app.tasks_controls TO work",
+        f"REVOKE {enqueuer} FROM web",
         "REVOKE EXECUTE ON FUNCTION app.claim_tasks_batch(varchar, varchar[], integer) FROM work",
-        "REVOKE SELECT, UPDATE (status, worker_id, claimed_at, started_at, heartbeat_at, "
-        "completed_at, attempts, max_attempts, run_at, progress, current_stage, events_count, "
-        "last_error, result, crashes), DELETE ON TABLE app.tasks FROM work",
-        "",
+        "REVOKE EXECUTE ON FUNCTION app.tasks_settle_waiting(uuid, integer) FROM work",
+        "REVOKE SELECT ON TABLE app.tasks_controls FROM work",
+        f"REVOKE SELECT, {WORKER_UPDATES}, DELETE ON TABLE app.tasks FROM work",
     ]
     back = grant.reverse()
     assert isinstance(back, RevokeJobQueueOp)
@@ -90,6 +105,24 @@ def test_the_grant_operations_write_their_sql_offline_and_reverse() -> None:
         "grant_job_queue", "tasks", "web", "work", "app", "claim_tasks_batch",
         CURRENT_GRANTS_VERSION,
     )  # fmt: skip
+
+
+def test_a_grant_of_version_2_writes_what_it_always_wrote() -> None:
+    """A revision written before version 3 keeps granting version 2: no settle function
+    and no controls table, which its database does not have."""
+    grant = GrantJobQueueOp("tasks", enqueuer="web", worker="work", schema="app", version=2)
+    enqueuer = (
+        "SELECT (id, job_type, status, unique_key, created_at, run_at), INSERT (id, job_type, "
+        "data, priority, max_attempts, run_at, unique_key) ON TABLE app.tasks"
+    )
+    assert offline_sql(grant, grant.reverse()) == [
+        f"GRANT {enqueuer} TO web",
+        f"GRANT SELECT, {WORKER_UPDATES}, DELETE ON TABLE app.tasks TO work",
+        "GRANT EXECUTE ON FUNCTION app.claim_tasks_batch(varchar, varchar[], integer) TO work",
+        f"REVOKE {enqueuer} FROM web",
+        "REVOKE EXECUTE ON FUNCTION app.claim_tasks_batch(varchar, varchar[], integer) FROM work",
+        f"REVOKE SELECT, {WORKER_UPDATES}, DELETE ON TABLE app.tasks FROM work",
+    ]
 
 
 @pytest.mark.parametrize(

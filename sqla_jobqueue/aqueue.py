@@ -248,6 +248,7 @@ class AsyncJobQueue(plans.QueueCore[J]):
         timeout: float | timedelta,
         *,
         poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
+        listen: bool = True,
     ) -> J:
         """Wait until a job is finished and return it: :meth:`JobQueue.wait
         <sqla_jobqueue.JobQueue.wait>`, awaited (notifications through psycopg 3 or
@@ -257,7 +258,7 @@ class AsyncJobQueue(plans.QueueCore[J]):
         engine = AsyncEngine(self.session.sync_session.get_bind(mapper=self.model).engine)
         async with engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
-            plan = plans.wait(self, job, timeout, poll_interval)
+            plan = plans.wait(self, job, timeout, poll_interval, listen)
             job_id = await await_plan(connection, plan)
         return await self.get(job_id)
 

@@ -330,6 +330,7 @@ class JobQueue(plans.QueueCore[J]):
         timeout: float | timedelta,
         *,
         poll_interval: float | timedelta = DEFAULT_POLL_INTERVAL,
+        listen: bool = True,
     ) -> J:
         """Wait until a job is finished (completed, failed or cancelled) and return it.
 
@@ -353,6 +354,10 @@ class JobQueue(plans.QueueCore[J]):
             Seconds (or a ``timedelta``) to wait at most; 0 looks once.
         poll_interval:
             Seconds between two reads of the job's status.
+        listen:
+            ``False`` to poll only: for an engine that reaches PostgreSQL through a
+            transaction pooler (PgBouncer with ``pool_mode = transaction``), where a
+            ``LISTEN`` hears nothing and would stay behind on a pooled server connection.
 
         Raises
         ------
@@ -366,7 +371,7 @@ class JobQueue(plans.QueueCore[J]):
         engine = self.session.get_bind(mapper=self.model).engine
         with engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT")
-            job_id = wait_plan(connection, plans.wait(self, job, timeout, poll_interval))
+            job_id = wait_plan(connection, plans.wait(self, job, timeout, poll_interval, listen))
         return self.get(job_id)
 
     def pause(self, job_types: Sequence[str], *, reason: str | None = None) -> list[str]:

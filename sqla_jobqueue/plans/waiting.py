@@ -6,7 +6,8 @@ job must never wait for the waiter's transaction. Besides statements it yields
 :class:`Listen` (answered with whether notifications can be heard on that connection) and
 :class:`Notice` (answered once the job's id was announced, or the time given has passed).
 
-The order closes every gap: listen first, then mark the job, then read its status. A job
+The order closes every gap: listen first, then mark the job, then read its status (a
+wait told not to listen marks nothing and only reads). A job
 that finished before the mark committed is seen by the read; one that finishes after it
 is announced while the connection listens. The read repeats at least every
 ``poll_interval``, for a connection that cannot listen (a transaction pooler) or a
@@ -65,7 +66,9 @@ def check_seconds(value: object, what: str) -> float:
     return float(seconds)
 
 
-def wait(q: QueueCore[J], job: JobRef, timeout: object, poll_interval: object) -> WaitPlan:
+def wait(
+    q: QueueCore[J], job: JobRef, timeout: object, poll_interval: object, listen: bool = True
+) -> WaitPlan:
     """:meth:`JobQueue.wait` up to loading the job: returns its id once it is finished.
 
     Raises :class:`JobNotFoundError` and :class:`WaitTimeoutError`.
@@ -76,13 +79,13 @@ def wait(q: QueueCore[J], job: JobRef, timeout: object, poll_interval: object) -
     if poll == 0:
         raise InvalidJobError("poll_interval must be more than 0 seconds")
     deadline = time.monotonic() + seconds
-    table = q.table
-    schema = table.schema
-    if schema is None:
-        schema = str((yield q.statements.current_schema()).scalar_one())
-    channel = QueueObjects(schema, table.name, claim_function_name(table)).finished_channel
-    yield Listen(channel)
-    yield q.statements.mark_awaited(job_id)
+    if listen:
+        table = q.table
+        schema = table.schema
+        if schema is None:
+            schema = str((yield q.statements.current_schema()).scalar_one())
+        yield Listen(QueueObjects(schema, table.name, claim_function_name(table)).finished_channel)
+        yield q.statements.mark_awaited(job_id)
     while True:
         status = (yield q.statements.status_of(job_id)).scalar_one_or_none()
         if status is None:

@@ -177,6 +177,26 @@ def test_without_the_notification_the_wait_polls(
         assert queue.wait(job_id, timeout=60, poll_interval=0.05).status == JobStatus.COMPLETED
 
 
+def test_a_wait_that_does_not_listen_polls_and_marks_nothing(
+    executor: Executor, engine: Engine, in_background: Callable[[Callable[[], None]], None]
+) -> None:
+    """``listen=False``, for an engine behind a transaction pooler."""
+    job_id = enqueue(executor)
+
+    def finish_once_polled() -> None:
+        with Session(engine) as session, session.begin():
+            complete(JobQueue(session, worker_id="finisher"), job_id)
+
+    with executor.begin() as queue, pytest.raises(WaitTimeoutError):
+        queue.wait(job_id, timeout=0.1, poll_interval=0.05, listen=False)
+    assert not awaited(engine, job_id)
+    in_background(finish_once_polled)
+    with executor.begin() as queue:
+        job = queue.wait(job_id, timeout=60, poll_interval=0.05, listen=False)
+        assert job.status == JobStatus.COMPLETED
+    assert not awaited(engine, job_id)
+
+
 def test_waiting_for_a_job_that_does_not_exist(executor: Executor) -> None:
     missing = uuid.uuid4()
     with executor.begin() as queue, pytest.raises(JobNotFoundError) as raised:

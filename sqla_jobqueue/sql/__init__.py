@@ -168,6 +168,7 @@ class QueueObjects:
             settle_function=self._qualified(self.settle_function),
             controls_table=self._qualified(controls_table_name(self.table)),
             settle_signature=self.settle_signature,
+            settle_lock=_literal(f"sqla_jobqueue settle {self.schema}.{self.table}"),
             comment=_literal(self.comment(version)),
         )
         statements = (_strip_leading_comments(s) for s in _STATEMENT_SEPARATOR.split(text))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,43 @@ def test_depending_on_a_job_that_failed_or_with_a_unique_key_is_refused(
     with executor.begin() as queue, pytest.raises(InvalidJobError, match="unique_key"):
         queue.enqueue("step", depends_on=[parent.id], unique_key="k")
     assert set(rows(engine, [parent.id])) == {parent.id}
+
+
+def test_the_last_two_dependencies_finishing_at_once_release_the_job(engine: Engine) -> None:
+    """Two transactions each complete one of a job's two dependencies, the second before
+    the first commits: the second's settlement waits for the first's commit and then sees
+    both completed, so the job is pending without the settling duty."""
+    with Session(engine) as session, session.begin():
+        queue = JobQueue(session)
+        parents = [queue.enqueue("step").id for _ in range(2)]
+        child = queue.enqueue("step", depends_on=parents).id
+    with Session(engine) as session, session.begin():
+        claimed = {j.id: j.attempts for j in JobQueue(session, worker_id="w").claim(None, 2)}
+    assert set(claimed) == set(parents)
+    first, second = parents
+    finished = threading.Event()
+
+    def complete_second() -> None:
+        with Session(engine) as other, other.begin():
+            JobQueue(other, worker_id="w").complete(second, attempt=claimed[second])
+        finished.set()
+
+    with Session(engine) as session, session.begin():
+        JobQueue(session, worker_id="w").complete(first, attempt=claimed[first])
+        thread = threading.Thread(target=complete_second)
+        thread.start()
+
+        def settling_waits() -> bool:
+            with engine.connect() as connection:
+                query = text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                )
+                return bool(connection.execute(query).scalar_one())
+
+        wait_for(lambda: finished.is_set() or settling_waits(), what="the second settlement")
+    thread.join(30)
+    assert finished.is_set()
+    assert rows(engine, [child])[child].status == "pending"
 
 
 def test_the_settler_releases_and_cancels_what_a_race_left_waiting(engine: Engine) -> None:

@@ -33,10 +33,10 @@ BEGIN
           AND candidate.run_at <= statement_timestamp()
           AND candidate.attempts < candidate.max_attempts
           AND (candidate.crashes = 0 OR p_batch_size = 1)
-          AND candidate.job_type <> ALL (ARRAY(
-              SELECT controls.job_type FROM {controls_table} AS controls
-              WHERE controls.paused_at IS NOT NULL
-          ))
+          AND NOT EXISTS (
+              SELECT 1 FROM {controls_table} AS controls
+              WHERE controls.job_type = candidate.job_type AND controls.paused_at IS NOT NULL
+          )
         ORDER BY candidate.priority DESC, candidate.created_at, candidate.id
         LIMIT p_batch_size
         FOR NO KEY UPDATE SKIP LOCKED
@@ -65,18 +65,22 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $notify$
 BEGIN
+    -- By primary key (id = ANY(ARRAY(...))): a join to the transition table, whose size
+    -- the planner cannot know, plans as a scan of the whole table.
     UPDATE {table} AS job
     SET status = 'waiting'
-    FROM new_jobs
-    WHERE new_jobs.depends_on IS NOT NULL
-      AND job.id = new_jobs.id
-      AND job.status = 'pending'
-      AND EXISTS (
-          SELECT 1
-          FROM unnest(new_jobs.depends_on) AS dependency(id)
-          LEFT JOIN {table} AS parent ON parent.id = dependency.id
-          WHERE parent.status IS DISTINCT FROM 'completed'
-      );
+    WHERE job.status = 'pending'
+      AND job.id = ANY (ARRAY(
+          SELECT new_jobs.id
+          FROM new_jobs
+          WHERE new_jobs.depends_on IS NOT NULL
+            AND EXISTS (
+                SELECT 1
+                FROM unnest(new_jobs.depends_on) AS dependency(id)
+                LEFT JOIN {table} AS parent ON parent.id = dependency.id
+                WHERE parent.status IS DISTINCT FROM 'completed'
+            )
+      ));
     PERFORM pg_notify({channel}, enqueued.job_type)
     FROM (SELECT DISTINCT job_type FROM new_jobs) AS enqueued;
     RETURN NULL;
@@ -105,6 +109,19 @@ DECLARE
     released_types varchar[];
     cancelled_count integer;
 BEGIN
+    -- Settlements of a job's dependents wait for each other, and each reads what the one
+    -- before it committed: the last two jobs a job depends on, finishing in two
+    -- transactions at once, would otherwise each see the other unfinished. Jobs nothing
+    -- depends on take no lock.
+    IF p_finished IS NOT NULL THEN
+        IF NOT EXISTS (
+            SELECT 1 FROM {table} AS waiting
+            WHERE waiting.status = 'waiting' AND waiting.depends_on @> ARRAY[p_finished]
+        ) THEN
+            RETURN 0;
+        END IF;
+        PERFORM pg_advisory_xact_lock(hashtextextended({settle_lock}, 0));
+    END IF;
     -- Waiting jobs that depend on p_finished (on anything when it is NULL) whose
     -- dependencies have all completed become pending; rows others have locked are left
     -- to them or to the next settling.

@@ -130,15 +130,13 @@ def _claimable(table: Table, job_types: Any | None, crashed: bool | None) -> lis
         conditions.append(c.crashes > zero if crashed else c.crashes == zero)
     if job_types is not None:
         conditions.append(c.job_type == any_(job_types))
-    # Not a paused type. An anti-join keeps the claim index's order and its estimate; a
-    # "job_type <> ALL(ARRAY(paused))" made the planner expect no row and sort a scan.
+    # Not a paused type: NOT IN a subquery is a hashed SubPlan, read once per statement and
+    # probed per row, and the claim index is still read in order. A "job_type <> ALL(ARRAY
+    # (paused))" made the planner expect no row and sort a scan; a NOT EXISTS rescanned the
+    # controls table for every row.
     controls = controls_table(table)
-    paused = (
-        select(controls.c.job_type)
-        .where(controls.c.job_type == c.job_type, controls.c.paused_at.is_not(None))
-        .exists()
-    )
-    conditions.append(~paused)
+    paused = select(controls.c.job_type).where(controls.c.paused_at.is_not(None))
+    conditions.append(c.job_type.not_in(paused))
     return conditions
 
 

@@ -33,9 +33,9 @@ BEGIN
           AND candidate.run_at <= statement_timestamp()
           AND candidate.attempts < candidate.max_attempts
           AND (candidate.crashes = 0 OR p_batch_size = 1)
-          AND NOT EXISTS (
-              SELECT 1 FROM {controls_table} AS controls
-              WHERE controls.job_type = candidate.job_type AND controls.paused_at IS NOT NULL
+          AND candidate.job_type NOT IN (
+              SELECT controls.job_type FROM {controls_table} AS controls
+              WHERE controls.paused_at IS NOT NULL
           )
         ORDER BY candidate.priority DESC, candidate.created_at, candidate.id
         LIMIT p_batch_size

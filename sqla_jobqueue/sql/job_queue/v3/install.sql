@@ -105,22 +105,26 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $settle$
 DECLARE
+    most integer;
     released_count integer;
     released_types varchar[];
     cancelled_count integer;
 BEGIN
-    -- Settlements of a job's dependents wait for each other, and each reads what the one
-    -- before it committed: the last two jobs a job depends on, finishing in two
-    -- transactions at once, would otherwise each see the other unfinished. Jobs nothing
-    -- depends on take no lock.
+    -- Settlements of jobs that depend on several others wait for each other, and each
+    -- reads what the one before it committed: the last two jobs such a job depends on,
+    -- finishing in two transactions at once, would otherwise each see the other
+    -- unfinished. A job with one dependency (a chain) needs no lock, and jobs nothing
+    -- depends on return at once.
     IF p_finished IS NOT NULL THEN
-        IF NOT EXISTS (
-            SELECT 1 FROM {table} AS waiting
-            WHERE waiting.status = 'waiting' AND waiting.depends_on @> ARRAY[p_finished]
-        ) THEN
+        SELECT max(cardinality(waiting.depends_on)) INTO most
+        FROM {table} AS waiting
+        WHERE waiting.status = 'waiting' AND waiting.depends_on @> ARRAY[p_finished];
+        IF most IS NULL THEN
             RETURN 0;
         END IF;
-        PERFORM pg_advisory_xact_lock(hashtextextended({settle_lock}, 0));
+        IF most > 1 THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended({settle_lock}, 0));
+        END IF;
     END IF;
     -- Waiting jobs that depend on p_finished (on anything when it is NULL) whose
     -- dependencies have all completed become pending; rows others have locked are left

@@ -27,6 +27,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--before-name", help="what DIR holds, for the JSON (a commit of an exported tree)"
     )
+    parser.add_argument(
+        "--after-name", help="what --after holds, for the JSON (a commit of an exported tree)"
+    )
     parser.add_argument("--system", default="sqla_jobqueue")
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=7)
@@ -132,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         rates = from_release
     medians = {label: statistics.median(values) for label, values in rates.items()}
     out = {
+        "command": " ".join(
+            ["python -m benchmarks.refs", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "date": started,
         "system": args.system,
         "jobs": args.jobs,
@@ -139,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "params": params,
         "commits": {
             "before": args.before_name or _describe(roots["before"]),
-            "after": _describe(roots["after"]),
+            "after": args.after_name or _describe(roots["after"]),
         },
         "modes": modes,
         "orders": orders,

@@ -16,7 +16,7 @@ from .backoff import Backoff
 from .handlers import AsyncJobContext, Cancel, JobContext, Registry, Retry, Snooze
 from .model import Job, JobMixin, JobStatus, Priority, metadata
 from .plans.bulk import JobFilter
-from .queue import JobQueue, PausedType, QueueStats
+from .queue import JobQueue, PausedType, QueueStats, TypeLimits
 from .schedules import Cron, Every, JobSchedule, JobScheduleMixin, Missed
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ __all__ = [
     "Registry",
     "Retry",
     "Snooze",
+    "TypeLimits",
     "Worker",
     "metadata",
 ]

@@ -26,7 +26,7 @@ from . import plans
 from . import validation as check
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .model import DEFAULT_MAX_ATTEMPTS, Job, JobMixin, Priority
-from .plans import JobRef, PausedType, QueueStats
+from .plans import JobRef, PausedType, QueueStats, TypeLimits
 from .plans.bulk import DEFAULT_CHUNK_SIZE, BulkAction, JobFilter
 from .plans.core import Isolation, isolation_of
 from .plans.waiting import DEFAULT_POLL_INTERVAL
@@ -147,6 +147,7 @@ class AsyncJobQueue(plans.QueueCore[J]):
         run_at: datetime | timedelta | None = None,
         unique_key: str | None = None,
         depends_on: Iterable[JobRef] | None = None,
+        concurrency_key: str | None = None,
     ) -> J:
         """Add a job in the caller's transaction and return it: :meth:`JobQueue.enqueue
         <sqla_jobqueue.JobQueue.enqueue>`, awaited."""
@@ -158,6 +159,7 @@ class AsyncJobQueue(plans.QueueCore[J]):
             "run_at": run_at,
             "unique_key": unique_key,
             "depends_on": depends_on,
+            "concurrency_key": concurrency_key,
         }
         return await self._run(plans.enqueue(self, spec))
 
@@ -270,6 +272,31 @@ class AsyncJobQueue(plans.QueueCore[J]):
         """Resume paused job types: :meth:`JobQueue.resume <sqla_jobqueue.JobQueue.resume>`,
         awaited."""
         return await self._run(plans.resume(self, job_types))
+
+    async def limit(
+        self,
+        job_type: str,
+        *,
+        max_running: int | None = None,
+        max_running_per_key: int | None = None,
+        rate_limit: int | None = None,
+        rate_period: timedelta | float = 1.0,
+    ) -> TypeLimits:
+        """Limit a job type: :meth:`JobQueue.limit <sqla_jobqueue.JobQueue.limit>`,
+        awaited."""
+        return await self._run(
+            plans.limit(self, job_type, max_running, max_running_per_key, rate_limit, rate_period)
+        )
+
+    async def remove_limits(self, job_types: Sequence[str]) -> list[str]:
+        """Remove every limit of job types: :meth:`JobQueue.remove_limits
+        <sqla_jobqueue.JobQueue.remove_limits>`, awaited."""
+        return await self._run(plans.remove_limits(self, job_types))
+
+    async def limits(self) -> list[TypeLimits]:
+        """The limited job types: :meth:`JobQueue.limits <sqla_jobqueue.JobQueue.limits>`,
+        awaited."""
+        return await self._run(plans.limits(self))
 
     async def paused(self) -> list[PausedType]:
         """The paused job types: :meth:`JobQueue.paused <sqla_jobqueue.JobQueue.paused>`,

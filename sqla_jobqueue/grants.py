@@ -5,9 +5,10 @@ touch, column by column where that is what least privilege means:
 
 ``enqueuer`` (the web application)
     ``INSERT`` of the columns a job is enqueued with (``id``, ``job_type``, ``data``,
-    ``priority``, ``max_attempts``, ``run_at``, ``unique_key`` and, since version 3,
-    ``depends_on``: a job cannot be written as running or finished; the insert trigger,
-    as the table's owner, makes a job that depends on others ``waiting``), ``SELECT`` of
+    ``priority``, ``max_attempts``, ``run_at``, ``unique_key``, since version 3
+    ``depends_on`` and since version 4 ``concurrency_key``: a job cannot be written as
+    running or finished; the insert trigger, as the table's owner, makes a job that
+    depends on others ``waiting``), ``SELECT`` of
     the columns that say which job holds a ``unique_key`` and where it stands (``id``,
     ``job_type``, ``status``, ``unique_key``, ``created_at``, ``run_at``): ``INSERT …
     RETURNING`` and ``ON CONFLICT`` read them; and ``UPDATE`` of ``awaited`` alone, to
@@ -18,16 +19,18 @@ touch, column by column where that is what least privilege means:
     ``SELECT`` of the table (it runs what it claims), ``UPDATE`` of the columns that record
     a job's state and progress (never what was asked: ``job_type``, ``data``, ``priority``,
     ``unique_key``, ``created_at``), ``DELETE`` (its pruning duty) and ``EXECUTE`` on the
-    claim function and (version 3) the settle function, and ``SELECT`` of the controls
-    table (claims pass over paused types). A worker whose handlers enqueue jobs is an
-    enqueuer too.
+    claim function and (version 3) the settle function and (version 4) the limited claim
+    function, and ``SELECT`` of the controls table (claims pass over paused types) and,
+    since version 4, ``UPDATE`` of its ``rate_tokens`` and ``rate_refilled_at``: a claim of
+    a limited type locks its row and takes tokens from its rate limit's bucket. A worker
+    whose handlers enqueue jobs is an enqueuer too.
 ``monitor`` (``status``, ``watch``, ``list``, ``show``)
     ``SELECT`` of the table and its controls table, nothing else.
 ``operator`` (``cancel``, ``retry``, ``recover``, ``prune``, and the monitor's reads)
     ``SELECT``, ``UPDATE`` of the state columns those four write (and ``awaited``),
     ``DELETE``, ``EXECUTE`` on the settle function (cancelling a job settles the jobs
     that depend on it), and ``SELECT``, ``INSERT``, ``UPDATE`` of the controls table
-    (``pause``, ``resume``).
+    (``pause``, ``resume``, ``limit``).
 ``migrator``
     Owns the table and its functions, so that it can alter, replace and drop them
     (``ALTER … OWNER TO``); it is the role that runs the migrations.
@@ -67,7 +70,7 @@ __all__ = [
     "revoke_statements",
 ]
 
-CURRENT_GRANTS_VERSION = 3
+CURRENT_GRANTS_VERSION = 4
 """The version of the roles' privileges that this release grants."""
 
 _preparer = PGDialect().identifier_preparer  # type: ignore[no-untyped-call]
@@ -184,10 +187,26 @@ def _version_3() -> dict[RoleKind, RolePrivileges]:
     return roles
 
 
+def _version_4() -> dict[RoleKind, RolePrivileges]:
+    """Version 3, and limits: an enqueuer gives a job its ``concurrency_key``; a worker
+    runs the limited claim function (with the claim function's ``EXECUTE``), which locks
+    the controls rows of limited types and writes their rate limits' buckets."""
+    roles = _version_3()
+    enqueuer = roles[RoleKind.ENQUEUER]
+    roles[RoleKind.ENQUEUER] = replace(
+        enqueuer, insert=(*(enqueuer.insert or ()), "concurrency_key")
+    )
+    roles[RoleKind.WORKER] = replace(
+        roles[RoleKind.WORKER], controls=("SELECT", "UPDATE (rate_tokens, rate_refilled_at)")
+    )
+    return roles
+
+
 _VERSIONS: dict[int, dict[RoleKind, RolePrivileges]] = {
     1: _version_1(),
     2: _version_2(),
     3: _version_3(),
+    4: _version_4(),
 }
 
 
@@ -311,14 +330,19 @@ def grant_statements(
                     f"ALTER FUNCTION {function}() OWNER TO {grantee}",
                     f"ALTER FUNCTION {_settle_signature(objects, schema)} OWNER TO {grantee}",
                 ]
+            if version >= 4:
+                statements.append(
+                    f"ALTER FUNCTION {_limited_claim_signature(objects, schema)} OWNER TO {grantee}"
+                )
             continue
         statements.append(
             f"GRANT {', '.join(_table_privileges(granted))} ON TABLE {qualified_table} TO {grantee}"
         )
         if granted.execute_claim_function:
-            statements.append(
-                f"GRANT EXECUTE ON FUNCTION {_claim_signature(objects, schema)} TO {grantee}"
-            )
+            statements += [
+                f"GRANT EXECUTE ON FUNCTION {signature} TO {grantee}"
+                for signature in _claim_signatures(objects, schema, version)
+            ]
         if granted.execute_settle_function:
             statements.append(
                 f"GRANT EXECUTE ON FUNCTION {_settle_signature(objects, schema)} TO {grantee}"
@@ -357,9 +381,10 @@ def revoke_statements(
         granted = privileges(kind, version)
         grantee = _preparer.quote(role)
         if granted.execute_claim_function:
-            statements.append(
-                f"REVOKE EXECUTE ON FUNCTION {_claim_signature(objects, schema)} FROM {grantee}"
-            )
+            statements += [
+                f"REVOKE EXECUTE ON FUNCTION {signature} FROM {grantee}"
+                for signature in _claim_signatures(objects, schema, version)
+            ]
         if granted.execute_settle_function:
             statements.append(
                 f"REVOKE EXECUTE ON FUNCTION {_settle_signature(objects, schema)} FROM {grantee}"
@@ -378,6 +403,22 @@ def revoke_statements(
 
 def _claim_signature(objects: QueueObjects, schema: str | None) -> str:
     return f"{_name(schema, objects.claim_function)}(varchar, varchar[], integer)"
+
+
+def _limited_claim_signature(objects: QueueObjects, schema: str | None) -> str:
+    return (
+        f"{_name(schema, objects.limited_claim_function)}"
+        "(varchar, varchar[], integer, varchar, boolean)"
+    )
+
+
+def _claim_signatures(objects: QueueObjects, schema: str | None, version: int) -> list[str]:
+    """The claim functions a worker executes: since version 4, the claim function calls
+    the limited claim function, as the worker's claims of limited types do."""
+    signatures = [_claim_signature(objects, schema)]
+    if version >= 4:
+        signatures.append(_limited_claim_signature(objects, schema))
+    return signatures
 
 
 def _settle_signature(objects: QueueObjects, schema: str | None) -> str:

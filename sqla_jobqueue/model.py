@@ -36,9 +36,11 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Double,
     Enum,
     Index,
     Integer,
+    Interval,
     MetaData,
     String,
     Table,
@@ -51,14 +53,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from .errors import ModelError
 from .ids import new_job_id
-from .sql import MAX_IDENTIFIER_LENGTH, controls_table_name
+from .sql import MAX_IDENTIFIER_LENGTH, controls_table_name, short_identifier
 
 __all__ = [
     "FINISHED_PREDICATE",
     "FINISHED_STATUSES",
     "HELD_STATUSES",
     "JOB_TABLE_STORAGE",
+    "KEYED_HELD_PREDICATE",
+    "KEYED_PENDING_PREDICATE",
     "LIVE_STATUSES",
+    "MAX_CONCURRENCY_KEY_LENGTH",
     "MAX_DEPENDENCIES",
     "RUNS_ALONE_PREDICATE",
     "UNFINISHED_STATUSES",
@@ -170,6 +175,21 @@ RUNS_ALONE_PREDICATE = f"status = '{JobStatus.PENDING.value}' AND crashes > 0"
 job is claimed only by a worker running nothing else, and by itself, so that a crash while
 it runs is its own (see docs/reliability.md)."""
 
+MAX_CONCURRENCY_KEY_LENGTH = 255
+"""Longest ``concurrency_key``, in characters."""
+
+KEYED_PENDING_PREDICATE = f"status = '{JobStatus.PENDING.value}' AND concurrency_key IS NOT NULL"
+"""Pending jobs with a concurrency key, indexed by type, key and age: a claim of a type
+limited per key finds whether a job has older ones of its key still to run."""
+
+KEYED_HELD_PREDICATE = (
+    f"status IN ({status_list_sql(HELD_STATUSES)}) AND concurrency_key IS NOT NULL"
+)
+"""Claimed and running jobs with a concurrency key, indexed by key and type: a claim of a
+type limited per key counts those of a job's key (the key first, so that a naming
+convention by first column does not name it as the pending jobs' index). Jobs without a
+key are in neither index, so the two cost nothing to applications that never set one."""
+
 _INFO_KEY = "sqla_jobqueue"
 _CONTROLS_INFO_KEY = "sqla_jobqueue_controls"
 _DEFAULT_IX_CONVENTION = "ix_%(column_0_label)s"
@@ -264,6 +284,7 @@ class JobMixin:
     crashes: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     depends_on: Mapped[list[uuid.UUID] | None] = mapped_column(ARRAY(Uuid))
     awaited: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    concurrency_key: Mapped[str | None] = mapped_column(String(MAX_CONCURRENCY_KEY_LENGTH))
 
     @declared_attr.directive
     @classmethod
@@ -323,6 +344,20 @@ class JobMixin:
                 postgresql_where=text(WAITING_PREDICATE),
             ),
             Index(
+                index_name("keyed_pending"),
+                "job_type",
+                "concurrency_key",
+                "created_at",
+                "id",
+                postgresql_where=text(KEYED_PENDING_PREDICATE),
+            ),
+            Index(
+                index_name("keyed_held"),
+                "concurrency_key",
+                "job_type",
+                postgresql_where=text(KEYED_HELD_PREDICATE),
+            ),
+            Index(
                 index_name("finished"),
                 "completed_at",
                 postgresql_where=text(FINISHED_PREDICATE),
@@ -335,10 +370,20 @@ def _controls_table(metadata: MetaData, job_table: str, schema: str | None) -> T
     """The controls table of ``job_table``, added to ``metadata`` beside it.
 
     One row per job type that an operator controls: ``paused_at`` is set while the type
-    is paused (claims pass over its jobs) and ``reason`` says why.
+    is paused (claims pass over its jobs) and ``reason`` says why; ``max_running``,
+    ``max_running_per_key`` and ``rate_limit`` per ``rate_period`` limit the type's claims,
+    and ``rate_tokens`` (as of ``rate_refilled_at``) is what its rate limit's bucket held
+    after the last claim.
     """
     name = controls_table_name(job_table)
     key = name if schema is None else f"{schema}.{name}"
+
+    def check(purpose: str) -> str:
+        # As TableNames.check: by the metadata's convention when it names CHECKs.
+        if "ck" in metadata.naming_convention:
+            return purpose
+        return short_identifier(name, f"_{purpose}_check")
+
     existing = metadata.tables.get(key)
     if existing is not None:
         return existing
@@ -349,6 +394,19 @@ def _controls_table(metadata: MetaData, job_table: str, schema: str | None) -> T
         Column("paused_at", DateTime(timezone=True)),
         Column("reason", Text),
         Column("updated_at", DateTime(timezone=True), server_default=text("now()"), nullable=False),
+        Column("max_running", Integer),
+        Column("max_running_per_key", Integer),
+        Column("rate_limit", Integer),
+        Column("rate_period", Interval),
+        Column("rate_tokens", Double),
+        Column("rate_refilled_at", DateTime(timezone=True)),
+        CheckConstraint("max_running >= 1", name=check("max_running")),
+        CheckConstraint("max_running_per_key >= 1", name=check("max_running_per_key")),
+        CheckConstraint(
+            "(rate_limit IS NULL) = (rate_period IS NULL) "
+            "AND rate_limit >= 1 AND rate_period > interval '0'",
+            name=check("rate"),
+        ),
         schema=schema,
         info={_CONTROLS_INFO_KEY: {"job_table": job_table}},
     )

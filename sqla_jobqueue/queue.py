@@ -30,14 +30,14 @@ from . import plans
 from . import validation as check
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .model import DEFAULT_MAX_ATTEMPTS, Job, JobMixin, Priority
-from .plans import JobRef, PausedType, QueueStats
+from .plans import JobRef, PausedType, QueueStats, TypeLimits
 from .plans.bulk import DEFAULT_CHUNK_SIZE, BulkAction, JobFilter
 from .plans.core import Isolation, isolation_of
 from .plans.waiting import DEFAULT_POLL_INTERVAL
 from .statements import Bound
 from .waiting import wait_plan
 
-__all__ = ["JobQueue", "PausedType", "QueueStats"]
+__all__ = ["JobQueue", "PausedType", "QueueStats", "TypeLimits"]
 
 J = TypeVar("J", bound=JobMixin)
 T = TypeVar("T")
@@ -146,6 +146,7 @@ class JobQueue(plans.QueueCore[J]):
         run_at: datetime | timedelta | None = None,
         unique_key: str | None = None,
         depends_on: Iterable[JobRef] | None = None,
+        concurrency_key: str | None = None,
     ) -> J:
         """Add a job in the caller's transaction and return it.
 
@@ -175,6 +176,11 @@ class JobQueue(plans.QueueCore[J]):
             this transaction's view) and not have failed or been cancelled already; at
             most 100. Until this transaction commits, a worker finishing one of them
             waits for it: keep it short. Not with ``unique_key``.
+        concurrency_key:
+            Groups jobs of a type for the type's limit per key (see :meth:`limit`): with
+            ``max_running_per_key=1``, the jobs of one key run one at a time, oldest
+            first, whatever the workers. Up to 255 characters; without a limit per key
+            it changes nothing.
 
         Raises
         ------
@@ -189,6 +195,7 @@ class JobQueue(plans.QueueCore[J]):
             "run_at": run_at,
             "unique_key": unique_key,
             "depends_on": depends_on,
+            "concurrency_key": concurrency_key,
         }
         return self._run(plans.enqueue(self, spec))
 
@@ -392,6 +399,57 @@ class JobQueue(plans.QueueCore[J]):
         """Resume paused job types: their due jobs are claimed again. Returns the types
         that were paused (a type that was not is left as it is)."""
         return self._run(plans.resume(self, job_types))
+
+    def limit(
+        self,
+        job_type: str,
+        *,
+        max_running: int | None = None,
+        max_running_per_key: int | None = None,
+        rate_limit: int | None = None,
+        rate_period: timedelta | float = 1.0,
+    ) -> TypeLimits:
+        """Limit a job type, on every worker: its limits are those given, and a limit left
+        ``None`` is removed. Every claim keeps them (the workers', the repository's and
+        ``claim_job_batch``'s); a job that cannot run now is not claimed, loses no attempt,
+        and is claimed once it can. Workers learn of a type's first limit within two
+        seconds and claim none of its jobs meanwhile. Returns the type's limits.
+
+        Parameters
+        ----------
+        job_type:
+            The type to limit.
+        max_running:
+            Most of its jobs claimed or running at once, across all workers.
+        max_running_per_key:
+            Most of its jobs of one ``concurrency_key`` claimed or running at once (jobs
+            without a key are not limited by it). Each key's jobs are claimed oldest
+            first (by ``created_at``): with 1, they run one at a time, in order, and a job
+            waiting for a retry holds back the later ones of its key.
+        rate_limit:
+            Most of its jobs claimed per ``rate_period``: a token bucket that holds at most
+            ``rate_limit`` tokens (the largest burst), refilled at ``rate_limit`` per
+            ``rate_period``; it starts full. Over any time span T, at most ``rate_limit *
+            (1 + T / rate_period)`` jobs are claimed.
+        rate_period:
+            A ``timedelta`` or seconds; one second by default.
+
+        Raises
+        ------
+        InvalidJobError
+            No limit given, or one that is not a positive int; nothing is written.
+        """
+        return self._run(
+            plans.limit(self, job_type, max_running, max_running_per_key, rate_limit, rate_period)
+        )
+
+    def remove_limits(self, job_types: Sequence[str]) -> list[str]:
+        """Remove every limit of these job types. Returns the types that had one."""
+        return self._run(plans.remove_limits(self, job_types))
+
+    def limits(self) -> list[TypeLimits]:
+        """The limited job types and their limits, by type."""
+        return self._run(plans.limits(self))
 
     def paused(self) -> list[PausedType]:
         """The paused job types, since when and why, by type."""

@@ -38,7 +38,7 @@ from .. import __version__
 from ..embedded import DataDirectoryError
 from ..errors import InvalidJobError, JobQueueError, ModelError
 from .bulk import bulk
-from .controls import pause, resume
+from .controls import limit, pause, resume, unlimit
 from .demo import demo
 from .engine import database_error
 from .exits import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, BadInput, Failure
@@ -83,6 +83,8 @@ for _command in (
     bulk,
     pause,
     resume,
+    limit,
+    unlimit,
     migrate,
     init_alembic,
     grants,

@@ -66,6 +66,11 @@ FULL_ID_WIDTH = 150
     "--unique-key", metavar="KEY", help="at most one live job per key: return the live one instead"
 )
 @click.option(
+    "--concurrency-key",
+    metavar="KEY",
+    help="the key its type's limit per key counts it under (sqla-jobqueue limit --per-key)",
+)
+@click.option(
     "--depends-on",
     "depends_on",
     type=JOB_ID,
@@ -82,6 +87,7 @@ def enqueue(
     run_at: datetime | timedelta | None,
     max_attempts: int,
     unique_key: str | None,
+    concurrency_key: str | None,
     depends_on: tuple[uuid.UUID | str, ...],
 ) -> int:
     """Add a job of type TYPE (which handler runs it)."""
@@ -93,6 +99,7 @@ def enqueue(
         "max_attempts": max_attempts,
         "run_at": run_at,
         "unique_key": unique_key,
+        "concurrency_key": concurrency_key,
     }
     check_job(job)  # the checks JobQueue.enqueue makes, before the embedded server starts
     with open_database(db) as engine, Session(engine) as session, session.begin():
@@ -105,6 +112,7 @@ def enqueue(
             run_at=run_at,
             unique_key=unique_key,
             depends_on=after,
+            concurrency_key=concurrency_key,
         )
         row = job_dict(written)
         existing = unique_key is not None and not _written_here(session, model, written.id)

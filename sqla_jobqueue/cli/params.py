@@ -29,6 +29,7 @@ __all__ = [
     "NAMES",
     "POSITIVE_INT",
     "PRIORITY",
+    "RATE",
     "RUN_AT",
     "STATUSES",
     "duration_text",
@@ -247,6 +248,28 @@ class _Names(_ParamType):
         return names
 
 
+class _Rate(_ParamType):
+    """``N/PERIOD``: at most N per PERIOD, a duration or a bare unit (``20/s``, ``500/5m``)."""
+
+    name = "rate"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        count, slash, period = str(value).partition("/")
+        if not slash:
+            self.fail(f"{value!r} is not N/PERIOD: write e.g. 20/s or 500/5m", param, ctx)
+        number = _PositiveInt().convert(count.strip(), param, ctx)
+        period = period.strip()
+        try:
+            duration = parse_duration(period if period[:1].isdigit() else "1" + period)
+        except ValueError as error:
+            self.fail(f"{value!r}: {error}", param, ctx)
+        if duration <= timedelta(0):
+            self.fail(f"{value!r}: the period must be longer than 0", param, ctx)
+        return number, duration
+
+
 DURATION = _Duration()
 """A duration (:func:`parse_duration`), as a :class:`~datetime.timedelta`."""
 POSITIVE_INT = _PositiveInt()
@@ -257,6 +280,8 @@ PRIORITY = _Priority()
 """A priority: a number, or a :class:`~sqla_jobqueue.model.Priority` name in any case."""
 JSON_OBJECT = _JsonObject()
 """A JSON object, as a ``dict``; NaN and Infinity are refused."""
+RATE = _Rate()
+"""A rate limit ``N/PERIOD``, as ``(N, timedelta)``."""
 RUN_AT = _RunAt()
 """When a job is due: a delay or a time with a zone."""
 NAMES = _Names()

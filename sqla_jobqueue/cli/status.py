@@ -16,6 +16,7 @@ from ..queue import JobQueue
 from ..schedules import schedule_table
 from ..statements import JobStatements
 from ..statements.schedules import ScheduleStatements
+from .controls import limits_dict, limits_text
 from .engine import open_database
 from .exits import EXIT_OK
 from .live import STATUSES, Snapshot, age_text, render_snapshot, repeatable_read, take_snapshot
@@ -55,6 +56,7 @@ def status(db: DatabaseOptions, as_json: bool, stale_after: timedelta, exact: bo
         stale = session.execute(*queue.statements.stale_count(stale_after)).scalar_one()
         schedules = _schedules(session, queue)
         paused = queue.paused()
+        limits = queue.limits()
     totals = {state: stats.total(state) for state in STATUSES}
     report = {
         "counts": stats.counts,
@@ -70,6 +72,7 @@ def status(db: DatabaseOptions, as_json: bool, stale_after: timedelta, exact: bo
             {"job_type": p.job_type, "paused_at": jsonable(p.paused_at), "reason": p.reason}
             for p in paused
         ],
+        "limits": [limits_dict(entry) for entry in limits],
     }
     if printer is None:
         print_json(report)
@@ -110,6 +113,8 @@ def status(db: DatabaseOptions, as_json: bool, stale_after: timedelta, exact: bo
             "Paused (no worker claims them; `sqla-jobqueue resume TYPE`): "
             + ", ".join(p.job_type for p in paused)
         )
+    for entry in limits:
+        printer.print(f"Limited {entry.job_type}: {limits_text(entry)}.")
     if schedules:
         periodic = Table(title="Periodic jobs (times in UTC)", title_justify="left")
         for column in ("schedule", "when", "last tick", "next tick"):

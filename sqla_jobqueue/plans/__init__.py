@@ -23,7 +23,16 @@ from .bulk import (
     reprioritize_where,
     retry_where,
 )
-from .controls import PausedType, pause, paused, resume
+from .controls import (
+    PausedType,
+    TypeLimits,
+    limit,
+    limits,
+    pause,
+    paused,
+    remove_limits,
+    resume,
+)
 from .core import Add, CanCopy, Copy, JobRef, Plan, QueueCore, Request, default_worker_id
 from .enqueue import ENQUEUE_PAGE_SIZE, check_job, enqueue, enqueue_many
 from .lifecycle import (
@@ -56,6 +65,7 @@ __all__ = [
     "QueueCore",
     "QueueStats",
     "Request",
+    "TypeLimits",
     "cancel",
     "cancel_where",
     "check_job",
@@ -70,11 +80,14 @@ __all__ = [
     "fail",
     "get",
     "heartbeat",
+    "limit",
+    "limits",
     "pause",
     "paused",
     "prune",
     "recover_stale",
     "release",
+    "remove_limits",
     "reprioritize_where",
     "resume",
     "retry",

@@ -19,7 +19,14 @@ from sqlalchemy.orm.attributes import instance_dict
 from .. import validation as check
 from ..errors import InvalidJobError, JobQueueError
 from ..ids import new_job_id, reserve_job_ids
-from ..model import DEFAULT_MAX_ATTEMPTS, MAX_DEPENDENCIES, JobMixin, JobStatus, Priority
+from ..model import (
+    DEFAULT_MAX_ATTEMPTS,
+    MAX_CONCURRENCY_KEY_LENGTH,
+    MAX_DEPENDENCIES,
+    JobMixin,
+    JobStatus,
+    Priority,
+)
 from ..statements import copy_data, loading
 from .core import Add, CanCopy, Copy, Plan, QueueCore, job_id_of
 
@@ -27,7 +34,9 @@ __all__ = ["ENQUEUE_PAGE_SIZE", "check_job", "enqueue", "enqueue_many"]
 
 J = TypeVar("J", bound=JobMixin)
 
-_ENQUEUE_KEYS = frozenset({"job_type", "data", "priority", "max_attempts", "run_at", "unique_key"})
+_ENQUEUE_KEYS = frozenset(
+    {"job_type", "data", "priority", "max_attempts", "run_at", "unique_key", "concurrency_key"}
+)
 _UNIQUE_RETRIES = 3
 ENQUEUE_PAGE_SIZE = 5_000
 """Most jobs one ``INSERT`` of ``enqueue_many`` writes."""
@@ -47,6 +56,9 @@ def check_job(
     unique_key = spec.get("unique_key")
     if unique_key is not None:
         check.check_text(unique_key, "unique_key", 255)
+    concurrency_key = spec.get("concurrency_key")
+    if concurrency_key is not None:
+        check.check_text(concurrency_key, "concurrency_key", MAX_CONCURRENCY_KEY_LENGTH)
     data_json = (
         "{}"
         if data is None
@@ -61,6 +73,7 @@ def check_job(
         "run_at_abs": run_at if isinstance(run_at, datetime) else None,
         "run_in": run_at if isinstance(run_at, timedelta) else timedelta(0),
         "unique_key": unique_key,
+        "concurrency_key": concurrency_key,
         "depends_on": _dependency_ids(spec.get("depends_on")),
     }
 
@@ -178,6 +191,7 @@ def _built(model: type[J], row: dict[str, Any], created_at: datetime, run_at: da
         crashes=0,
         depends_on=row["depends_on"],
         awaited=False,
+        concurrency_key=row["concurrency_key"],
     )
     make_transient_to_detached(job)
     return job
@@ -233,8 +247,14 @@ def enqueue_many(q: QueueCore[J], jobs: Iterable[Mapping[str, Any]]) -> Plan[lis
 
 
 def _copyable(row: dict[str, Any]) -> bool:
-    """Whether a checked row can be loaded by COPY: due now, without a unique key."""
-    return row["unique_key"] is None and row["run_at_abs"] is None and not row["run_in"]
+    """Whether a checked row can be loaded by COPY: due now, without a unique key or a
+    concurrency key."""
+    return (
+        row["unique_key"] is None
+        and row["concurrency_key"] is None
+        and row["run_at_abs"] is None
+        and not row["run_in"]
+    )
 
 
 def _insert_page(q: QueueCore[J], rows: list[dict[str, Any]]) -> Plan[set[uuid.UUID]]:

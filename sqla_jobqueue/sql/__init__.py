@@ -35,7 +35,7 @@ __all__ = [
     "uninstall_statements",
 ]
 
-CURRENT_VERSION = 3
+CURRENT_VERSION = 4
 """The version of the job-queue objects that this release installs."""
 
 _STATEMENT_SEPARATOR = re.compile(r"^-- statement\s*$", re.MULTILINE)
@@ -112,6 +112,17 @@ class QueueObjects:
         return f"{self.qualified_claim_function}(varchar, varchar[], integer)"
 
     @property
+    def limited_claim_function(self) -> str:
+        """Claims jobs within the limits of their types (version 4); the claim function
+        and the worker's claims of limited types call it."""
+        return short_identifier(self.table, "_claim_within_limits")
+
+    @property
+    def limited_claim_signature(self) -> str:
+        arguments = "varchar, varchar[], integer, varchar, boolean"
+        return f"{self._qualified(self.limited_claim_function)}({arguments})"
+
+    @property
     def notify_function(self) -> str:
         return short_identifier(self.table, "_notify_enqueued")
 
@@ -158,6 +169,8 @@ class QueueObjects:
         text = template.format(
             claim_function=self.qualified_claim_function,
             claim_signature=self.claim_signature,
+            limited_claim_function=self._qualified(self.limited_claim_function),
+            limited_claim_signature=self.limited_claim_signature,
             table=self.qualified_table,
             notify_function=self._qualified(self.notify_function),
             trigger=_preparer.quote(self.trigger),

@@ -22,7 +22,7 @@ One module per concept, composed by :class:`JobStatements`:
 - :mod:`~sqla_jobqueue.statements.bulk`: count, cancel, retry, re-prioritise and delete the
   jobs that match a filter, a chunk at a time;
 - :mod:`~sqla_jobqueue.statements.waiting`: marking a job awaited, reading its status;
-- :mod:`~sqla_jobqueue.statements.controls`: pausing and resuming job types;
+- :mod:`~sqla_jobqueue.statements.controls`: pausing, resuming and limiting job types;
 - :mod:`~sqla_jobqueue.statements.session`: settings of a worker's own sessions and
   transactions (bounded waits, READ COMMITTED);
 - :mod:`~sqla_jobqueue.statements.execution`: running a statement on the driver

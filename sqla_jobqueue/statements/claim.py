@@ -1,11 +1,17 @@
 """Claiming: the repository's claim, and the worker's round that completes and claims at once.
 
 Every claim selects its jobs by :func:`claim_candidates`: due pending jobs with attempts
-left, of types that are not paused, highest priority first, then oldest, then by id,
-locked ``FOR NO KEY UPDATE SKIP LOCKED``; the installed ``claim_job_batch`` selects the
-same way. A job that was running in a worker process that died (``crashes > 0``) runs
-alone: a claim of several jobs passes over it, a claim of one job may take it, and an
-idle worker claims it by itself (:meth:`ClaimStatements.claim_alone`). The worker's round
+left, of types that are neither paused nor limited, highest priority first, then oldest,
+then by id, locked ``FOR NO KEY UPDATE SKIP LOCKED``. Jobs of limited types (a controls
+row with ``max_running``, ``max_running_per_key`` or ``rate_limit``) are claimed only by
+the installed limited claim function, which selects the others the same way, adds the
+limited types' jobs within their limits and keeps the best of both: the repository's
+claim and the installed ``claim_job_batch`` call it, and so does the worker's round while
+the worker knows that limits are set (:meth:`ClaimStatements.limits_set`).
+
+A job that was running in a worker process that died (``crashes > 0``) runs alone: a
+claim of several jobs passes over it, a claim of one job may take it, and an idle worker
+claims it by itself (:meth:`ClaimStatements.claim_alone`). The worker's round
 (:meth:`ClaimStatements.complete_and_claim`) completes many jobs and claims the next ones
 in one statement; its claimed rows go straight to ``running``. A claim may resume after the
 :class:`ClaimPosition` of the previous one, so that it does not step again over the index
@@ -21,7 +27,9 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ARRAY,
+    Boolean,
     CompoundSelect,
+    Function,
     Integer,
     Select,
     String,
@@ -30,6 +38,7 @@ from sqlalchemy import (
     Uuid,
     and_,
     any_,
+    column,
     false,
     func,
     literal_column,
@@ -43,8 +52,10 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 
-from ..model import JobStatus, controls_table
+from ..model import JobStatus, claim_function_name, controls_table
+from ..sql import QueueObjects
 from .base import Bound, StatementsBase, counts_or_null, or_null, param, per_job
+from .controls import has_limit
 from .fence import status_literal
 
 __all__ = ["ClaimPosition", "ClaimStatements", "Claimed", "claim_candidates"]
@@ -109,15 +120,29 @@ def claim_candidates(
     c = table.c
     return (
         select(c.id)
-        .where(*_claimable(table, job_types, crashed))
+        .where(*_claimable(table, job_types, crashed), c.job_type.not_in(passed_over(table)))
         .order_by(c.priority.desc(), c.created_at, c.id)
         .limit(limit)
         .with_for_update(skip_locked=True, key_share=True)
     )
 
 
+def passed_over(table: Table) -> Select[Any]:
+    """The job types whose jobs :func:`claim_candidates` passes over: paused ones, and
+    limited ones (only the limited claim function claims those).
+
+    Read with ``NOT IN``: a hashed SubPlan, read once per statement and probed per row,
+    and the claim index is still read in order. A ``job_type <> ALL(ARRAY(...))`` made the
+    planner expect no row and sort a scan; a ``NOT EXISTS`` rescanned the controls table
+    for every row.
+    """
+    c = controls_table(table).c
+    return select(c.job_type).where(c.paused_at.is_not(None) | has_limit(c))
+
+
 def _claimable(table: Table, job_types: Any | None, crashed: bool | None) -> list[Any]:
-    """The conditions of :func:`claim_candidates`."""
+    """The conditions of :func:`claim_candidates` but the types passed over, and of the
+    check for due jobs that run alone."""
     c = table.c
     conditions = [
         c.status == status_literal(JobStatus.PENDING),
@@ -130,14 +155,28 @@ def _claimable(table: Table, job_types: Any | None, crashed: bool | None) -> lis
         conditions.append(c.crashes > zero if crashed else c.crashes == zero)
     if job_types is not None:
         conditions.append(c.job_type == any_(job_types))
-    # Not a paused type: NOT IN a subquery is a hashed SubPlan, read once per statement and
-    # probed per row, and the claim index is still read in order. A "job_type <> ALL(ARRAY
-    # (paused))" made the planner expect no row and sort a scan; a NOT EXISTS rescanned the
-    # controls table for every row.
-    controls = controls_table(table)
-    paused = select(controls.c.job_type).where(controls.c.paused_at.is_not(None))
-    conditions.append(c.job_type.not_in(paused))
     return conditions
+
+
+def _limited_claim(
+    table: Table, typed: bool, status: JobStatus, crashed: bool | None, limit: Any = None
+) -> Any:
+    """The installed limited claim function's rows, as a table-valued alias whose columns
+    are the job table's: ``p_worker_id``, ``p_limit`` (unless ``limit`` is given) and
+    (when ``typed``) ``p_job_types`` are bind parameters."""
+    name = QueueObjects("", table.name, claim_function_name(table)).limited_claim_function
+    packages = () if table.schema is None else (table.schema,)
+    types: Any = param("p_job_types", ARRAY(String())) if typed else null()
+    function = Function(
+        name,
+        param("p_worker_id", String()),
+        sql_cast(types, ARRAY(String())),
+        param("p_limit", Integer()) if limit is None else sql_cast(limit, Integer()),
+        literal_column(f"'{status.value}'"),
+        null().cast(Boolean()) if crashed is None else literal_column(str(crashed).lower()),
+        packagenames=packages,
+    )
+    return function.table_valued(*(column(c.name, c.type) for c in table.c)).alias("claimed_job")
 
 
 def _claim_after(table: Table, limit: Any, job_types: Any | None) -> CompoundSelect[Any]:
@@ -181,27 +220,37 @@ class ClaimStatements(StatementsBase):
     """The statements that claim jobs."""
 
     def claim(self, worker_id: str, limit: int, job_types: list[str] | None) -> Bound:
-        """Claim up to ``limit`` due jobs as ``claimed`` by ``worker_id``, all columns
-        returned (in no order). Only a claim of one job takes a job that crashed a worker."""
+        """Claim up to ``limit`` due jobs as ``claimed`` by ``worker_id``, within the
+        limits of their types, all columns returned (in no order): the limited claim
+        function's rows. Only a claim of one job takes a job that crashed a worker."""
         typed = job_types is not None
         crashed = None if limit == 1 else False
-        statement = self._once(
-            ("claim", typed, crashed),
-            lambda: self._claiming(typed, False, JobStatus.CLAIMED, None, crashed),
-        )
+
+        def build() -> Any:
+            claimed = _limited_claim(self.table, typed, JobStatus.CLAIMED, crashed)
+            return select(*(claimed.c[c.name].label(c.name) for c in self.table.c))
+
+        statement = self._once(("claim", typed, crashed), build)
         params: dict[str, Any] = {"p_worker_id": worker_id, "p_limit": limit}
         if job_types is not None:
             params["p_job_types"] = job_types
         return Bound(statement, params)
 
-    def claim_alone(self, worker_id: str, job_types: Sequence[str] | None) -> Bound:
+    def claim_alone(
+        self, worker_id: str, job_types: Sequence[str] | None, limited: bool = False
+    ) -> Bound:
         """Claim, as ``running``, the first due job that crashed a worker (at most one):
-        for a worker that runs nothing else. Rows: :class:`Claimed`."""
+        for a worker that runs nothing else; with ``limited``, within the limits of its
+        type (jobs of limited types are claimed no other way). Rows: :class:`Claimed`."""
         typed = job_types is not None
-        statement = self._once(
-            ("claim_alone", typed),
-            lambda: self._claiming(typed, False, JobStatus.RUNNING, self._claimed_columns(), True),
-        )
+
+        def build() -> Any:
+            if limited:
+                claimed = _limited_claim(self.table, typed, JobStatus.RUNNING, True)
+                return select(*self._claimed_columns(claimed))
+            return self._claiming(typed, False, JobStatus.RUNNING, self._claimed_columns(), True)
+
+        statement = self._once(("claim_alone", typed, limited), build)
         params: dict[str, Any] = {"p_worker_id": worker_id, "p_limit": 1}
         if job_types is not None:
             params["p_job_types"] = list(job_types)
@@ -209,25 +258,46 @@ class ClaimStatements(StatementsBase):
 
     def alone_due(self, job_types: Sequence[str] | None) -> Bound:
         """Whether a job that crashed a worker is due (one row, a boolean): a busy worker
-        asks now and then, and stops claiming until it can run that job alone."""
+        asks now and then, and stops claiming until it can run that job alone. Jobs of
+        paused types are not due; those of limited types are."""
         typed = job_types is not None
 
         def build() -> Any:
             types = param("p_job_types", ARRAY(String())) if typed else None
-            return select(
-                select(self.table.c.id).where(*_claimable(self.table, types, True)).exists()
+            controls = controls_table(self.table).c
+            paused = select(controls.job_type).where(controls.paused_at.is_not(None))
+            due = select(self.table.c.id).where(
+                *_claimable(self.table, types, True), self.table.c.job_type.not_in(paused)
             )
+            return select(due.exists())
 
         params: dict[str, Any] = {}
         if job_types is not None:
             params["p_job_types"] = list(job_types)
         return Bound(self._once(("alone_due", typed), build), params)
 
-    def _claimed_columns(self) -> list[Any]:
-        c = self.table.c
+    def limits_set(self, job_types: Sequence[str] | None) -> Bound:
+        """Whether any of ``job_types`` (any type, for ``None``) has a limit (one row, a
+        boolean): while one has, a worker claims through the limited claim function."""
+        typed = job_types is not None
+
+        def build() -> Any:
+            c = controls_table(self.table).c
+            limited = select(c.job_type).where(has_limit(c))
+            if typed:
+                limited = limited.where(c.job_type == any_(param("p_job_types", ARRAY(String()))))
+            return select(limited.exists())
+
+        params: dict[str, Any] = {}
+        if job_types is not None:
+            params["p_job_types"] = list(job_types)
+        return Bound(self._once(("limits_set", typed), build), params)
+
+    def _claimed_columns(self, source: Any | None = None) -> list[Any]:
+        c = self.table.c if source is None else source.c
         return [
             # data as text: a handler that never reads it never pays for decoding it.
-            sql_cast(c.data, Text()).label("data") if name == "data" else c[name]
+            sql_cast(c.data, Text()).label("data") if name == "data" else c[name].label(name)
             for name in _CLAIMED_COLUMNS
         ]
 
@@ -276,13 +346,16 @@ class ClaimStatements(StatementsBase):
         limit: int,
         job_types: Sequence[str] | None,
         after: ClaimPosition | None = None,
+        limited: bool = False,
     ) -> Bound:
         """A worker's round, one statement: complete the jobs ``ids`` it holds in the
         ``attempts`` given (with their JSON ``results`` and the progress ``stages`` and
         ``events`` not written yet) and claim up to ``limit`` due jobs as ``running``.
 
         With ``after``, the claim takes due jobs of higher priority than ``after``, then
-        those of its priority that come after it, then those of lower priority. Rows:
+        those of its priority that come after it, then those of lower priority; with
+        ``limited`` (``after`` is then ignored), the limited claim function claims, so
+        that jobs of limited types are claimed too, within their limits. Rows:
         ``(True, id, NULL…)`` for each job completed, then ``(False, *Claimed)`` for each
         job claimed, in claim order.
         """
@@ -299,18 +372,16 @@ class ClaimStatements(StatementsBase):
         }
         if job_types is not None:
             params["p_job_types"] = list(job_types)
-        if after is not None:
+        resumed = after is not None and not limited
+        if after is not None and resumed:
             params["p_after_priority"] = after.priority
             params["p_after_created_at"] = after.created_at
             params["p_after_id"] = after.id
-        key = (job_types is not None, after is not None)
+        key = (job_types is not None, resumed, limited)
         return Bound(self._once(("round", *key), lambda: self._round(*key)), params)
 
-    def _round(self, typed: bool, resumed: bool) -> Any:
+    def _round(self, typed: bool, resumed: bool, limited: bool) -> Any:
         c = self.table.c
-        claimed = self._claiming(typed, resumed, JobStatus.RUNNING, self._claimed_columns()).cte(
-            "claimed"
-        )
         done = per_job("done", _COMPLETION_COLUMNS)
         completed = (
             update(self.table)
@@ -327,6 +398,20 @@ class ClaimStatements(StatementsBase):
             .returning(c.id)
             .cte("completed")
         )
+        claiming: Any
+        if limited:
+            # The limit reads the completions' count: the completions are written first,
+            # and the jobs they finish no longer count against their types' limits.
+            after_completions = param("p_limit", Integer()) + literal_column("0") * (
+                select(func.count()).select_from(completed).scalar_subquery()
+            )
+            jobs = _limited_claim(
+                self.table, typed, JobStatus.RUNNING, False, limit=after_completions
+            )
+            claiming = select(*self._claimed_columns(jobs))
+        else:
+            claiming = self._claiming(typed, resumed, JobStatus.RUNNING, self._claimed_columns())
+        claimed = claiming.cte("claimed")
         blanks = [null().label(name) for name in _CLAIMED_COLUMNS[1:]]
         # Claimed rows in claim order (completed rows have no priority and come first).
         return union_all(

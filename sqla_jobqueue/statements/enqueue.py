@@ -57,6 +57,7 @@ _RECORD_COLUMNS = (
     ("run_at", DateTime(timezone=True)),
     ("run_in", Interval()),
     ("unique_key", String()),
+    ("concurrency_key", String()),
 )
 _MICROSECOND = timedelta(microseconds=1)
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode
@@ -81,8 +82,9 @@ class EnqueueStatements(StatementsBase):
         unique = row["unique_key"] is not None
         due = row["run_at_abs"] is None and not row["run_in"]
         dependent = row["depends_on"] is not None
-        key = ("enqueue_one", unique, due, dependent)
-        return Bound(self._once(key, lambda: self._insert_one(unique, due, dependent)), row)
+        keyed = row["concurrency_key"] is not None
+        key = ("enqueue_one", unique, due, dependent, keyed)
+        return Bound(self._once(key, lambda: self._insert_one(unique, due, dependent, keyed)), row)
 
     def dependencies(self, job_ids: Sequence[uuid.UUID]) -> Bound:
         """``(id, status)`` of the jobs a new job would depend on, as this transaction sees
@@ -110,7 +112,7 @@ class EnqueueStatements(StatementsBase):
 
         return Bound(self._once(("await_dependencies",), build), {"p_ids": list(job_ids)})
 
-    def _insert_one(self, unique: bool, due: bool, dependent: bool) -> Any:
+    def _insert_one(self, unique: bool, due: bool, dependent: bool, keyed: bool) -> Any:
         c = self.table.c
         values: dict[Any, Any] = {
             c.id: param("id", Uuid()),
@@ -127,6 +129,8 @@ class EnqueueStatements(StatementsBase):
         }
         if unique:
             values[c.unique_key] = param("unique_key", String())
+        if keyed:
+            values[c.concurrency_key] = param("concurrency_key", String())
         if dependent:
             # The insert trigger makes it waiting unless all it depends on completed.
             values[c.depends_on] = param("depends_on", ARRAY(Uuid()))
@@ -162,8 +166,18 @@ class EnqueueStatements(StatementsBase):
             new.c.max_attempts,
             func.coalesce(new.c.run_at, self._now + new.c.run_in),
             new.c.unique_key,
+            new.c.concurrency_key,
         )
-        columns = ["id", "job_type", "data", "priority", "max_attempts", "run_at", "unique_key"]
+        columns = [
+            "id",
+            "job_type",
+            "data",
+            "priority",
+            "max_attempts",
+            "run_at",
+            "unique_key",
+            "concurrency_key",
+        ]
         statement = pg_insert(self.table).from_select(columns, rows)
         if not unique:
             return statement
@@ -277,6 +291,7 @@ def _jobs_json(rows: list[dict[str, Any]]) -> str:
             f'"max_attempts":{row["max_attempts"]},'
             f'"run_at":{"null" if run_at is None else dumps(run_at.isoformat())},'
             f'"run_in":"{row["run_in"] // _MICROSECOND} microseconds",'
-            f'"unique_key":{dumps(row["unique_key"])}}}'
+            f'"unique_key":{dumps(row["unique_key"])},'
+            f'"concurrency_key":{dumps(row["concurrency_key"])}}}'
         )
     return "[" + ",".join(parts) + "]"

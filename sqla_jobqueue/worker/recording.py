@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,10 @@ log = logging.getLogger("sqla_jobqueue.worker")
 
 MAX_RECORD_TRIES = 5
 """Rounds in which an outcome's write may fail before it is given up."""
+LIMITS_CHECK_INTERVAL = 2.0
+"""Seconds between a worker's checks whether its job types have limits: while one has,
+its rounds claim through the limited claim function; until it knows, it claims no job of
+a type whose limit was just set."""
 _ONE_BY_ONE = (FAILED, SNOOZED, CANCELLED)
 
 
@@ -92,6 +97,9 @@ class Recorder:
         self.settings = settings
         self.statements = JobStatements.of(settings.table)
         self.worker_id = settings.worker_id
+        self.limited = False
+        """Whether one of the worker's job types had a limit when last checked."""
+        self._limits_checked_at: float | None = None
 
     def round(
         self,
@@ -121,8 +129,10 @@ class Recorder:
         completions = [o for o in pending if o.kind == COMPLETED]
         result = RoundResult([])
         statements, job_types = self.statements, self.settings.job_types
+        if want or alone is AloneStep.CLAIM:
+            self._check_limits(connection)
         if alone is AloneStep.CLAIM:
-            bound = statements.claim_alone(self.worker_id, job_types)
+            bound = statements.claim_alone(self.worker_id, job_types, self.limited)
             result.claimed = [Claimed._make(row) for row in driver_rows(connection, bound)]
             if result.claimed:
                 want = 0
@@ -162,6 +172,8 @@ class Recorder:
             want,
             self.settings.job_types,
             resume_after,
+            # A round that claims nothing completes without the limited claim function.
+            self.limited and want > 0,
         )
         done: list[uuid.UUID] = []
         claimed: list[Claimed] = []
@@ -171,6 +183,17 @@ class Recorder:
             else:
                 claimed.append(Claimed._make(row[1:]))
         return done, claimed
+
+    def _check_limits(self, connection: Connection) -> None:
+        """Find out, every :data:`LIMITS_CHECK_INTERVAL`, whether the worker's types have
+        limits (:attr:`limited`)."""
+        now = time.monotonic()
+        checked = self._limits_checked_at
+        if checked is not None and now - checked < LIMITS_CHECK_INTERVAL:
+            return
+        bound = self.statements.limits_set(self.settings.job_types)
+        self.limited = bool(connection.execute(*bound).scalar())
+        self._limits_checked_at = now
 
     def _give_back_unknown(self, connection: Connection, known: Sequence[uuid.UUID]) -> None:
         bound = self.statements.give_back(self.worker_id, known)

@@ -253,6 +253,39 @@ def test_a_worker_role_drains_the_queue_and_runs_its_maintenance(
             queue.get(old.id)
 
 
+def test_limits_work_for_the_operator_enqueuer_and_worker_roles(
+    start_worker: StartWorker, roles: Roles, engine: Engine
+) -> None:
+    """The operator sets limits, the enqueuer gives jobs their concurrency keys, and a real
+    worker connected as the worker role claims them within the limits (it locks the
+    controls rows and takes rate tokens)."""
+    operator = roles.engine_of(roles.granted("operator"))
+    with Session(operator) as session, session.begin():
+        queue = JobQueue(session)
+        queue.limit("keyed", max_running_per_key=1, rate_limit=1000)
+        queue.limit("capped", max_running=2)
+    enqueuer = roles.engine_of(roles.granted("enqueuer"))
+    with Session(enqueuer) as session, session.begin():
+        queue = JobQueue(session)
+        for n in range(6):
+            queue.enqueue("keyed", {"n": n}, concurrency_key=f"k{n % 2}")
+        queue.enqueue_many([{"job_type": "capped", "concurrency_key": "x"} for _ in range(4)])
+    registry = Registry({"keyed": lambda ctx: None, "capped": lambda ctx: None})
+    name = roles.granted("worker")
+    with start_worker(registry, url=roles.url_of(name), concurrency=4):
+
+        def settled() -> bool:
+            with as_admin(engine) as session:
+                return JobQueue(session).stats().counts == {
+                    "keyed": {"completed": 6},
+                    "capped": {"completed": 4},
+                }
+
+        wait_for(settled, what="the worker role to drain the limited types")
+    worker = roles.engine_of(name)
+    refused_sql(worker, "UPDATE jobs_controls SET max_running = 100")
+
+
 def test_a_worker_role_cannot_rewrite_a_request_or_the_schema(roles: Roles, engine: Engine) -> None:
     with as_admin(engine) as session, session.begin():
         JobQueue(session).enqueue("t", {"n": 1})
@@ -382,7 +415,8 @@ def test_a_migrator_owns_what_it_migrates_and_grants_the_others(
                 text(
                     "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'jobs' "
                     "UNION SELECT pg_get_userbyid(proowner) FROM pg_proc "
-                    "WHERE proname IN ('claim_job_batch', 'jobs_notify_enqueued')"
+                    "WHERE proname IN ('claim_job_batch', 'jobs_claim_within_limits', "
+                    "'jobs_notify_enqueued')"
                 )
             ).scalars()
             assert set(owners) == {migrator}

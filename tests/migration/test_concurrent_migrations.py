@@ -44,15 +44,15 @@ PROCESS_TIMEOUT = 60
 
 ADD_COLUMN_REVISION = '''"""add a column to the busy jobs table
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
@@ -140,10 +140,10 @@ def installed(engine: Engine) -> dict[str, object]:
         return {"versions": list(versions), **counts._asdict()}
 
 
-HEAD_ONCE = {"versions": ["0005"], "tables": 3, "claims": 1, "triggers": 2, "indexes": 7}
+HEAD_ONCE = {"versions": ["0006"], "tables": 3, "claims": 1, "triggers": 2, "indexes": 9}
 """The packaged head, installed once: the job table, its controls table and the schedules
 table, the claim function, the job table's two triggers (jobs enqueued, awaited jobs
-finished), its primary key and six indexes."""
+finished), its primary key and eight indexes."""
 
 
 def waiting_for_the_migration_lock(connection: Connection) -> int:
@@ -199,7 +199,7 @@ def test_upgrades_that_waited_for_a_migration_find_it_done(
     outcomes = [finish(alembic), finish(migrate)]
 
     assert [code for code, _ in outcomes] == [0, 0], outcomes
-    assert "The database is at revision 0005 (head)." in outcomes[1][1]
+    assert "The database is at revision 0006 (head)." in outcomes[1][1]
     assert installed(engine) == HEAD_ONCE
 
 
@@ -220,9 +220,9 @@ def the_failure(output: str) -> str:
 def test_a_migration_behind_a_busy_job_table_fails_fast_then_succeeds(
     project: Path, empty_database_url: URL, engine: Engine
 ) -> None:
-    upgrade(engine)  # the packaged revisions, which the project's 0006 follows
+    upgrade(engine)  # the packaged revisions, which the project's 0007 follows
     versions = project / "migrations" / "versions"
-    (versions / "0006_add_a_column.py").write_text(ADD_COLUMN_REVISION)
+    (versions / "0007_add_a_column.py").write_text(ADD_COLUMN_REVISION)
 
     with engine.connect() as worker:
         hold_a_job_row(worker)
@@ -262,11 +262,11 @@ def test_a_migration_behind_a_busy_job_table_fails_fast_then_succeeds(
 
     with engine.connect() as connection:
         assert connection.execute(text("SELECT progress FROM jobs")).scalar_one() == 50
-    assert installed(engine)["versions"] == ["0005"]
+    assert installed(engine)["versions"] == ["0006"]
 
     code, output = finish(start_alembic(project, empty_database_url, "upgrade", "head"))
     assert code == 0, output
-    assert installed(engine)["versions"] == ["0006"]
+    assert installed(engine)["versions"] == ["0007"]
     with engine.connect() as connection:
         assert connection.execute(text("SELECT tenant FROM jobs")).scalar_one() is None
 

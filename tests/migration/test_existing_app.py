@@ -160,15 +160,21 @@ def test_autogenerate_upgrade_check_and_downgrade(project: Path, empty_database_
         "ck_background_jobs_progress",
         "pk_background_jobs",
         "pk_background_jobs_controls",
+        "ck_background_jobs_controls_max_running",
+        "ck_background_jobs_controls_max_running_per_key",
+        "ck_background_jobs_controls_rate",
     } <= set(found["constraints"])
     assert {
         "ix_background_jobs_claimable",
         "ix_background_jobs_held_by_worker",
         "ix_background_jobs_unique_key",
         "ix_background_jobs_waiting",
+        "ix_background_jobs_keyed_pending",
+        "ix_background_jobs_keyed_held",
     } <= set(found["indexes"])
     assert set(found["functions"]) == {
         "claim_background_jobs_batch",
+        "background_jobs_claim_within_limits",
         "background_jobs_notify_enqueued",
         "background_jobs_notify_finished",
         "background_jobs_settle_waiting",

@@ -86,6 +86,7 @@ HEAD_OBJECTS = {
     "tables": ["alembic_version", "job_schedules", "jobs", "jobs_controls"],
     "functions": [
         "claim_job_batch",
+        "jobs_claim_within_limits",
         "jobs_notify_enqueued",
         "jobs_notify_finished",
         "jobs_settle_waiting",
@@ -131,9 +132,23 @@ def test_installed_function_is_hardened_and_versioned(alembic_engine: Engine) ->
     assert row.proconfig == ["search_path=pg_catalog, pg_temp"]
     assert f'"version": {CURRENT_VERSION}' in row.comment
     assert row.public_can_execute is False
-    assert "FOR NO KEY UPDATE SKIP LOCKED" in row.body
-    assert "AS MATERIALIZED" in row.body
-    assert "public.jobs" in row.body
+    # The claim function calls the limited claim function, which claims.
+    assert "public.jobs_claim_within_limits(" in row.body
+    with alembic_engine.connect() as connection:
+        limited = connection.execute(
+            text(
+                "SELECT prosecdef, proconfig, "
+                "has_function_privilege('public', oid, 'EXECUTE') AS public_can_execute, "
+                "pg_get_functiondef(oid) AS body "
+                "FROM pg_proc WHERE proname = 'jobs_claim_within_limits'"
+            )
+        ).one()
+    assert limited.prosecdef is False
+    assert limited.proconfig == ["search_path=pg_catalog, pg_temp"]
+    assert limited.public_can_execute is False
+    assert "FOR NO KEY UPDATE SKIP LOCKED" in limited.body
+    assert "AS MATERIALIZED" in limited.body
+    assert "public.jobs" in limited.body
 
 
 def test_an_older_installed_version_gets_a_replace_op(alembic_engine: Engine) -> None:
@@ -301,6 +316,7 @@ def test_renaming_the_claim_function_drops_the_old_one_first(alembic_engine: Eng
         context = MigrationContext.configure(connection)
         assert diff(context, Base.metadata) == []
     assert objects(alembic_engine)["functions"] == [
+        "jobs_claim_within_limits",
         "jobs_notify_enqueued",
         "jobs_notify_finished",
         "jobs_settle_waiting",
@@ -309,8 +325,8 @@ def test_renaming_the_claim_function_drops_the_old_one_first(alembic_engine: Eng
 
 
 def test_a_version_1_table_with_jobs_upgrades_to_head_and_back(alembic_engine: Engine) -> None:
-    """Revisions 0002 to 0005 on a table that holds jobs: every job gets ``crashes = 0``
-    and no dependency, the claim function becomes version 3, the table its storage
+    """Revisions 0002 to 0006 on a table that holds jobs: every job gets ``crashes = 0``
+    and no dependency or key, the claim function becomes version 4, the table its storage
     parameters and a controls table, and autogenerate finds nothing left; autogenerate
     against the version-1 schema writes the same steps in order; the downgrade restores 1."""
     config = package_config(alembic_engine)
@@ -330,7 +346,10 @@ def test_a_version_1_table_with_jobs_upgrades_to_head_and_back(alembic_engine: E
         ("AddColumnOp", "crashes"),
         ("AddColumnOp", "depends_on"),
         ("AddColumnOp", "awaited"),
+        ("AddColumnOp", "concurrency_key"),
         ("CreateIndexOp", "ix_jobs_finished"),
+        ("CreateIndexOp", "ix_jobs_keyed_held"),
+        ("CreateIndexOp", "ix_jobs_keyed_pending"),
         ("CreateIndexOp", "ix_jobs_runs_alone"),
         ("CreateIndexOp", "ix_jobs_waiting"),
     ]
@@ -342,7 +361,7 @@ def test_a_version_1_table_with_jobs_upgrades_to_head_and_back(alembic_engine: E
     command.upgrade(config, "head")
     with alembic_engine.connect() as connection:
         added = connection.execute(
-            text("SELECT DISTINCT crashes, depends_on, awaited FROM jobs")
+            text("SELECT DISTINCT crashes, depends_on, awaited, concurrency_key FROM jobs")
         ).all()
         comment = connection.execute(
             text("SELECT obj_description('claim_job_batch'::regproc, 'pg_proc')")
@@ -350,7 +369,7 @@ def test_a_version_1_table_with_jobs_upgrades_to_head_and_back(alembic_engine: E
         claimed = connection.execute(
             text("SELECT count(*) FROM claim_job_batch('w', NULL, 100)")
         ).scalar_one()
-    assert (added, claimed) == ([(0, None, False)], 50)
+    assert (added, claimed) == ([(0, None, False, None)], 50)
     assert f'"version": {CURRENT_VERSION}' in comment
     assert autogenerate_ops(alembic_engine) == []
     command.downgrade(config, "0001")
@@ -365,7 +384,7 @@ def test_a_version_1_table_with_jobs_upgrades_to_head_and_back(alembic_engine: E
         comment = connection.execute(
             text("SELECT obj_description('claim_job_batch'::regproc, 'pg_proc')")
         ).scalar_one()
-    assert not {"crashes", "depends_on", "awaited"} & set(columns)
+    assert not {"crashes", "depends_on", "awaited", "concurrency_key"} & set(columns)
     assert '"version": 1' in comment
     assert objects(alembic_engine) == {
         "tables": ["alembic_version", "jobs"],
@@ -444,17 +463,17 @@ STATUS_CHECK_TO_VERSION_3 = """\
 """The two statements docs/alembic.md ("Version 3") has an app add to its revision."""
 
 
-def test_a_project_at_0003_autogenerates_its_own_way_to_version_3(
+def test_a_project_at_0003_autogenerates_its_own_way_to_the_current_version(
     tmp_path: Path, empty_database_url: URL
 ) -> None:
     """A project copied from the template before revision 0004 existed upgrades the
     library: its own autogenerated revision writes the controls and schedules tables, the
-    new columns and index and ``replace_job_queue`` to version 3; with the status CHECK
+    new columns and indexes and ``replace_job_queue`` to the current version; with the status CHECK
     swapped as docs/alembic.md says, jobs then wait for the jobs they depend on, and the
     revision goes back down."""
     copy_template(tmp_path / "migrations")
     versions = tmp_path / "migrations" / "versions"
-    for later in [*versions.glob("0004_*.py"), *versions.glob("0005_*.py")]:
+    for later in [*versions.glob("000[456]_*.py")]:
         later.unlink()
     url = empty_database_url.render_as_string(hide_password=False)
     upgraded = alembic_in(tmp_path, "upgrade", "head", DATABASE_URL=url)
@@ -474,10 +493,11 @@ def test_a_project_at_0003_autogenerates_its_own_way_to_version_3(
         "nullable=True))",
         "op.add_column('jobs', sa.Column('awaited', sa.Boolean(), "
         "server_default=sa.text('false'), nullable=False))",
+        "op.add_column('jobs', sa.Column('concurrency_key', sa.String(length=255), nullable=True))",
         "op.create_index('ix_jobs_waiting', 'jobs', ['depends_on'], unique=False, "
         "postgresql_using='gin', postgresql_where=sa.text(\"status = 'waiting'\"))",
         "    sqla_jobqueue.alembic.replace_job_queue('jobs', function_name='claim_job_batch', "
-        "version=3, from_version=2)\n",
+        f"version={CURRENT_VERSION}, from_version=2)\n",
     ]
     positions = [upgrade.index(step) for step in steps]
     assert positions == sorted(positions), upgrade

@@ -155,6 +155,7 @@ APP_OBJECTS = {
     "tables": ["alembic_version", "hero", "jobs", "jobs_controls"],
     "functions": [
         "claim_job_batch",
+        "jobs_claim_within_limits",
         "jobs_notify_enqueued",
         "jobs_notify_finished",
         "jobs_settle_waiting",

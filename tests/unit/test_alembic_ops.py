@@ -84,19 +84,23 @@ def test_the_grant_operations_write_their_sql_offline_and_reverse() -> None:
     grant = GrantJobQueueOp("tasks", enqueuer="web", worker="work", schema="app")
     enqueuer = (
         "SELECT (id, job_type, status, unique_key, created_at, run_at), INSERT (id, job_type, "
-        "data, priority, max_attempts, run_at, unique_key, depends_on), UPDATE (awaited) "
-        "ON TABLE app.tasks"
+        "data, priority, max_attempts, run_at, unique_key, depends_on, concurrency_key), "
+        "UPDATE (awaited) ON TABLE app.tasks"
     )
+    limited = "app.tasks_claim_within_limits(varchar, varchar[], integer, varchar, boolean)"
+    controls = "SELECT, UPDATE (rate_tokens, rate_refilled_at) ON TABLE app.tasks_controls"
     assert offline_sql(grant, grant.reverse()) == [
         f"GRANT {enqueuer} TO web",
         f"GRANT SELECT, {WORKER_UPDATES}, DELETE ON TABLE app.tasks TO work",
         "GRANT EXECUTE ON FUNCTION app.claim_tasks_batch(varchar, varchar[], integer) TO work",
+        f"GRANT EXECUTE ON FUNCTION {limited} TO work",
         "GRANT EXECUTE ON FUNCTION app.tasks_settle_waiting(uuid, integer) TO work",
-        "GRANT SELECT ON TABLE app.tasks_controls TO work",
+        f"GRANT {controls} TO work",
         f"REVOKE {enqueuer} FROM web",
         "REVOKE EXECUTE ON FUNCTION app.claim_tasks_batch(varchar, varchar[], integer) FROM work",
+        f"REVOKE EXECUTE ON FUNCTION {limited} FROM work",
         "REVOKE EXECUTE ON FUNCTION app.tasks_settle_waiting(uuid, integer) FROM work",
-        "REVOKE SELECT ON TABLE app.tasks_controls FROM work",
+        f"REVOKE {controls} FROM work",
         f"REVOKE SELECT, {WORKER_UPDATES}, DELETE ON TABLE app.tasks FROM work",
     ]
     back = grant.reverse()

@@ -47,6 +47,7 @@ def test_ready_model_has_the_original_columns_and_the_additions() -> None:
         "crashes",
         "depends_on",
         "awaited",
+        "concurrency_key",
     }
     assert original | additions == columns
     text = ddl(table_of(Job))
@@ -97,6 +98,8 @@ def test_mixin_on_an_app_base_follows_its_naming_convention_and_schema() -> None
         "ix_tasks_runs_alone",
         "ix_tasks_unique_key",
         "ix_tasks_waiting",
+        "ix_tasks_keyed_pending",
+        "ix_tasks_keyed_held",
     }
 
 
@@ -113,6 +116,8 @@ def test_convention_without_constraint_name_names_indexes_by_columns() -> None:
         "idx_queue_items_worker_id",
         "idx_queue_items_unique_key",
         "idx_queue_items_depends_on",
+        "idx_queue_items_job_type",
+        "idx_queue_items_concurrency_key",
     }
     assert claim_function_name(table_of(Task)) == "claim_queue_items_batch"
 
@@ -128,7 +133,7 @@ def test_two_job_tables_on_one_metadata_get_distinct_index_names() -> None:
         __tablename__ = "b_jobs"
 
     names = [index.name for table in Base.metadata.tables.values() for index in table.indexes]
-    assert len(names) == len(set(names)) == 12
+    assert len(names) == len(set(names)) == 16
     # Each job table has its own controls table.
     assert sorted(Base.metadata.tables) == [
         "a_jobs",

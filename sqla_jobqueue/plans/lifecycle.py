@@ -88,7 +88,10 @@ def claim(q: QueueCore[J], job_types: Sequence[str] | None, batch_size: int) -> 
         )
     if q.worker_id is None:
         q.worker_id = default_worker_id()
-    claimed = loading(q.model, q.statements.claim(q.worker_id, size, types))
+    # Claims of unlimited types pass over limited ones: the limited claim function claims
+    # those, when a limit is set (a limit set after this read is kept all the same).
+    limited = bool((yield q.statements.limits_set(types)).scalar())
+    claimed = loading(q.model, q.statements.claim(q.worker_id, size, types, limited))
     jobs: list[J] = list((yield claimed).scalars())
     jobs.sort(key=lambda job: (-job.priority, job.created_at, job.id))
     return jobs

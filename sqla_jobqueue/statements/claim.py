@@ -6,8 +6,11 @@ then by id, locked ``FOR NO KEY UPDATE SKIP LOCKED``. Jobs of limited types (a c
 row with ``max_running``, ``max_running_per_key`` or ``rate_limit``) are claimed only by
 the installed limited claim function, which selects the others the same way, adds the
 limited types' jobs within their limits and keeps the best of both: the repository's
-claim and the installed ``claim_job_batch`` call it, and so does the worker's round while
-the worker knows that limits are set (:meth:`ClaimStatements.limits_set`).
+claim (when it finds limits set) and the installed ``claim_job_batch`` call it, and so
+does the worker's round while the worker knows that limits are set
+(:meth:`ClaimStatements.limits_set`). A database whose tables were made by ``create_all``
+alone, without the installed functions (an application's tests), claims as long as no
+limit is set.
 
 A job that was running in a worker process that died (``crashes > 0``) runs alone: a
 claim of several jobs passes over it, a claim of one job may take it, and an idle worker
@@ -219,18 +222,23 @@ _COMPLETION_COLUMNS: tuple[tuple[str, str, Any], ...] = (
 class ClaimStatements(StatementsBase):
     """The statements that claim jobs."""
 
-    def claim(self, worker_id: str, limit: int, job_types: list[str] | None) -> Bound:
-        """Claim up to ``limit`` due jobs as ``claimed`` by ``worker_id``, within the
-        limits of their types, all columns returned (in no order): the limited claim
-        function's rows. Only a claim of one job takes a job that crashed a worker."""
+    def claim(
+        self, worker_id: str, limit: int, job_types: list[str] | None, limited: bool = False
+    ) -> Bound:
+        """Claim up to ``limit`` due jobs as ``claimed`` by ``worker_id``, all columns
+        returned (in no order); with ``limited``, through the limited claim function, so
+        that jobs of limited types are claimed too, within their limits. Only a claim of
+        one job takes a job that crashed a worker."""
         typed = job_types is not None
         crashed = None if limit == 1 else False
 
         def build() -> Any:
+            if not limited:
+                return self._claiming(typed, False, JobStatus.CLAIMED, None, crashed)
             claimed = _limited_claim(self.table, typed, JobStatus.CLAIMED, crashed)
             return select(*(claimed.c[c.name].label(c.name) for c in self.table.c))
 
-        statement = self._once(("claim", typed, crashed), build)
+        statement = self._once(("claim", typed, crashed, limited), build)
         params: dict[str, Any] = {"p_worker_id": worker_id, "p_limit": limit}
         if job_types is not None:
             params["p_job_types"] = job_types

@@ -88,11 +88,13 @@ def claim(q: QueueCore[J], job_types: Sequence[str] | None, batch_size: int) -> 
         )
     if q.worker_id is None:
         q.worker_id = default_worker_id()
-    # Claims of unlimited types pass over limited ones: the limited claim function claims
-    # those, when a limit is set (a limit set after this read is kept all the same).
-    limited = bool((yield q.statements.limits_set(types)).scalar())
-    claimed = loading(q.model, q.statements.claim(q.worker_id, size, types, limited))
+    # One statement while no limit is set; when one is, that statement claims nothing and
+    # the limited claim function claims instead.
+    claimed = loading(q.model, q.statements.claim(q.worker_id, size, types))
     jobs: list[J] = list((yield claimed).scalars())
+    if not jobs and (yield q.statements.limits_set(types)).scalar():
+        claimed = loading(q.model, q.statements.claim(q.worker_id, size, types, limited=True))
+        jobs = list((yield claimed).scalars())
     jobs.sort(key=lambda job: (-job.priority, job.created_at, job.id))
     return jobs
 

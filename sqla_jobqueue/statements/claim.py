@@ -6,7 +6,7 @@ then by id, locked ``FOR NO KEY UPDATE SKIP LOCKED``. Jobs of limited types (a c
 row with ``max_running``, ``max_running_per_key`` or ``rate_limit``) are claimed only by
 the installed limited claim function, which selects the others the same way, adds the
 limited types' jobs within their limits and keeps the best of both: the repository's
-claim (when it finds limits set) and the installed ``claim_job_batch`` call it, and so
+claim (when a limit is set) and the installed ``claim_job_batch`` call it, and so
 does the worker's round while the worker knows that limits are set
 (:meth:`ClaimStatements.limits_set`). A database whose tables were made by ``create_all``
 alone, without the installed functions (an application's tests), claims as long as no
@@ -226,15 +226,17 @@ class ClaimStatements(StatementsBase):
         self, worker_id: str, limit: int, job_types: list[str] | None, limited: bool = False
     ) -> Bound:
         """Claim up to ``limit`` due jobs as ``claimed`` by ``worker_id``, all columns
-        returned (in no order); with ``limited``, through the limited claim function, so
-        that jobs of limited types are claimed too, within their limits. Only a claim of
-        one job takes a job that crashed a worker."""
+        returned (in no order). Without ``limited``, only while none of ``job_types`` has a
+        limit: nothing is claimed when one has. With ``limited``, through the limited
+        claim function, so that jobs of limited types are claimed too, within their limits.
+        Only a claim of one job takes a job that crashed a worker."""
         typed = job_types is not None
         crashed = None if limit == 1 else False
 
         def build() -> Any:
             if not limited:
-                return self._claiming(typed, False, JobStatus.CLAIMED, None, crashed)
+                claiming = self._claiming(typed, False, JobStatus.CLAIMED, None, crashed)
+                return claiming.where(~self._limited_types(typed).exists())
             claimed = _limited_claim(self.table, typed, JobStatus.CLAIMED, crashed)
             return select(*(claimed.c[c.name].label(c.name) for c in self.table.c))
 
@@ -289,17 +291,22 @@ class ClaimStatements(StatementsBase):
         boolean): while one has, a worker claims through the limited claim function."""
         typed = job_types is not None
 
-        def build() -> Any:
-            c = controls_table(self.table).c
-            limited = select(c.job_type).where(has_limit(c))
-            if typed:
-                limited = limited.where(c.job_type == any_(param("p_job_types", ARRAY(String()))))
-            return select(limited.exists())
-
         params: dict[str, Any] = {}
         if job_types is not None:
             params["p_job_types"] = list(job_types)
+
+        def build() -> Any:
+            return select(self._limited_types(typed).exists())
+
         return Bound(self._once(("limits_set", typed), build), params)
+
+    def _limited_types(self, typed: bool) -> Select[Any]:
+        """The limited types among ``p_job_types`` (when ``typed``)."""
+        c = controls_table(self.table).c
+        limited = select(c.job_type).where(has_limit(c))
+        if typed:
+            limited = limited.where(c.job_type == any_(param("p_job_types", ARRAY(String()))))
+        return limited
 
     def _claimed_columns(self, source: Any | None = None) -> list[Any]:
         c = self.table.c if source is None else source.c

@@ -21,12 +21,17 @@ from ..statements import Claimed, ClaimPosition
 from .outcomes import Outcome, Run, shutdown_outcome, timed_out_outcome
 from .settings import WorkerSettings
 
-__all__ = ["ALONE_CHECK_INTERVAL", "IDLE_CAP", "AloneStep", "Dispatch"]
+__all__ = ["ALONE_CHECK_INTERVAL", "IDLE_CAP", "LIMITED_WAIT_FIRST", "AloneStep", "Dispatch"]
 
 IDLE_CAP = 1.0
 """Longest an idle dispatcher sleeps before it looks at its state again."""
 ALONE_CHECK_INTERVAL = 5.0
 """How often a busy worker asks whether a job that must run alone is due."""
+LIMITED_WAIT_FIRST = 0.01
+"""Seconds a worker waits after a short claim through the limited claim function before
+it claims again; the wait doubles, up to the poll interval, while claims come back empty.
+A limit holds jobs back that other workers' completions free, and nothing announces
+that; nor a claim that passed over a type another claim held (SKIP LOCKED)."""
 
 
 class AloneStep(enum.Enum):
@@ -76,6 +81,7 @@ class Dispatch:
         self._next_alone_check = 0.0
         self._resume_until = 0.0
         self._next_poll = 0.0
+        self._limited_wait = LIMITED_WAIT_FIRST
         self.grace_deadline = math.inf
 
     # ------------------------------------------------------------------ waking
@@ -172,13 +178,15 @@ class Dispatch:
         now: float,
         alone: AloneStep = AloneStep.NONE,
         alone_due: bool = False,
+        limited: bool = False,
     ) -> None:
         """A round that asked for ``want`` jobs came back with ``claimed``; ``notified``
         is :attr:`notified` as it was before the round; ``alone`` is the round's
-        :meth:`alone_step`, and ``alone_due`` the answer of a check."""
+        :meth:`alone_step`, and ``alone_due`` the answer of a check; ``limited``: the
+        round claimed through the limited claim function."""
         if not want:
             return
-        self._claimed(want, claimed, notified, now)
+        self._claimed(want, claimed, notified, now, limited)
         if alone is AloneStep.CHECK and alone_due:
             self.alone_waiting = self.hungry = True
         elif alone is AloneStep.CLAIM:
@@ -190,7 +198,9 @@ class Dispatch:
                 self.hungry = True
                 self.resume_after = None
 
-    def _claimed(self, want: int, claimed: Sequence[Claimed], notified: int, now: float) -> None:
+    def _claimed(
+        self, want: int, claimed: Sequence[Claimed], notified: int, now: float, limited: bool
+    ) -> None:
         full = len(claimed) == want
         # A short claim that resumed may have passed over due jobs before its position; a
         # notification during the claim may be for a job it could not see yet: either
@@ -199,7 +209,20 @@ class Dispatch:
         self.hungry = full or resumed or self.notified != notified
         self._resume_from(claimed[-1] if full else None, now)
         if not self.hungry:
-            self._next_poll = now + self.settings.poll_interval
+            self._next_poll = now + self._wait_after_short_claim(bool(claimed), limited)
+
+    def _wait_after_short_claim(self, claimed_some: bool, limited: bool) -> float:
+        """The poll interval; after a limited claim, :data:`LIMITED_WAIT_FIRST`, doubled
+        for each limited claim in a row that claimed nothing, up to the poll interval."""
+        poll = self.settings.poll_interval
+        if not limited:
+            self._limited_wait = LIMITED_WAIT_FIRST
+            return poll
+        if claimed_some:
+            self._limited_wait = LIMITED_WAIT_FIRST
+        else:
+            self._limited_wait = min(self._limited_wait * 2, poll)
+        return min(self._limited_wait, poll)
 
     def _resume_from(self, last: Claimed | None, now: float) -> None:
         """Let the next claim resume after ``last`` (``None``: from the start of the queue).

@@ -88,6 +88,8 @@ class RoundResult:
     """Outcomes refused for a reason that is not the connection's: tried again next round."""
     alone_due: bool = False
     """The answer of an :attr:`AloneStep.CHECK`: a job that runs alone is due."""
+    limited: bool = False
+    """It claimed through the limited claim function."""
 
 
 class Recorder:
@@ -139,6 +141,7 @@ class Recorder:
         elif alone is AloneStep.CHECK:
             result.alone_due = bool(connection.execute(*statements.alone_due(job_types)).scalar())
         if completions or want or len(completions) < len(pending):
+            result.limited = self.limited and want > 0
             done, claimed = self._complete_and_claim(connection, completions, want, resume_after)
             result.claimed += claimed
             settle_completions(completions, done)

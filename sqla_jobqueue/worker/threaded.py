@@ -342,7 +342,15 @@ class Worker:
                     continue
                 backoff = 0.0
                 claimed = result.claimed
-                dispatch.claimed(want, claimed, notified, time.monotonic(), alone, result.alone_due)
+                dispatch.claimed(
+                    want,
+                    claimed,
+                    notified,
+                    time.monotonic(),
+                    alone,
+                    result.alone_due,
+                    result.limited,
+                )
                 for run in dispatch.runs(claimed, time.monotonic()):
                     self._work.put(run)
                 if dispatch.again_at_once(free, len(claimed)) or not self._outcomes.empty():

@@ -9,7 +9,13 @@ from typing import Any
 
 from sqla_jobqueue.handlers import Handler, JobContext, JobContextBase, Registry
 from sqla_jobqueue.statements import Claimed
-from sqla_jobqueue.worker.dispatch import ALONE_CHECK_INTERVAL, IDLE_CAP, AloneStep, Dispatch
+from sqla_jobqueue.worker.dispatch import (
+    ALONE_CHECK_INTERVAL,
+    IDLE_CAP,
+    LIMITED_WAIT_FIRST,
+    AloneStep,
+    Dispatch,
+)
 from sqla_jobqueue.worker.outcomes import COMPLETED, FAILED, Outcome
 from sqla_jobqueue.worker.settings import WorkerSettings
 
@@ -53,6 +59,26 @@ def test_a_short_claim_waits_for_the_poll_and_a_full_one_resumes_after_its_last_
     # A position is kept for one poll interval at most.
     d.claim_size(T0 + 4.5, stopping=False, free=4)
     assert d.resume_after is None
+
+
+def test_a_short_limited_claim_looks_again_soon_and_backs_off_while_it_claims_nothing() -> None:
+    d = dispatch(concurrency=4, poll_interval=1)
+    # Claimed some, not all: limits hold jobs back that finishing jobs free.
+    d.claimed(4, claimed(1), d.notified, T0, limited=True)
+    assert d.claim_size(T0 + LIMITED_WAIT_FIRST / 2, stopping=False, free=3) == 0
+    assert d.claim_size(T0 + LIMITED_WAIT_FIRST, stopping=False, free=3) == 3
+    waits = []
+    now = T0
+    for _ in range(10):
+        d.claimed(3, [], d.notified, now, limited=True)
+        waits.append(round(d.idle_timeout(now, stopping=False, free=3), 6))
+    assert waits[:3] == [2 * LIMITED_WAIT_FIRST, 4 * LIMITED_WAIT_FIRST, 8 * LIMITED_WAIT_FIRST]
+    assert waits[-1] == 1.0, "never longer than the poll interval"
+    # One job claimed starts over; an unlimited short claim waits the whole poll interval.
+    d.claimed(3, claimed(1), d.notified, now, limited=True)
+    assert round(d.idle_timeout(now, stopping=False, free=2), 6) == LIMITED_WAIT_FIRST
+    d.claimed(3, claimed(1), d.notified, now)
+    assert round(d.idle_timeout(now, stopping=False, free=2), 6) == 1.0
 
 
 def test_a_notification_during_a_claim_makes_it_look_again_at_once() -> None:

@@ -17,9 +17,12 @@ LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+-- Planned once per session: a custom plan of the claim cost more to make than to run.
+SET plan_cache_mode = force_generic_plan
 AS $limited$
 DECLARE
     claim_time timestamptz;
+    unlimited_wanted boolean;
     limited_types varchar[];
     open_types varchar[];
     budgets integer[];
@@ -61,6 +64,19 @@ BEGIN
                   HINT = 'Claim in a transaction of its own at READ COMMITTED.';
     END IF;
     claim_time := clock_timestamp();
+    -- Whether the claim may take types that are neither limited nor paused: when it names
+    -- only limited types, it does not read the claim index for others.
+    unlimited_wanted := p_job_types IS NULL OR EXISTS (
+        SELECT 1
+        FROM unnest(p_job_types) AS wanted(job_type)
+        WHERE wanted.job_type NOT IN (
+            SELECT controls.job_type FROM {controls_table} AS controls
+            WHERE controls.paused_at IS NOT NULL
+               OR controls.max_running IS NOT NULL
+               OR controls.max_running_per_key IS NOT NULL
+               OR controls.rate_limit IS NOT NULL
+        )
+    );
     -- How many jobs of each limited type this claim may take: what its limit on held jobs
     -- leaves, and the whole tokens its bucket holds now.
     SELECT array_agg(typed.job_type), array_agg(typed.budget), array_agg(typed.max_running_per_key)
@@ -131,7 +147,8 @@ BEGIN
     ), unlimited AS MATERIALIZED (
         SELECT job.id, job.priority, job.created_at
         FROM {table} AS job
-        WHERE job.status = 'pending'
+        WHERE unlimited_wanted
+          AND job.status = 'pending'
           AND (p_job_types IS NULL OR job.job_type = ANY (p_job_types))
           AND job.run_at <= statement_timestamp()
           AND job.attempts < job.max_attempts

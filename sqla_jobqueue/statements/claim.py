@@ -286,6 +286,26 @@ class ClaimStatements(StatementsBase):
             params["p_job_types"] = list(job_types)
         return Bound(self._once(("alone_due", typed), build), params)
 
+    def held_back(self, job_types: Sequence[str] | None) -> Bound:
+        """Whether a due job of ``job_types`` (any type, for ``None``) that is not paused
+        waits (one row, a boolean): after a limited claim that claimed nothing, a job
+        that waits is held back by a limit, and a limit frees it when a job finishes."""
+        typed = job_types is not None
+
+        def build() -> Any:
+            types = param("p_job_types", ARRAY(String())) if typed else None
+            controls = controls_table(self.table).c
+            paused = select(controls.job_type).where(controls.paused_at.is_not(None))
+            due = select(self.table.c.id).where(
+                *_claimable(self.table, types, None), self.table.c.job_type.not_in(paused)
+            )
+            return select(due.exists())
+
+        params: dict[str, Any] = {}
+        if job_types is not None:
+            params["p_job_types"] = list(job_types)
+        return Bound(self._once(("held_back", typed), build), params)
+
     def limits_set(self, job_types: Sequence[str] | None) -> Bound:
         """Whether any of ``job_types`` (any type, for ``None``) has a limit (one row, a
         boolean): while one has, a worker claims through the limited claim function."""

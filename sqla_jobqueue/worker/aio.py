@@ -350,6 +350,7 @@ class AsyncWorker:
                     alone,
                     result.alone_due,
                     result.limited,
+                    result.held_back,
                 )
                 for run in dispatch.runs(claimed, time.monotonic()):
                     self._start(run)

@@ -21,7 +21,14 @@ from ..statements import Claimed, ClaimPosition
 from .outcomes import Outcome, Run, shutdown_outcome, timed_out_outcome
 from .settings import WorkerSettings
 
-__all__ = ["ALONE_CHECK_INTERVAL", "IDLE_CAP", "LIMITED_WAIT_FIRST", "AloneStep", "Dispatch"]
+__all__ = [
+    "ALONE_CHECK_INTERVAL",
+    "IDLE_CAP",
+    "LIMITED_WAIT_CAP",
+    "LIMITED_WAIT_FIRST",
+    "AloneStep",
+    "Dispatch",
+]
 
 IDLE_CAP = 1.0
 """Longest an idle dispatcher sleeps before it looks at its state again."""
@@ -29,9 +36,12 @@ ALONE_CHECK_INTERVAL = 5.0
 """How often a busy worker asks whether a job that must run alone is due."""
 LIMITED_WAIT_FIRST = 0.01
 """Seconds a worker waits after a short claim through the limited claim function before
-it claims again; the wait doubles, up to the poll interval, while claims come back empty.
-A limit holds jobs back that other workers' completions free, and nothing announces
-that; nor a claim that passed over a type another claim held (SKIP LOCKED)."""
+it claims again: a limit holds jobs back that other workers' completions free, and
+nothing announces that; nor a claim that passed over a type another claim held (SKIP
+LOCKED). While such claims come back empty with due jobs held back, the wait doubles up
+to :data:`LIMITED_WAIT_CAP`; with none due, it is the poll interval."""
+LIMITED_WAIT_CAP = 0.1
+"""Longest wait between claims while limits hold due jobs back."""
 
 
 class AloneStep(enum.Enum):
@@ -179,14 +189,16 @@ class Dispatch:
         alone: AloneStep = AloneStep.NONE,
         alone_due: bool = False,
         limited: bool = False,
+        held_back: bool = False,
     ) -> None:
         """A round that asked for ``want`` jobs came back with ``claimed``; ``notified``
         is :attr:`notified` as it was before the round; ``alone`` is the round's
         :meth:`alone_step`, and ``alone_due`` the answer of a check; ``limited``: the
-        round claimed through the limited claim function."""
+        round claimed through the limited claim function, and ``held_back``: it claimed
+        nothing while limits held due jobs back."""
         if not want:
             return
-        self._claimed(want, claimed, notified, now, limited)
+        self._claimed(want, claimed, notified, now, limited, held_back)
         if alone is AloneStep.CHECK and alone_due:
             self.alone_waiting = self.hungry = True
         elif alone is AloneStep.CLAIM:
@@ -199,7 +211,13 @@ class Dispatch:
                 self.resume_after = None
 
     def _claimed(
-        self, want: int, claimed: Sequence[Claimed], notified: int, now: float, limited: bool
+        self,
+        want: int,
+        claimed: Sequence[Claimed],
+        notified: int,
+        now: float,
+        limited: bool,
+        held_back: bool,
     ) -> None:
         full = len(claimed) == want
         # A short claim that resumed may have passed over due jobs before its position; a
@@ -209,19 +227,20 @@ class Dispatch:
         self.hungry = full or resumed or self.notified != notified
         self._resume_from(claimed[-1] if full else None, now)
         if not self.hungry:
-            self._next_poll = now + self._wait_after_short_claim(bool(claimed), limited)
+            self._next_poll = now + self._wait_after_short_claim(bool(claimed), limited, held_back)
 
-    def _wait_after_short_claim(self, claimed_some: bool, limited: bool) -> float:
-        """The poll interval; after a limited claim, :data:`LIMITED_WAIT_FIRST`, doubled
-        for each limited claim in a row that claimed nothing, up to the poll interval."""
+    def _wait_after_short_claim(self, claimed_some: bool, limited: bool, held_back: bool) -> float:
+        """The poll interval; after a limited claim that claimed some jobs,
+        :data:`LIMITED_WAIT_FIRST`; after one that claimed none while limits hold due jobs
+        back, twice the last such wait, up to :data:`LIMITED_WAIT_CAP`."""
         poll = self.settings.poll_interval
-        if not limited:
+        if limited and claimed_some:
+            self._limited_wait = LIMITED_WAIT_FIRST
+        elif limited and held_back:
+            self._limited_wait = min(self._limited_wait * 2, LIMITED_WAIT_CAP)
+        else:
             self._limited_wait = LIMITED_WAIT_FIRST
             return poll
-        if claimed_some:
-            self._limited_wait = LIMITED_WAIT_FIRST
-        else:
-            self._limited_wait = min(self._limited_wait * 2, poll)
         return min(self._limited_wait, poll)
 
     def _resume_from(self, last: Claimed | None, now: float) -> None:

@@ -90,6 +90,9 @@ class RoundResult:
     """The answer of an :attr:`AloneStep.CHECK`: a job that runs alone is due."""
     limited: bool = False
     """It claimed through the limited claim function."""
+    held_back: bool = False
+    """It claimed through the limited claim function and got nothing, while due jobs of
+    the worker's types wait: limits hold them back."""
 
 
 class Recorder:
@@ -144,6 +147,9 @@ class Recorder:
             result.limited = self.limited and want > 0
             done, claimed = self._complete_and_claim(connection, completions, want, resume_after)
             result.claimed += claimed
+            if result.limited and not claimed:
+                held_back = self.statements.held_back(self.settings.job_types)
+                result.held_back = bool(connection.execute(*held_back).scalar())
             settle_completions(completions, done)
             result.again = self._record(connection, pending)
         for written in pending:

@@ -12,6 +12,7 @@ from sqla_jobqueue.statements import Claimed
 from sqla_jobqueue.worker.dispatch import (
     ALONE_CHECK_INTERVAL,
     IDLE_CAP,
+    LIMITED_WAIT_CAP,
     LIMITED_WAIT_FIRST,
     AloneStep,
     Dispatch,
@@ -68,17 +69,18 @@ def test_a_short_limited_claim_looks_again_soon_and_backs_off_while_it_claims_no
     assert d.claim_size(T0 + LIMITED_WAIT_FIRST / 2, stopping=False, free=3) == 0
     assert d.claim_size(T0 + LIMITED_WAIT_FIRST, stopping=False, free=3) == 3
     waits = []
-    now = T0
-    for _ in range(10):
-        d.claimed(3, [], d.notified, now, limited=True)
-        waits.append(round(d.idle_timeout(now, stopping=False, free=3), 6))
-    assert waits[:3] == [2 * LIMITED_WAIT_FIRST, 4 * LIMITED_WAIT_FIRST, 8 * LIMITED_WAIT_FIRST]
-    assert waits[-1] == 1.0, "never longer than the poll interval"
-    # One job claimed starts over; an unlimited short claim waits the whole poll interval.
-    d.claimed(3, claimed(1), d.notified, now, limited=True)
-    assert round(d.idle_timeout(now, stopping=False, free=2), 6) == LIMITED_WAIT_FIRST
-    d.claimed(3, claimed(1), d.notified, now)
-    assert round(d.idle_timeout(now, stopping=False, free=2), 6) == 1.0
+    for _ in range(6):
+        d.claimed(3, [], d.notified, T0, limited=True, held_back=True)
+        waits.append(round(d.idle_timeout(T0, stopping=False, free=3), 6))
+    assert waits == [0.02, 0.04, 0.08, LIMITED_WAIT_CAP, LIMITED_WAIT_CAP, LIMITED_WAIT_CAP]
+    # Nothing due: the poll interval. One job claimed starts over.
+    d.claimed(3, [], d.notified, T0, limited=True, held_back=False)
+    assert round(d.idle_timeout(T0, stopping=False, free=3), 6) == 1.0
+    d.claimed(3, claimed(1), d.notified, T0, limited=True)
+    assert round(d.idle_timeout(T0, stopping=False, free=2), 6) == LIMITED_WAIT_FIRST
+    # An unlimited short claim waits the whole poll interval.
+    d.claimed(3, claimed(1), d.notified, T0)
+    assert round(d.idle_timeout(T0, stopping=False, free=2), 6) == 1.0
 
 
 def test_a_notification_during_a_claim_makes_it_look_again_at_once() -> None:

@@ -1,6 +1,6 @@
 """The cost of issue 15's flow control: ``python -m benchmarks.flow_control MEASURE``.
 
-Three measurements the processing harness cannot take (``benchmarks.refs`` compares
+Four measurements the processing harness cannot take (``benchmarks.refs`` compares
 the processing rates of two checkouts):
 
 ``claim``
@@ -17,6 +17,13 @@ the processing rates of two checkouts):
 ``deps``
     2 ``Worker`` processes draining independent jobs, fan-ins (9 parents, 1 child) and
     chains of 10, in rotated order.
+``limits``
+    2 ``Worker`` processes draining jobs of one type in rotated variants: ``unlimited``
+    (no key, no limit), ``keyed`` (each job one of ``--keys`` concurrency keys, drawn at
+    random with a fixed seed, no limit), ``per_key_1`` (the same keys,
+    ``max_running_per_key=1``), ``type_limit`` (no keys, ``max_running=100``) and
+    ``rate_limit`` (no keys, ``rate_limit=1_000_000``: a limit that never binds, what the
+    limited claim costs by itself). Jobs and limits are written before the workers start.
 
 Each side's children run the code of their checkout (``PYTHONPATH``); they are this file
 run with ``python -P`` so that this directory is not put on their path. Timings use
@@ -233,6 +240,50 @@ def _child_deps_prefill(url: str, shape: str, n: int) -> dict[str, Any]:
     return {"statuses": counts}
 
 
+LIMIT_VARIANTS = ["unlimited", "keyed", "per_key_1", "type_limit", "rate_limit"]
+LIMIT_SETTINGS: dict[str, dict[str, int]] = {
+    "per_key_1": {"max_running_per_key": 1},
+    "type_limit": {"max_running": 100},
+    "rate_limit": {"rate_limit": 1_000_000},
+}
+"""The keywords of ``JobQueue.limit`` for each limited variant."""
+KEYED_VARIANTS = ("keyed", "per_key_1")
+KEY_SEED = 15
+
+
+def _child_limits_prefill(url: str, variant: str, n: int, keys: int) -> dict[str, Any]:
+    """``n`` no-op jobs of one type, with one of ``keys`` concurrency keys each (drawn at
+    random, seed ``KEY_SEED``) for the keyed variants, and the variant's limit set."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import sessionmaker
+
+    from sqla_jobqueue import JobQueue
+
+    engine = _engine(url)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    if variant in KEYED_VARIANTS:
+        draw = random.Random(KEY_SEED)
+        specs = [
+            {"job_type": JOB_TYPE, "concurrency_key": f"customer:{draw.randrange(keys)}"}
+            for _ in range(n)
+        ]
+    else:
+        specs = [{"job_type": JOB_TYPE}] * n
+    with factory.begin() as session:
+        JobQueue(session).enqueue_many(specs)
+    with factory.begin() as session:
+        if variant in LIMIT_SETTINGS:
+            JobQueue(session).limit(JOB_TYPE, **LIMIT_SETTINGS[variant])
+        limits = [str(limit) for limit in JobQueue(session).limits()]
+    with engine.begin() as connection:
+        connection.execute(text("ANALYZE jobs"))
+        row = connection.execute(
+            text("SELECT count(*), count(DISTINCT concurrency_key) FROM jobs")
+        ).one()
+    engine.dispose()
+    return {"jobs": row[0], "keys": row[1], "limits": limits}
+
+
 REMAINING_SQL = (
     "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'pending') "
     "OR EXISTS (SELECT 1 FROM jobs WHERE status IN ('claimed', 'running')) "
@@ -297,6 +348,8 @@ def _child(spec: dict[str, Any]) -> Any:
         return _child_deps_prefill(url, spec["shape"], spec["n"])
     if action == "deps_drain":
         return _child_deps_drain(url)
+    if action == "limits_prefill":
+        return _child_limits_prefill(url, spec["variant"], spec["n"], spec["keys"])
     raise ValueError(action)
 
 
@@ -374,42 +427,52 @@ class _Stats:
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def _template(server: Any, root: str, label: str) -> str:
+def _template(server: Any, root: str, label: str, prefix: str = "tpl_flow") -> str:
     from .run import run_child
 
-    url: str = server.create_database(f"tpl_flow_{label}")
+    url: str = server.create_database(f"{prefix}_{label}")
     run_child("sqla_jobqueue", "install", url, root=root)
     _Stats(url)
     return url.rsplit("/", 1)[1].split("?", 1)[0]
 
 
 def _drain_workers(url: str, root: str, n: int) -> dict[str, Any]:
+    """2 ``deps_drain`` children released together; their stderr (the workers' log) is
+    kept in a file and its ``database error`` lines counted."""
+    import tempfile
+
     spec = json.dumps({"action": "deps_drain", "url": url})
-    procs = [
-        subprocess.Popen(
-            [*_command(root), spec],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=_env(root),
-            cwd=root,
-        )
-        for _ in range(2)
-    ]
-    for proc in procs:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    results = [json.loads(proc.communicate()[0].strip().splitlines()[-1]) for proc in procs]
+    with tempfile.TemporaryFile("w+") as log:
+        procs = [
+            subprocess.Popen(
+                [*_command(root), spec],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=_env(root),
+                cwd=root,
+            )
+            for _ in range(2)
+        ]
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = [json.loads(proc.communicate()[0].strip().splitlines()[-1]) for proc in procs]
+        log.seek(0)
+        errors = [line.rstrip() for line in log if line.startswith("database error")]
     first = min(r["first"] for r in results if r["first"] is not None)
     end = max(r["end"] for r in results)
     return {
         "rate": n / (end - first),
         "seconds": end - first,
         "handled": sum(r["done"] for r in results),
+        "database_errors": len(errors),
+        "database_error_kinds": sorted({line.split(";")[0] for line in errors}),
     }
 
 
@@ -549,20 +612,81 @@ def _measure_deps(server: Any, args: argparse.Namespace, out: dict[str, Any]) ->
     out["commits"] = {"after": args.after_name}
 
 
+def _measure_limits(server: Any, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    from .run import rotated
+
+    root = os.path.abspath(args.after)
+    template = _template(server, root, "tpl", prefix="limits")
+    trials: list[dict[str, Any]] = []
+    try:
+        for trial in range(args.repeats):
+            for variant in rotated(LIMIT_VARIANTS, trial):
+                with server.scratch("limits", template=template) as url:
+                    spec = {"action": "limits_prefill", "url": url, "variant": variant}
+                    filled = _run(root, {**spec, "n": args.jobs, "keys": args.keys})
+                    stats = _Stats(url)
+                    stats.reset()
+                    drain = _drain_workers(url, root, args.jobs)
+                    gaps = _completion_gaps(url)
+                    row = {
+                        "trial": trial,
+                        "variant": variant,
+                        "prefilled": filled,
+                        **drain,
+                        **gaps,
+                        "statements": stats.top(5),
+                    }
+                if gaps["completed"] != args.jobs:
+                    raise SystemExit(f"{variant}: {gaps['completed']} of {args.jobs} completed")
+                trials.append(row)
+                print(
+                    f"  #{trial} {variant}: {row['rate']:,.0f} jobs/s, "
+                    f"{row['completed']:,} completed, {row['database_errors']} database errors "
+                    "logged by the workers",
+                    flush=True,
+                )
+    finally:
+        server.drop_database(server.database(template))
+    medians = {
+        variant: statistics.median(r["rate"] for r in trials if r["variant"] == variant)
+        for variant in LIMIT_VARIANTS
+    }
+    out["jobs"] = args.jobs
+    out["keys"] = args.keys
+    out["trials"] = trials
+    out["medians"] = medians
+    out["over_unlimited"] = {v: rate / medians["unlimited"] for v, rate in medians.items()}
+    out["per_repeat_over_unlimited"] = {
+        variant: [
+            r["rate"] / u["rate"]
+            for r in trials
+            for u in trials
+            if r["variant"] == variant and u["variant"] == "unlimited" and r["trial"] == u["trial"]
+        ]
+        for variant in LIMIT_VARIANTS
+    }
+    out["commits"] = {"after": args.after_name}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.flow_control")
-    parser.add_argument("measure", choices=["claim", "wait", "deps"])
+    parser.add_argument("measure", choices=["claim", "wait", "deps", "limits"])
     parser.add_argument("--before", help="checkout compared against (claim)")
     parser.add_argument("--before-name")
     parser.add_argument("--after", default=HERE, help="checkout measured (default: this one)")
     parser.add_argument("--after-name")
-    parser.add_argument("--jobs", type=int, default=2_000)
+    parser.add_argument(
+        "--jobs", type=int, help="jobs per repeat (default 20,000 for limits, else 2,000)"
+    )
     parser.add_argument("--drain-jobs", type=int, default=20_000, help="claim: jobs drained")
     parser.add_argument("--poll-jobs", type=int, default=40, help="wait: jobs per poll variant")
+    parser.add_argument("--keys", type=int, default=1_000, help="limits: concurrency keys")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--database-url", help="use this server instead of an embedded one")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
+    if args.jobs is None:
+        args.jobs = 20_000 if args.measure == "limits" else 2_000
     from .server import start_server
 
     out: dict[str, Any] = {
@@ -570,7 +694,12 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "loadavg_before": os.getloadavg(),
     }
-    measure = {"claim": _measure_claim, "wait": _measure_wait, "deps": _measure_deps}
+    measure = {
+        "claim": _measure_claim,
+        "wait": _measure_wait,
+        "deps": _measure_deps,
+        "limits": _measure_limits,
+    }
     with start_server(args.database_url) as server:
         out["server"] = server.describe()
         measure[args.measure](server, args, out)

@@ -270,26 +270,17 @@ class ClaimStatements(StatementsBase):
         """Whether a job that crashed a worker is due (one row, a boolean): a busy worker
         asks now and then, and stops claiming until it can run that job alone. Jobs of
         paused types are not due; those of limited types are."""
-        typed = job_types is not None
-
-        def build() -> Any:
-            types = param("p_job_types", ARRAY(String())) if typed else None
-            controls = controls_table(self.table).c
-            paused = select(controls.job_type).where(controls.paused_at.is_not(None))
-            due = select(self.table.c.id).where(
-                *_claimable(self.table, types, True), self.table.c.job_type.not_in(paused)
-            )
-            return select(due.exists())
-
-        params: dict[str, Any] = {}
-        if job_types is not None:
-            params["p_job_types"] = list(job_types)
-        return Bound(self._once(("alone_due", typed), build), params)
+        return self._due_exists(job_types, crashed=True)
 
     def held_back(self, job_types: Sequence[str] | None) -> Bound:
         """Whether a due job of ``job_types`` (any type, for ``None``) that is not paused
         waits (one row, a boolean): after a limited claim that claimed nothing, a job
         that waits is held back by a limit, and a limit frees it when a job finishes."""
+        return self._due_exists(job_types, crashed=None)
+
+    def _due_exists(self, job_types: Sequence[str] | None, crashed: bool | None) -> Bound:
+        """Whether a due job of ``job_types`` (``crashed`` as in
+        :func:`claim_candidates`) of a type that is not paused exists."""
         typed = job_types is not None
 
         def build() -> Any:
@@ -297,14 +288,14 @@ class ClaimStatements(StatementsBase):
             controls = controls_table(self.table).c
             paused = select(controls.job_type).where(controls.paused_at.is_not(None))
             due = select(self.table.c.id).where(
-                *_claimable(self.table, types, None), self.table.c.job_type.not_in(paused)
+                *_claimable(self.table, types, crashed), self.table.c.job_type.not_in(paused)
             )
             return select(due.exists())
 
         params: dict[str, Any] = {}
         if job_types is not None:
             params["p_job_types"] = list(job_types)
-        return Bound(self._once(("held_back", typed), build), params)
+        return Bound(self._once(("due_exists", typed, crashed), build), params)
 
     def limits_set(self, job_types: Sequence[str] | None) -> Bound:
         """Whether any of ``job_types`` (any type, for ``None``) has a limit (one row, a

@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
-from sqla_jobqueue import JobStatus, TypeLimits
+from sqla_jobqueue import JobQueue, JobStatus, TypeLimits
 from sqla_jobqueue.errors import InvalidJobError
+from sqla_jobqueue.statements import JobStatements
+from tests.helpers import job_table
 from tests.integration.executors import Executor
 
 
@@ -197,3 +200,28 @@ def test_enqueue_many_gives_jobs_their_concurrency_keys(executor: Executor) -> N
     with executor.begin() as queue:
         keys = [queue.get(job_id).concurrency_key for job_id in ids]
         assert keys == ["k0", "k1", "k0", "k1", None]
+
+
+def test_a_crashed_job_of_a_limited_type_runs_alone_within_the_limit(engine: Engine) -> None:
+    """A worker's rounds pass over a job that crashed a worker; its claim of one job to
+    run alone takes it, within the type's limit like any other."""
+    statements = JobStatements.of(job_table())
+    with Session(engine) as session, session.begin():
+        queue = JobQueue(session)
+        queue.limit("export", max_running=1)
+        crashed = queue.enqueue("export", priority=150).id
+        other = queue.enqueue("export").id
+        session.execute(text("UPDATE jobs SET crashes = 1 WHERE id = :id"), {"id": crashed})
+    empty: list[Any] = []
+    with engine.begin() as connection:
+        round_ = statements.complete_and_claim(
+            "w", empty, empty, empty, empty, empty, 10, None, limited=True
+        )
+        assert [row.id for row in connection.execute(*round_)] == [other]
+    with engine.begin() as connection:
+        assert connection.execute(*statements.claim_alone("w", None, limited=True)).all() == []
+    with Session(engine) as session, session.begin():
+        JobQueue(session).complete(other, attempt=1)
+    with engine.begin() as connection:
+        alone = connection.execute(*statements.claim_alone("w", None, limited=True)).all()
+        assert [row.id for row in alone] == [crashed]

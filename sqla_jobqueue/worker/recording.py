@@ -148,8 +148,8 @@ class Recorder:
             done, claimed = self._complete_and_claim(connection, completions, want, resume_after)
             result.claimed += claimed
             if result.limited and not claimed:
-                held_back = self.statements.held_back(self.settings.job_types)
-                result.held_back = bool(connection.execute(*held_back).scalar())
+                held_back = connection.execute(*statements.held_back(job_types)).scalar()
+                result.held_back = bool(held_back)
             settle_completions(completions, done)
             result.again = self._record(connection, pending)
         for written in pending:

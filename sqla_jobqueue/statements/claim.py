@@ -111,26 +111,28 @@ class ClaimPosition(NamedTuple):
 def claim_candidates(
     table: Table, limit: Any, job_types: Any | None = None, crashed: bool | None = False
 ) -> Select[Any]:
-    """The ids a claim takes, locked: due pending jobs with attempts left, highest
-    priority first, then oldest, then by id, skipping rows another claim has locked.
+    """The ids a claim takes, locked: due pending jobs with attempts left, of types
+    neither paused nor limited, highest priority first, then oldest, then by id,
+    skipping rows another claim has locked.
 
     ``limit`` and ``job_types`` (an array expression, ``None`` for every type) may be
     values or bound parameters. ``crashed`` chooses among jobs that never crashed a
     worker (``False``, what a claim of several jobs takes), jobs that did (``True``: they
-    run alone) or both (``None``, for a claim of one job). The repository's claim, the
-    worker's round and the installed ``claim_job_batch`` all select this way.
+    run alone) or both (``None``, for a claim of one job). The repository's claim and the
+    worker's round select this way; the installed limited claim function selects the
+    same way and adds the jobs of limited types.
     """
     c = table.c
     return (
         select(c.id)
-        .where(*_claimable(table, job_types, crashed), c.job_type.not_in(passed_over(table)))
+        .where(*_claimable(table, job_types, crashed), c.job_type.not_in(_passed_over(table)))
         .order_by(c.priority.desc(), c.created_at, c.id)
         .limit(limit)
         .with_for_update(skip_locked=True, key_share=True)
     )
 
 
-def passed_over(table: Table) -> Select[Any]:
+def _passed_over(table: Table) -> Select[Any]:
     """The job types whose jobs :func:`claim_candidates` passes over: paused ones, and
     limited ones (only the limited claim function claims those).
 
@@ -145,7 +147,8 @@ def passed_over(table: Table) -> Select[Any]:
 
 def _claimable(table: Table, job_types: Any | None, crashed: bool | None) -> list[Any]:
     """The conditions of :func:`claim_candidates` but the types passed over, and of the
-    check for due jobs that run alone."""
+    questions whether due jobs wait (:meth:`ClaimStatements.alone_due`,
+    :meth:`ClaimStatements.held_back`)."""
     c = table.c
     conditions = [
         c.status == status_literal(JobStatus.PENDING),

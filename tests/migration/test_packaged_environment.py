@@ -144,7 +144,10 @@ def test_installed_function_is_hardened_and_versioned(alembic_engine: Engine) ->
             )
         ).one()
     assert limited.prosecdef is False
-    assert limited.proconfig == ["search_path=pg_catalog, pg_temp"]
+    assert limited.proconfig == [
+        "search_path=pg_catalog, pg_temp",
+        "plan_cache_mode=force_generic_plan",
+    ]
     assert limited.public_can_execute is False
     assert "FOR NO KEY UPDATE SKIP LOCKED" in limited.body
     assert "AS MATERIALIZED" in limited.body

@@ -99,6 +99,21 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _command_path(args: Sequence[str]) -> str:
+    """``sqla-jobqueue`` and the command ``args`` name, down to a group's command
+    (``sqla-jobqueue bulk cancel``): the first argument of each level that names one."""
+    path, group = [PROG], cli
+    for arg in args:
+        command = group.commands.get(arg) if not arg.startswith("-") else None
+        if command is None:
+            continue
+        path.append(arg)
+        if not isinstance(command, click.Group):
+            break
+        group = command
+    return " ".join(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``sqla-jobqueue`` with ``argv`` (default: the process's arguments).
 
@@ -109,12 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM ends a command like Ctrl-C, so an embedded server it started is stopped.
     with contextlib.suppress(ValueError):
         signal.signal(signal.SIGTERM, _interrupt)
-    root: click.Context | None = None
-
-    def command() -> str:
-        name = root.invoked_subcommand if root is not None else None
-        return f"{PROG} {name}" if name else PROG
-
+    failed_in = _command_path(args)
     try:
         root = cli.make_context(PROG, args)
         with root:
@@ -122,20 +132,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.UsageError as error:
-        where = error.ctx.command_path if error.ctx is not None else command()
+        where = error.ctx.command_path if error.ctx is not None else failed_in
         say(f"{where}: error: {one_line(error.format_message())} (see {where} --help)")
         return EXIT_USAGE
     except _BAD_INPUT as error:
-        say(f"{command()}: error: {one_line(str(error))}")
+        say(f"{failed_in}: error: {one_line(str(error))}")
         return EXIT_USAGE
     except (Failure, JobQueueError) as error:
-        say(f"{command()}: error: {one_line(str(error))}")
+        say(f"{failed_in}: error: {one_line(str(error))}")
         return EXIT_FAILURE
     except DBAPIError as error:
-        say(f"{command()}: error: {database_error(error, model_given=False)}")
+        say(f"{failed_in}: error: {database_error(error, model_given=False)}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        say(f"{command()}: interrupted")
+        say(f"{failed_in}: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         with contextlib.suppress(OSError):

@@ -139,6 +139,7 @@ def test_bad_input_is_one_line_and_changes_nothing(
     enqueue(session_factory, {"job_type": "a"})
     line = assert_one_line_error(cli("bulk", *args), 2)
     assert message in line
+    assert line.startswith(f"sqla-jobqueue bulk {args[0]}: error: ")
     assert by_status(engine) == {"pending": 1}
 
 
